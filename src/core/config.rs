@@ -1,0 +1,252 @@
+//! Session options: what users pass to `new AuthSession(options)`, validated once, up front.
+//!
+//! [`Options`] is the raw input (already typed by the JavaScript layer, which reports
+//! wrong JS types itself); [`Config`] is what the session runs on. Every check names the
+//! option at fault, so a CONFIG_ERROR tells the user exactly what to fix.
+
+use crate::core::error::AuthError;
+use crate::core::secret::Password;
+use crate::core::url::{parse_absolute, BaseUrl, Origin};
+
+/// Options as given, before validation. `None` means "not given": the default applies.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub host: Option<String>,
+    pub credentials: Option<(String, Password)>,
+    pub refresh_margin_seconds: Option<f64>,
+    pub auto_refresh: Option<bool>,
+    pub timeout_ms: Option<f64>,
+    pub retries: Option<f64>,
+    pub max_retry_after_seconds: Option<f64>,
+    pub login_path: Option<String>,
+    pub refresh_path: Option<String>,
+    pub revoke_path: Option<String>,
+    pub storage_key: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub allow_insecure_http: Option<bool>,
+}
+
+/// Username and password for `login()` without arguments and for transparent re-login.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Password,
+}
+
+/// Validated options.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub base: BaseUrl,
+    pub credentials: Option<Credentials>,
+    pub refresh_margin_ms: i64,
+    pub auto_refresh: bool,
+    pub timeout_ms: u32,
+    pub retries: u32,
+    pub max_retry_after_ms: u64,
+    pub login_url: String,
+    pub refresh_url: String,
+    pub revoke_url: String,
+    pub storage_key: String,
+    pub allowed_origins: Vec<Origin>,
+}
+
+pub const DEFAULT_REFRESH_MARGIN_SECONDS: f64 = 300.0;
+pub const DEFAULT_TIMEOUT_MS: f64 = 10_000.0;
+pub const DEFAULT_RETRIES: f64 = 2.0;
+pub const DEFAULT_MAX_RETRY_AFTER_SECONDS: f64 = 30.0;
+/// Auth responses larger than this are refused unread: a token pair is a few KiB at most.
+pub const MAX_AUTH_RESPONSE_BYTES: usize = 64 * 1024;
+/// The largest delay `setTimeout` honours; longer ones fire at once in Node.
+pub const MAX_TIMER_DELAY_MS: u32 = 2_147_483_647;
+
+fn number(field: &str, value: Option<f64>, default: f64, min: f64, max: f64, integer: bool) -> Result<f64, AuthError> {
+    let v = value.unwrap_or(default);
+    if !v.is_finite() || v < min || v > max || (integer && v.fract() != 0.0) {
+        let kind = if integer { "an integer" } else { "a number" };
+        return Err(AuthError::config(format!("{field} must be {kind} from {min} to {max}")));
+    }
+    Ok(v)
+}
+
+fn path(field: &str, value: Option<String>, default: &str) -> Result<String, AuthError> {
+    let p = value.unwrap_or_else(|| default.to_owned());
+    let ok = p.starts_with('/')
+        && !p.starts_with("//")
+        && p.len() <= 2048
+        && p.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        && !p.contains(['#', '\\']);
+    if !ok {
+        return Err(AuthError::config(format!(
+            "{field} must be a path starting with a single \"/\", without spaces, control characters or a fragment"
+        )));
+    }
+    Ok(p)
+}
+
+fn check_scheme(field: &str, origin: &Origin, allow_insecure_http: bool) -> Result<(), AuthError> {
+    if origin.is_https() || origin.is_loopback() || allow_insecure_http {
+        Ok(())
+    } else {
+        Err(AuthError::config(format!(
+            "{field} uses http:// with a host other than localhost or 127.0.0.1; use https:// (or set allowInsecureHttp)"
+        )))
+    }
+}
+
+impl Options {
+    /// Validates every option and applies the defaults of API.md.
+    pub fn validate(self) -> Result<Config, AuthError> {
+        let host = self.host.ok_or_else(|| AuthError::config("host is required"))?;
+        let base = BaseUrl::parse(host.trim())
+            .map_err(|e| AuthError::config(format!("host {e} (expected e.g. \"https://api.example.com\")")))?;
+        let allow_insecure_http = self.allow_insecure_http.unwrap_or(false);
+        check_scheme("host", base.origin(), allow_insecure_http)?;
+
+        let credentials = match self.credentials {
+            Some((username, password)) => {
+                if username.is_empty() {
+                    return Err(AuthError::config("credentials.username must be a non-empty string"));
+                }
+                if password.expose().is_empty() {
+                    return Err(AuthError::config("credentials.password must be a non-empty string"));
+                }
+                Some(Credentials { username, password })
+            }
+            None => None,
+        };
+
+        let margin = number(
+            "refreshMarginSeconds",
+            self.refresh_margin_seconds,
+            DEFAULT_REFRESH_MARGIN_SECONDS,
+            0.0,
+            86_400.0,
+            false,
+        )?;
+        let timeout = number("timeoutMs", self.timeout_ms, DEFAULT_TIMEOUT_MS, 1.0, MAX_TIMER_DELAY_MS as f64, true)?;
+        let retries = number("retries", self.retries, DEFAULT_RETRIES, 0.0, 10.0, true)?;
+        let max_retry_after = number(
+            "maxRetryAfterSeconds",
+            self.max_retry_after_seconds,
+            DEFAULT_MAX_RETRY_AFTER_SECONDS,
+            0.0,
+            86_400.0,
+            false,
+        )?;
+
+        let login = path("paths.login", self.login_path, "/auth/login")?;
+        let refresh = path("paths.refresh", self.refresh_path, "/auth/refresh")?;
+        let revoke = path("paths.revoke", self.revoke_path, "/auth/revoke")?;
+
+        let storage_key = match self.storage_key {
+            Some(k) if k.is_empty() || k.len() > 512 => {
+                return Err(AuthError::config("storageKey must be a non-empty string of at most 512 bytes"))
+            }
+            Some(k) => k,
+            None => format!("auth-session:{}", base.as_string()),
+        };
+
+        let mut allowed_origins = Vec::with_capacity(self.allowed_origins.len());
+        for (i, o) in self.allowed_origins.iter().enumerate() {
+            let field = format!("allowedOrigins[{i}]");
+            let url = parse_absolute(o.trim()).map_err(|e| AuthError::config(format!("{field} {e}")))?;
+            if url.rest != "/" {
+                return Err(AuthError::config(format!(
+                    "{field} must be an origin (scheme://host[:port]) without a path, query or fragment"
+                )));
+            }
+            check_scheme(&field, &url.origin, allow_insecure_http)?;
+            allowed_origins.push(url.origin);
+        }
+
+        Ok(Config {
+            login_url: base.join(&login),
+            refresh_url: base.join(&refresh),
+            revoke_url: base.join(&revoke),
+            base,
+            credentials,
+            refresh_margin_ms: (margin * 1000.0).round() as i64,
+            auto_refresh: self.auto_refresh.unwrap_or(true),
+            timeout_ms: timeout as u32,
+            retries: retries as u32,
+            max_retry_after_ms: (max_retry_after * 1000.0).round() as u64,
+            storage_key,
+            allowed_origins,
+        })
+    }
+}
+
+impl Config {
+    /// May a request to this origin carry the bearer token?
+    pub fn may_receive_token(&self, origin: &Origin) -> bool {
+        origin == self.base.origin() || self.allowed_origins.contains(origin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(host: &str) -> Options {
+        Options { host: Some(host.into()), ..Options::default() }
+    }
+
+    fn err(o: Options) -> String {
+        let e = o.validate().unwrap_err();
+        assert_eq!(e.code(), "CONFIG_ERROR");
+        e.message().to_owned()
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = opts("https://api.example.com/v2/").validate().unwrap();
+        assert_eq!(c.refresh_margin_ms, 300_000);
+        assert!(c.auto_refresh);
+        assert_eq!((c.timeout_ms, c.retries, c.max_retry_after_ms), (10_000, 2, 30_000));
+        assert_eq!(c.login_url, "https://api.example.com/v2/auth/login");
+        assert_eq!(c.refresh_url, "https://api.example.com/v2/auth/refresh");
+        assert_eq!(c.revoke_url, "https://api.example.com/v2/auth/revoke");
+        assert_eq!(c.storage_key, "auth-session:https://api.example.com/v2");
+    }
+
+    #[test]
+    fn every_bad_option_is_named() {
+        assert!(err(Options::default()).starts_with("host"));
+        assert!(err(opts("api.example.com")).starts_with("host"));
+        assert!(err(opts("http://api.example.com")).contains("allowInsecureHttp"));
+        assert!(opts("http://localhost:8080").validate().is_ok());
+        assert!(Options { allow_insecure_http: Some(true), ..opts("http://api.internal") }.validate().is_ok());
+        assert!(err(Options { refresh_margin_seconds: Some(-1.0), ..opts("https://x.test") }).starts_with("refreshMarginSeconds"));
+        assert!(err(Options { refresh_margin_seconds: Some(f64::NAN), ..opts("https://x.test") }).starts_with("refreshMarginSeconds"));
+        assert!(err(Options { timeout_ms: Some(0.0), ..opts("https://x.test") }).starts_with("timeoutMs"));
+        assert!(err(Options { timeout_ms: Some(1.5), ..opts("https://x.test") }).starts_with("timeoutMs"));
+        assert!(err(Options { retries: Some(11.0), ..opts("https://x.test") }).starts_with("retries"));
+        assert!(err(Options { max_retry_after_seconds: Some(f64::INFINITY), ..opts("https://x.test") })
+            .starts_with("maxRetryAfterSeconds"));
+        assert!(err(Options { login_path: Some("auth/login".into()), ..opts("https://x.test") }).starts_with("paths.login"));
+        assert!(err(Options { refresh_path: Some("//evil.test/x".into()), ..opts("https://x.test") }).starts_with("paths.refresh"));
+        assert!(err(Options { revoke_path: Some("/a b".into()), ..opts("https://x.test") }).starts_with("paths.revoke"));
+        assert!(err(Options { storage_key: Some(String::new()), ..opts("https://x.test") }).starts_with("storageKey"));
+        assert!(err(Options { allowed_origins: vec!["https://ok.test".into(), "https://x.test/path".into()], ..opts("https://x.test") })
+            .starts_with("allowedOrigins[1]"));
+        assert!(err(Options { allowed_origins: vec!["http://cdn.test".into()], ..opts("https://x.test") })
+            .starts_with("allowedOrigins[0]"));
+        let creds = Some((String::new(), Password::new("p")));
+        assert!(err(Options { credentials: creds, ..opts("https://x.test") }).starts_with("credentials.username"));
+        let creds = Some(("u".to_owned(), Password::new("")));
+        assert!(err(Options { credentials: creds, ..opts("https://x.test") }).starts_with("credentials.password"));
+    }
+
+    #[test]
+    fn token_scope_is_the_host_origin_plus_allowed_origins() {
+        let c = Options { allowed_origins: vec!["https://files.example.com".into()], ..opts("https://api.example.com/v2") }
+            .validate()
+            .unwrap();
+        let origin = |u: &str| parse_absolute(u).unwrap().origin;
+        assert!(c.may_receive_token(&origin("https://api.example.com/other")));
+        assert!(c.may_receive_token(&origin("https://files.example.com/x")));
+        assert!(!c.may_receive_token(&origin("http://api.example.com/")));
+        assert!(!c.may_receive_token(&origin("https://api.example.com:8443/")));
+        assert!(!c.may_receive_token(&origin("https://evil.test/")));
+    }
+}

@@ -1,0 +1,263 @@
+//! The one error type of the library, with the stable codes of the JavaScript contract.
+//!
+//! Every failure a user can see is an [`AuthError`]: a code from API.md's table (or the
+//! server's own code when it sent an error envelope), a name, the HTTP status (0 when there
+//! was none) and whether retrying later may help. Messages are written here or copied from
+//! the server after [`AuthError::redact`]; they never carry a token or a password.
+
+use std::fmt;
+
+/// What went wrong, as the stable `code` users branch on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The server answered with an error envelope; its `name` and `code` are kept as sent.
+    Server { name: String, code: String },
+    Network,
+    Timeout,
+    Aborted,
+    InvalidResponse,
+    ServerError,
+    RateLimited,
+    Http,
+    SessionExpired,
+    NotAuthenticated,
+    OriginNotAllowed,
+    RedirectBlocked,
+    ResponseTooLarge,
+    Config,
+    Disposed,
+    /// The configured storage threw, or held a record that is not ours (extension of API.md).
+    Storage,
+}
+
+impl ErrorCode {
+    /// The `code` property of the JavaScript `AuthError`.
+    pub fn code(&self) -> &str {
+        match self {
+            ErrorCode::Server { code, .. } => code,
+            ErrorCode::Network => "NETWORK_ERROR",
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::Aborted => "ABORTED",
+            ErrorCode::InvalidResponse => "INVALID_RESPONSE",
+            ErrorCode::ServerError => "SERVER_ERROR",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Http => "HTTP_ERROR",
+            ErrorCode::SessionExpired => "SESSION_EXPIRED",
+            ErrorCode::NotAuthenticated => "NOT_AUTHENTICATED",
+            ErrorCode::OriginNotAllowed => "ORIGIN_NOT_ALLOWED",
+            ErrorCode::RedirectBlocked => "REDIRECT_BLOCKED",
+            ErrorCode::ResponseTooLarge => "RESPONSE_TOO_LARGE",
+            ErrorCode::Config => "CONFIG_ERROR",
+            ErrorCode::Disposed => "DISPOSED",
+            ErrorCode::Storage => "STORAGE_ERROR",
+        }
+    }
+
+    /// The `name` property: the server's error name when it sent one, else the client's.
+    pub fn name(&self) -> &str {
+        match self {
+            ErrorCode::Server { name, .. } => name,
+            ErrorCode::Network => "NetworkError",
+            ErrorCode::Timeout => "TimeoutError",
+            ErrorCode::Aborted => "AbortError",
+            ErrorCode::InvalidResponse => "InvalidResponseError",
+            ErrorCode::ServerError => "ServerError",
+            ErrorCode::RateLimited => "RateLimitedError",
+            ErrorCode::Http => "HttpError",
+            ErrorCode::SessionExpired => "SessionExpiredError",
+            ErrorCode::NotAuthenticated => "NotAuthenticatedError",
+            ErrorCode::OriginNotAllowed => "OriginNotAllowedError",
+            ErrorCode::RedirectBlocked => "RedirectBlockedError",
+            ErrorCode::ResponseTooLarge => "ResponseTooLargeError",
+            ErrorCode::Config => "ConfigError",
+            ErrorCode::Disposed => "DisposedError",
+            ErrorCode::Storage => "StorageError",
+        }
+    }
+}
+
+/// A failure of a session operation. Cheap to clone: one refresh failure is handed to every
+/// caller that waited for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthError {
+    code: ErrorCode,
+    message: String,
+    status: u16,
+    retryable: bool,
+}
+
+/// Longest server-provided message we keep: enough for any real explanation, too short to
+/// smuggle a response body into logs.
+const MAX_SERVER_MESSAGE: usize = 300;
+
+impl AuthError {
+    /// A client-side error; `retryable` follows from the code (network trouble, timeouts,
+    /// 5xx and rate limits may pass; everything else will not without a change).
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let retryable = matches!(
+            code,
+            ErrorCode::Network | ErrorCode::Timeout | ErrorCode::ServerError | ErrorCode::RateLimited
+        );
+        AuthError { code, message: message.into(), status: 0, retryable }
+    }
+
+    /// An error the server described in its error envelope. Retryable only for 5xx and 429.
+    pub fn from_server(status: u16, name: &str, code: &str, message: &str) -> Self {
+        AuthError {
+            code: ErrorCode::Server { name: clean(name, 64), code: clean(code, 64) },
+            message: clean(message, MAX_SERVER_MESSAGE),
+            status,
+            retryable: status >= 500 || status == 429,
+        }
+    }
+
+    /// A non-2xx answer without an error envelope: SERVER_ERROR for 5xx, RATE_LIMITED for 429,
+    /// HTTP_ERROR otherwise.
+    pub fn from_status(status: u16) -> Self {
+        let code = match status {
+            429 => ErrorCode::RateLimited,
+            500..=599 => ErrorCode::ServerError,
+            _ => ErrorCode::Http,
+        };
+        AuthError::new(code, format!("the server answered HTTP {status}")).with_status(status)
+    }
+
+    pub fn config(message: impl Into<String>) -> Self {
+        AuthError::new(ErrorCode::Config, message)
+    }
+
+    pub fn invalid_response(message: impl Into<String>) -> Self {
+        AuthError::new(ErrorCode::InvalidResponse, message)
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn code(&self) -> &str {
+        self.code.code()
+    }
+
+    pub fn name(&self) -> &str {
+        self.code.name()
+    }
+
+    pub fn kind(&self) -> &ErrorCode {
+        &self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    pub fn retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// True for the server's 401 envelope or a bare 401: the credential we sent is dead.
+    pub fn is_unauthorized(&self) -> bool {
+        self.status == 401
+    }
+
+    /// Removes every occurrence of the given secrets from the message. Servers echo input in
+    /// error messages more often than they should; we do not pass that on.
+    pub fn redact(mut self, secrets: &[&str]) -> Self {
+        for secret in secrets.iter().filter(|s| s.len() >= 4) {
+            if self.message.contains(secret) {
+                self.message = self.message.replace(secret, "[redacted]");
+            }
+        }
+        if let ErrorCode::Server { name, code } = &mut self.code {
+            for secret in secrets.iter().filter(|s| s.len() >= 4) {
+                if name.contains(secret) || code.contains(secret) {
+                    *name = "ServerError".into();
+                    *code = "SERVER_ERROR".into();
+                }
+            }
+        }
+        self
+    }
+}
+
+/// Keeps printable text only (no control characters: they forge log lines) and caps length.
+fn clean(text: &str, max_chars: usize) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(max_chars).collect();
+    if text.chars().count() > max_chars {
+        out.push('…');
+    }
+    out
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.name(), self.code(), self.message)
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_names_match_the_contract() {
+        let cases = [
+            (ErrorCode::Network, "NETWORK_ERROR", "NetworkError", true),
+            (ErrorCode::Timeout, "TIMEOUT", "TimeoutError", true),
+            (ErrorCode::Aborted, "ABORTED", "AbortError", false),
+            (ErrorCode::InvalidResponse, "INVALID_RESPONSE", "InvalidResponseError", false),
+            (ErrorCode::ServerError, "SERVER_ERROR", "ServerError", true),
+            (ErrorCode::RateLimited, "RATE_LIMITED", "RateLimitedError", true),
+            (ErrorCode::Http, "HTTP_ERROR", "HttpError", false),
+            (ErrorCode::SessionExpired, "SESSION_EXPIRED", "SessionExpiredError", false),
+            (ErrorCode::NotAuthenticated, "NOT_AUTHENTICATED", "NotAuthenticatedError", false),
+            (ErrorCode::OriginNotAllowed, "ORIGIN_NOT_ALLOWED", "OriginNotAllowedError", false),
+            (ErrorCode::RedirectBlocked, "REDIRECT_BLOCKED", "RedirectBlockedError", false),
+            (ErrorCode::ResponseTooLarge, "RESPONSE_TOO_LARGE", "ResponseTooLargeError", false),
+            (ErrorCode::Config, "CONFIG_ERROR", "ConfigError", false),
+            (ErrorCode::Disposed, "DISPOSED", "DisposedError", false),
+            (ErrorCode::Storage, "STORAGE_ERROR", "StorageError", false),
+        ];
+        for (kind, code, name, retryable) in cases {
+            let e = AuthError::new(kind, "m");
+            assert_eq!((e.code(), e.name(), e.retryable(), e.status()), (code, name, retryable, 0));
+        }
+    }
+
+    #[test]
+    fn server_errors_keep_name_and_code_and_are_retryable_only_for_5xx_and_429() {
+        let e = AuthError::from_server(403, "ForbiddenError", "FORBIDDEN", "IP address not authorized");
+        assert_eq!((e.code(), e.name(), e.status(), e.retryable()), ("FORBIDDEN", "ForbiddenError", 403, false));
+        assert!(AuthError::from_server(503, "X", "Y", "").retryable());
+        assert!(AuthError::from_server(429, "X", "Y", "").retryable());
+        assert!(!AuthError::from_server(401, "X", "Y", "").retryable());
+    }
+
+    #[test]
+    fn status_without_envelope_maps_to_client_codes() {
+        assert_eq!(AuthError::from_status(502).code(), "SERVER_ERROR");
+        assert_eq!(AuthError::from_status(429).code(), "RATE_LIMITED");
+        let e = AuthError::from_status(404);
+        assert_eq!((e.code(), e.name(), e.status()), ("HTTP_ERROR", "HttpError", 404));
+    }
+
+    #[test]
+    fn server_messages_are_cleaned_capped_and_redacted() {
+        let long = "x".repeat(1000);
+        let e = AuthError::from_server(400, "N", "C", &long);
+        assert!(e.message().chars().count() <= MAX_SERVER_MESSAGE + 1);
+        let e = AuthError::from_server(400, "N", "C", "bad\r\nInjected: line");
+        assert!(!e.message().contains('\n') && !e.message().contains('\r'));
+        let e = AuthError::from_server(401, "N", "C", "token sekret-token-123 is unknown").redact(&["sekret-token-123"]);
+        assert_eq!(e.message(), "token [redacted] is unknown");
+        let e = AuthError::from_server(401, "sekret-token-123", "C", "m").redact(&["sekret-token-123"]);
+        assert_eq!(e.name(), "ServerError");
+    }
+}
