@@ -1,0 +1,279 @@
+// Type declarations of the auth-session package (the contract is API.md in the repository).
+// Hand-written: wasm-bindgen's generated declarations are not shipped, because they type
+// options and payloads as `any` and miss what the entries add in JavaScript.
+
+/**
+ * A client session for the API: logs in, keeps the access token fresh (one refresh at a
+ * time, however many callers), sends authenticated requests, and revokes.
+ *
+ * The package loads and instantiates its WebAssembly when it is imported; there is no
+ * init call.
+ *
+ * @example
+ * ```ts
+ * import { AuthSession, AuthError } from "auth-session";
+ *
+ * const session = new AuthSession({
+ *   host: "https://api.example.com",
+ *   credentials: { username: "svc-reports", password: process.env.API_PASSWORD! },
+ * });
+ * await session.login();
+ * const report = await session.json<Report>("/reports/42");
+ * session.on("error", (err) => console.warn(err.code, err.message));
+ * await session.revoke();
+ * ```
+ */
+export class AuthSession {
+  /**
+   * Validates the options; makes no request.
+   * @throws {AuthError} `CONFIG_ERROR` when an option is missing or invalid (for example a
+   * `host` that is not an absolute URL, or `http://` to a host other than localhost
+   * without `allowInsecureHttp`).
+   */
+  constructor(options: AuthSessionOptions);
+
+  /**
+   * Logs in with the given credentials, or with `options.credentials` when called without
+   * arguments, and stores the tokens (in `options.storage` too, when given).
+   * Resolves with the new session info; emits `tokens`.
+   * @throws {AuthError} `CONFIG_ERROR` without arguments and without `options.credentials`
+   * (no request is made); the server's code (e.g. `UNAUTHORIZED`) for rejected credentials.
+   */
+  login(username?: string, password?: string): Promise<SessionInfo>;
+
+  /**
+   * Exchanges the refresh token for a new pair now. Single-flight: concurrent callers
+   * (and `fetch`, `json`, `getAccessToken` and the auto-refresh timer) share one request.
+   * @throws {AuthError} `SESSION_EXPIRED` when the server rejects the refresh token or it
+   * has expired (unless `credentials` allow a transparent new login); `NOT_AUTHENTICATED`
+   * without a session.
+   */
+  refresh(): Promise<SessionInfo>;
+
+  /**
+   * Revokes the session on the server and clears it locally (memory and storage), cancelling
+   * timers. Local state is cleared even when the server call fails; the error is then still
+   * thrown. Afterwards calls fail with `NOT_AUTHENTICATED` until the next `login`.
+   */
+  revoke(): Promise<void>;
+
+  /**
+   * `fetch` with the bearer token. Relative inputs resolve against `host` (including its
+   * path prefix). Refreshes first when the token expires within `refreshMarginSeconds`; on a
+   * 401 refreshes once and replays once. HTTP statuses are returned, not thrown.
+   *
+   * `init.signal` aborts this call only (`ABORTED`), also while it waits for a refresh
+   * shared with other callers; the refresh itself goes on.
+   * @throws {AuthError} for the failures in the error table (`NETWORK_ERROR`, `TIMEOUT`,
+   * `ABORTED`, `ORIGIN_NOT_ALLOWED`, `SESSION_EXPIRED`, `NOT_AUTHENTICATED`, `DISPOSED`, …).
+   */
+  fetch(input: string | URL | Request, init?: RequestInit): Promise<Response>;
+
+  /**
+   * Like {@link AuthSession.fetch}, then parses the body and unwraps the API envelope
+   * `{ "success": true, "data": X }` to `X`.
+   * @throws {AuthError} the server's code for an error envelope; `SERVER_ERROR` or
+   * `HTTP_ERROR` for a non-2xx status without one; `INVALID_RESPONSE` for a body that is
+   * not the envelope.
+   */
+  json<T = unknown>(input: string | URL | Request, init?: RequestInit): Promise<T>;
+
+  /**
+   * An access token valid for at least `refreshMarginSeconds`, refreshing first if needed.
+   * For callers that must set the header themselves; prefer {@link AuthSession.fetch}.
+   */
+  getAccessToken(): Promise<string>;
+
+  /**
+   * Loads the tokens saved in `options.storage` (for example after a restart). Resolves
+   * with the restored session info, or `null` when the storage holds no session or one
+   * whose refresh token has expired.
+   * @throws {AuthError} `STORAGE_ERROR` when the storage throws or holds a malformed record.
+   */
+  restore(): Promise<SessionInfo | null>;
+
+  /** The current state and expiry times. Never contains a token. */
+  readonly info: SessionInfo;
+
+  /**
+   * Subscribes to session events. Returns a function that unsubscribes.
+   * - `tokens`: a login or refresh stored new tokens (payload: the new info);
+   * - `expired`: the session ended because the refresh token was rejected or expired;
+   * - `revoked`: `revoke()` ended the session;
+   * - `error`: a background failure (e.g. a timer-driven refresh); never an unhandled
+   *   rejection.
+   *
+   * No payload ever holds a token.
+   */
+  on(event: "tokens" | "expired" | "revoked", listener: (info: SessionInfo) => void): () => void;
+  on(event: "error", listener: (error: AuthError) => void): () => void;
+  on(event: AuthSessionEvent, listener: (payload: SessionInfo | AuthError) => void): () => void;
+
+  /**
+   * Ends the session locally: cancels timers and drops the tokens from memory. Later calls
+   * fail with `DISPOSED`. Idempotent.
+   */
+  dispose(): void;
+
+  /**
+   * Same as {@link AuthSession.dispose}, so that `using session = new AuthSession(…)`
+   * disposes at the end of the scope.
+   */
+  [Symbol.dispose](): void;
+
+  /** The same as {@link AuthSession.info}; what `JSON.stringify(session)` writes. */
+  toJSON(): SessionInfo;
+}
+
+/** The events of {@link AuthSession.on}. */
+export type AuthSessionEvent = "tokens" | "expired" | "revoked" | "error";
+
+export interface AuthSessionOptions {
+  /**
+   * Base URL of the API, e.g. `"https://api.example.com"`. May carry a path prefix
+   * (`"https://x.test/v2"`): auth paths and relative request inputs are appended to it.
+   */
+  host: string;
+
+  /**
+   * Credentials for `login()` without arguments, and for a transparent new login when the
+   * refresh token is rejected or has expired.
+   */
+  credentials?: { username: string; password: string };
+
+  /** Refresh when the access token expires within this many seconds. Default 300. */
+  refreshMarginSeconds?: number;
+
+  /**
+   * Refresh ahead of expiry on a timer. Default true. Timers never keep a Node process
+   * alive; in Workers, pass `waitUntil` so the refresh outlives the request.
+   */
+  autoRefresh?: boolean;
+
+  /** Milliseconds per HTTP attempt (headers and body for auth calls and `json`). Default 10000. */
+  timeoutMs?: number;
+
+  /**
+   * Extra attempts after the first for temporary failures (network, timeout, 5xx, 429),
+   * with exponential backoff and full jitter. Default 2; `0` means one attempt.
+   */
+  retries?: number;
+
+  /** A `Retry-After` longer than this fails at once with `RATE_LIMITED`. Default 30. */
+  maxRetryAfterSeconds?: number;
+
+  /** Endpoint paths, appended to `host`. Defaults: `/auth/login`, `/auth/refresh`, `/auth/revoke`. */
+  paths?: { login?: string; refresh?: string; revoke?: string };
+
+  /** The fetch to use, e.g. a Workers service binding's. Default `globalThis.fetch`. */
+  fetch?: typeof fetch;
+
+  /** Where tokens persist between processes or requests (a Workers KV namespace or Durable Object storage fits). Default: memory only. */
+  storage?: TokenStorage;
+
+  /** The key of the record in `storage`. */
+  storageKey?: string;
+
+  /** Origins besides the host's that may receive the bearer token, e.g. `"https://files.example.com"`. */
+  allowedOrigins?: string[];
+
+  /** Allow `http://` hosts other than localhost and 127.0.0.1. Default false. */
+  allowInsecureHttp?: boolean;
+
+  /**
+   * Keeps background work (a timer-driven or shared refresh, a storage write) alive beyond
+   * the current request. In a Worker pass `(p) => ctx.waitUntil(p)`: workerd cancels
+   * work left pending when the request that started it ends.
+   */
+  waitUntil?: (promise: Promise<unknown>) => void;
+}
+
+/**
+ * Persistent token storage: the same shape as a Workers KV namespace and Durable Object
+ * storage, so either can be passed as is. Methods may be synchronous or return promises.
+ * The stored value is a string holding the tokens: keep it out of logs.
+ */
+export interface TokenStorage {
+  get(key: string): Promise<string | null | undefined> | string | null | undefined;
+  put(key: string, value: string): Promise<void> | void;
+  delete(key: string): Promise<unknown> | unknown;
+}
+
+/** The public view of a session. Never contains a token. */
+export interface SessionInfo {
+  /**
+   * - `anonymous`: no login yet;
+   * - `active`: tokens held;
+   * - `expired`: the refresh token was rejected or expired;
+   * - `revoked`: `revoke()` ended the session.
+   */
+  state: "anonymous" | "active" | "expired" | "revoked";
+  /** The client id the server returned at login, or `null` without a session. */
+  clientId: number | null;
+  /** When the access token expires (corrected for the server's clock), or `null`. */
+  accessExpiresAt: Date | null;
+  /** When the refresh token expires (corrected for the server's clock), or `null`. */
+  refreshExpiresAt: Date | null;
+}
+
+/**
+ * Every code the package can throw. Server error envelopes may carry other codes, so
+ * {@link AuthError.code} also accepts any string.
+ */
+export type AuthErrorCode =
+  // From the server's error envelope (the server may send others):
+  | "VALIDATION_FAILURE"
+  | "SYNTAX_ERROR"
+  | "UNAUTHORIZED"
+  | "FORBIDDEN"
+  // Made by the client:
+  | "NETWORK_ERROR"
+  | "TIMEOUT"
+  | "ABORTED"
+  | "INVALID_RESPONSE"
+  | "SERVER_ERROR"
+  | "RATE_LIMITED"
+  | "HTTP_ERROR"
+  | "SESSION_EXPIRED"
+  | "NOT_AUTHENTICATED"
+  | "ORIGIN_NOT_ALLOWED"
+  | "REDIRECT_BLOCKED"
+  | "RESPONSE_TOO_LARGE"
+  | "CONFIG_ERROR"
+  | "DISPOSED"
+  | "STORAGE_ERROR";
+
+/**
+ * The one error class of the package. Messages never contain a token or a password.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await session.json("/reports");
+ * } catch (err) {
+ *   if (err instanceof AuthError && err.code === "SESSION_EXPIRED") await session.login(user, pass);
+ *   else throw err;
+ * }
+ * ```
+ */
+export class AuthError extends Error {
+  /**
+   * Made by the package; exported for `instanceof` and for test doubles.
+   */
+  constructor(message: string, name: string, code: string, status: number, retryable: boolean);
+  /** The server's error name when it sent one, else the client's (e.g. `"TimeoutError"`). */
+  name: string;
+  /** What went wrong; see {@link AuthErrorCode}. */
+  code: AuthErrorCode | (string & {});
+  /** The HTTP status, or 0 when there was no response. */
+  status: number;
+  /** Whether trying again later may succeed (network, timeout, 5xx, 429). */
+  retryable: boolean;
+}
+
+declare global {
+  // For TypeScript libs older than ES2025's disposable declarations, as @types/node does.
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+  }
+}

@@ -1,0 +1,13 @@
+// Source of node.cjs, the CommonJS entry for `require("auth-session")`: the same logic as
+// node.mjs, bundled by scripts/assemble-pkg.mjs with esbuild into one CJS file. It is not
+// shipped. Only the wasm location differs: CommonJS has __dirname, not import.meta.url.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { initSync, AuthSession } from "./auth_session.js";
+import { AuthError } from "./@@AUTH_ERROR_SNIPPET@@";
+import { addSessionExtras } from "./session-extras.js";
+
+initSync({ module: readFileSync(join(__dirname, "auth_session_bg.wasm")) });
+addSessionExtras(AuthSession);
+
+export { AuthSession, AuthError };

@@ -1,0 +1,145 @@
+#!/usr/bin/env node
+// Assembles the npm package in pkg/ from wasm-bindgen's output and pkg-template/.
+// Run by scripts/build-pkg.sh after wasm-bindgen and wasm-opt; it compiles nothing.
+//
+// Inputs (environment, defaults for this repository):
+//   AUTH_SESSION_BINDGEN_DIR  wasm-bindgen --target web output   (target/wasm-bindgen)
+//   AUTH_SESSION_WASM         the wasm-opt'ed module             (<bindgen dir>/auth_session_bg.opt.wasm)
+//   AUTH_SESSION_CRATE_DIR    crate whose Cargo.toml gives the version (the repository)
+//   AUTH_SESSION_PKG_DIR      output                             (pkg)
+//
+// The package: the glue (auth_session.js), the wasm, wasm-bindgen's snippets, one entry per
+// runtime from pkg-template/ (with the snippet path filled in), node.cjs bundled from
+// pkg-template/node-cjs.source.mjs, and the hand-written index.d.ts (+ index.d.cts).
+
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, relative, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const env = (name, fallback) => resolve(process.env[name] || fallback);
+
+const crateDir = env("AUTH_SESSION_CRATE_DIR", root);
+const bindgenDir = env("AUTH_SESSION_BINDGEN_DIR", join(crateDir, "target", "wasm-bindgen"));
+const wasmPath = env("AUTH_SESSION_WASM", join(bindgenDir, "auth_session_bg.opt.wasm"));
+const pkgDir = env("AUTH_SESSION_PKG_DIR", join(root, "pkg"));
+const templateDir = join(root, "pkg-template");
+
+const GLUE = "auth_session.js";
+const WASM = "auth_session_bg.wasm";
+const PLACEHOLDER = "@@AUTH_ERROR_SNIPPET@@";
+// The module the Rust side imports with #[wasm_bindgen(module = "/src/wasm/auth_error.js")];
+// wasm-bindgen copies it to snippets/<crate>-<hash>/src/wasm/auth_error.js.
+const SNIPPET_SUFFIX = ["src", "wasm", "auth_error.js"].join(sep);
+// Template files that are build inputs, not package contents.
+const BUILD_ONLY = new Set(["node-cjs.source.mjs"]);
+
+function fail(message) {
+  console.error(`assemble-pkg: ${message}`);
+  process.exit(1);
+}
+
+function filesUnder(dir) {
+  return readdirSync(dir, { recursive: true })
+    .map((name) => join(dir, name))
+    .filter((path) => statSync(path).isFile());
+}
+
+function crateVersion(cargoToml) {
+  // The [package] table's own `version = "x.y.z"`; a workspace-inherited version is not
+  // supported (the crate is not in a workspace).
+  const text = readFileSync(cargoToml, "utf8");
+  const table = text.split(/^\[/m).find((part) => part.startsWith("package]"));
+  const match = table?.match(/^version\s*=\s*"([^"]+)"/m);
+  if (!match) fail(`no [package] version in ${cargoToml}`);
+  return match[1];
+}
+
+// --- Check the inputs ---------------------------------------------------------------------
+for (const path of [join(bindgenDir, GLUE), wasmPath, join(templateDir, "package.json")]) {
+  if (!existsSync(path)) fail(`missing ${path} (run scripts/build-pkg.sh)`);
+}
+const snippetsDir = join(bindgenDir, "snippets");
+const snippets = existsSync(snippetsDir) ? filesUnder(snippetsDir) : [];
+const authErrorSnippets = snippets.filter((path) => path.endsWith(sep + SNIPPET_SUFFIX));
+if (authErrorSnippets.length !== 1) {
+  fail(
+    `expected one snippets/*/${SNIPPET_SUFFIX} in ${bindgenDir}, found ${authErrorSnippets.length}` +
+      " (does the Rust side import /src/wasm/auth_error.js? is target/wasm-bindgen stale?)",
+  );
+}
+// "snippets/auth-session-<hash>/src/wasm/auth_error.js", with / on every platform.
+const snippetPath = relative(bindgenDir, authErrorSnippets[0]).split(sep).join("/");
+
+// --- Start from an empty pkg/ -------------------------------------------------------------
+rmSync(pkgDir, { recursive: true, force: true });
+mkdirSync(pkgDir, { recursive: true });
+
+// The glue, without its pointer to wasm-bindgen's .d.ts (not shipped: Deno would look for it).
+const glue = readFileSync(join(bindgenDir, GLUE), "utf8").replace(/^\/\* @ts-self-types="[^"]*" \*\/\n/, "");
+writeFileSync(join(pkgDir, GLUE), glue);
+cpSync(wasmPath, join(pkgDir, WASM));
+// Snippets: JavaScript only (wasm-bindgen writes no .d.ts there today; never ship one).
+for (const path of snippets.filter((p) => p.endsWith(".js"))) {
+  const target = join(pkgDir, relative(bindgenDir, path));
+  mkdirSync(dirname(target), { recursive: true });
+  cpSync(path, target);
+}
+
+// --- Template files -----------------------------------------------------------------------
+for (const name of readdirSync(templateDir)) {
+  if (BUILD_ONLY.has(name) || name === "package.json") continue;
+  const source = join(templateDir, name);
+  if (!statSync(source).isFile()) fail(`unexpected directory in pkg-template: ${name}`);
+  if (/\.(m?js|cjs)$/.test(name)) {
+    writeFileSync(join(pkgDir, name), readFileSync(source, "utf8").replaceAll(PLACEHOLDER, snippetPath));
+  } else {
+    cpSync(source, join(pkgDir, name));
+  }
+}
+// For `require` users under TypeScript's node16/nodenext resolution: a .d.ts in a
+// "type": "module" package describes an ES module, so CommonJS importers need a .d.cts.
+cpSync(join(templateDir, "index.d.ts"), join(pkgDir, "index.d.cts"));
+
+const manifest = JSON.parse(readFileSync(join(templateDir, "package.json"), "utf8"));
+manifest.version = crateVersion(join(crateDir, "Cargo.toml"));
+writeFileSync(join(pkgDir, "package.json"), JSON.stringify(manifest, null, 2) + "\n");
+
+// --- node.cjs: the Node entry's logic as one CommonJS file --------------------------------
+// Bundled rather than re-exported from the ESM files, so that require() users get a plain
+// CJS module (no require(esm), which Node 20 lacks) whose AuthError is the class the wasm
+// constructs in that same module system.
+const cjsSource = readFileSync(join(templateDir, "node-cjs.source.mjs"), "utf8").replaceAll(PLACEHOLDER, snippetPath);
+await build({
+  stdin: { contents: cjsSource, resolveDir: pkgDir, sourcefile: "node-cjs.source.mjs", loader: "js" },
+  outfile: join(pkgDir, "node.cjs"),
+  // Paths in the bundle's comments relative to pkg/, so the output does not depend on cwd.
+  absWorkingDir: pkgDir,
+  bundle: true,
+  format: "cjs",
+  platform: "node",
+  target: "node20",
+  // The glue's async loader (`new URL(..., import.meta.url)`) is dead code here: tree
+  // shaking drops it, and import.meta is never read in CommonJS.
+  logOverride: { "empty-import-meta": "silent" },
+  legalComments: "none",
+  banner: { js: "// auth-session: CommonJS entry for Node, bundled from the ESM files by scripts/assemble-pkg.mjs." },
+  logLevel: "warning",
+});
+
+// --- Check what ships ---------------------------------------------------------------------
+for (const name of readdirSync(pkgDir)) {
+  if (name.endsWith(".mjs") || name.endsWith(".js") || name.endsWith(".cjs")) {
+    if (readFileSync(join(pkgDir, name), "utf8").includes(PLACEHOLDER)) fail(`${name} still holds ${PLACEHOLDER}`);
+  }
+}
+const shipped = new Set(["package.json", "README.md", "LICENSE", ...manifest.files.map((f) => f.replace(/\/$/, ""))]);
+for (const name of readdirSync(pkgDir)) {
+  if (!shipped.has(name)) fail(`pkg/${name} is not listed in pkg-template/package.json "files"`);
+}
+for (const name of shipped) {
+  if (!existsSync(join(pkgDir, name))) fail(`"files" lists ${name}, which the build did not produce`);
+}
+
+console.log(`assemble-pkg: ${relative(process.cwd(), pkgDir) || "."} is auth-session@${manifest.version} (AuthError from ${snippetPath})`);

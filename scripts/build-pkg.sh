@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Builds the npm package into pkg/: release wasm -> wasm-bindgen (web target) -> wasm-opt
+# -> scripts/assemble-pkg.mjs, then prints the sizes users download.
+#
+#   scripts/build-pkg.sh
+#
+# Environment (defaults: this repository):
+#   AUTH_SESSION_CRATE_DIR  the crate to build (e.g. a stub crate while proving the pipeline)
+#   CARGO_TARGET_DIR        cargo's target dir (default <crate>/target)
+#   AUTH_SESSION_PKG_DIR    where the package goes (default pkg/)
+#   AUTH_SESSION_TOOLS      cache for wasm-bindgen-cli installs (see scripts/ensure-tools.sh)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Absolute paths: cargo runs in the crate dir, the rest here.
+export AUTH_SESSION_CRATE_DIR="$(realpath -m "${AUTH_SESSION_CRATE_DIR:-$root}")"
+crate_dir="$AUTH_SESSION_CRATE_DIR"
+target_dir="$(realpath -m "${CARGO_TARGET_DIR:-$crate_dir/target}")"
+export AUTH_SESSION_PKG_DIR="$(realpath -m "${AUTH_SESSION_PKG_DIR:-$root/pkg}")"
+export AUTH_SESSION_BINDGEN_DIR="$target_dir/wasm-bindgen"
+export AUTH_SESSION_WASM="$AUTH_SESSION_BINDGEN_DIR/auth_session_bg.opt.wasm"
+
+# wasm-bindgen of the lock's version, node_modules; puts them on PATH.
+# shellcheck source=ensure-tools.sh
+source "$root/scripts/ensure-tools.sh" --
+
+step() { echo "build-pkg: $*" >&2; }
+
+step "cargo build --release --target wasm32-unknown-unknown --lib ($crate_dir)"
+(cd "$crate_dir" && CARGO_TARGET_DIR="$target_dir" cargo build --release --target wasm32-unknown-unknown --lib)
+# The file is named after the crate (auth-session -> auth_session); the glue and the
+# entries depend on that name.
+wasm_in="$target_dir/wasm32-unknown-unknown/release/auth_session.wasm"
+[ -f "$wasm_in" ] || { echo "build-pkg: no $wasm_in (is the crate named auth-session?)" >&2; exit 1; }
+
+# wasm-bindgen 0.2.130 has no --weak-refs / --reference-types flags any more: the glue
+# always registers a FinalizationRegistry (objects a user forgets are freed on GC), and it
+# uses an externref table because rustc >= 1.82 emits reference-types by default. Every
+# runtime we support (Node 20, workerd, Deno, Bun, current browsers) runs both.
+step "wasm-bindgen --target web"
+rm -rf "$AUTH_SESSION_BINDGEN_DIR"
+wasm-bindgen --target web --out-dir "$AUTH_SESSION_BINDGEN_DIR" "$wasm_in"
+
+# The features rustc 1.95's default wasm32 CPU ("generic") emits, named explicitly: wasm-opt
+# must parse them (reference-types: `table.fill` in wasm-bindgen's externref table) and may
+# use no others, so the output runs wherever the input did (Node 20 / V8 11.3 included).
+# wasm-opt also reads them from the target_features section; stating them keeps the build
+# correct if that section is ever stripped earlier, and the section is stripped here.
+features=(
+  --enable-bulk-memory --enable-bulk-memory-opt --enable-call-indirect-overlong
+  --enable-multivalue --enable-mutable-globals --enable-nontrapping-float-to-int
+  --enable-reference-types --enable-sign-ext
+)
+step "wasm-opt -Oz (binaryen $(wasm-opt --version | sed 's/^wasm-opt version //'))"
+wasm-opt -Oz "${features[@]}" --strip-debug --strip-producers --strip-target-features \
+  "$AUTH_SESSION_BINDGEN_DIR/auth_session_bg.wasm" -o "$AUTH_SESSION_WASM"
+
+step "assemble $AUTH_SESSION_PKG_DIR"
+node "$root/scripts/assemble-pkg.mjs"
+
+# --- Sizes -------------------------------------------------------------------------------
+pkg="$AUTH_SESSION_PKG_DIR"
+size_row() { # label, files...
+  local label="$1"; shift
+  printf '%-34s %9s %9s\n' "$label" "$(cat "$@" | wc -c)" "$(cat "$@" | gzip -9 | wc -c)"
+}
+snippet="$(cd "$pkg" && find snippets -name auth_error.js | head -n1)"
+esm_common=("$pkg/auth_session.js" "$pkg/session-extras.js" "$pkg/$snippet")
+echo
+printf '%-34s %9s %9s\n' "bytes" "raw" "gzip -9"
+size_row "auth_session_bg.wasm (pre-opt)" "$AUTH_SESSION_BINDGEN_DIR/auth_session_bg.wasm"
+size_row "auth_session_bg.wasm" "$pkg/auth_session_bg.wasm"
+size_row "auth_session.js (glue)" "$pkg/auth_session.js"
+size_row "node.mjs + glue/extras/snippet" "$pkg/node.mjs" "${esm_common[@]}"
+size_row "node.cjs (bundled)" "$pkg/node.cjs"
+size_row "workerd.mjs + glue/extras/snippet" "$pkg/workerd.mjs" "${esm_common[@]}"
+size_row "web.mjs + glue/extras/snippet" "$pkg/web.mjs" "${esm_common[@]}"
+size_row "index.d.ts" "$pkg/index.d.ts"

@@ -1,0 +1,288 @@
+//! The exported `AuthSession` class. Every method takes `&self` and returns at once (a
+//! promise for the async ones): the Rust state lives behind the core's `Rc`, cloned into
+//! each future, so concurrent calls from JavaScript never meet wasm-bindgen's "recursive use
+//! of an object" error.
+
+use std::rc::Rc;
+
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+use super::bindings::{AbortSignal, Request, Url};
+use super::error::to_js;
+use super::options::{self, credentials};
+use super::platform::{info_to_js, ApiRequest, EventKind, JsPlatform};
+use super::timers::Sleep;
+use crate::core::config::Credentials;
+use crate::core::envelope::{api_json, ApiBody, ApiJson};
+use crate::core::error::ErrorCode;
+use crate::core::race::{race, Either};
+use crate::core::{Abort, AuthError, Platform, Session, Storage};
+
+/// A session against one API host: logs in, keeps the tokens fresh, and sends authenticated
+/// requests. See the README for the whole contract.
+#[wasm_bindgen]
+pub struct AuthSession {
+    core: Session<JsPlatform>,
+}
+
+fn reject(e: AuthError) -> Promise {
+    Promise::reject(&to_js(&e))
+}
+
+/// The caller's `AbortSignal` as a core [`Abort`]: a promise resolved by its `abort` event.
+/// The listener is the promise's own `resolve` (no Rust closure to leak) and is removed when
+/// the call ends.
+struct SignalWatch {
+    signal: AbortSignal,
+    resolve: Option<Function>,
+}
+
+impl SignalWatch {
+    fn new(signal: AbortSignal) -> (SignalWatch, Abort) {
+        if signal.aborted() {
+            return (SignalWatch { signal, resolve: None }, Abort::new(Box::pin(async {})));
+        }
+        let mut resolve = None;
+        let promise = Promise::new(&mut |res: Function, _rej: Function| {
+            let once = js_sys::Object::new();
+            let _ = Reflect::set(&once, &"once".into(), &JsValue::TRUE);
+            signal.add_event_listener("abort", &res, &once);
+            resolve = Some(res);
+        });
+        let fired = JsFuture::from(promise);
+        (SignalWatch { signal, resolve }, Abort::new(Box::pin(async move {
+            let _ = fired.await;
+        })))
+    }
+}
+
+impl Drop for SignalWatch {
+    fn drop(&mut self) {
+        if let Some(f) = &self.resolve {
+            self.signal.remove_event_listener("abort", f);
+        }
+    }
+}
+
+impl AuthSession {
+    /// Builds the template `Request` for `fetch(input, init)`: relative inputs resolve against
+    /// the host (path prefix included), then the runtime's `URL` normalises the result.
+    fn request(&self, input: &JsValue, init: &JsValue) -> Result<(ApiRequest, String), JsValue> {
+        // `instanceof Request`, or a Request of another realm or fetch implementation.
+        let has = |k: &str| Reflect::has(input, &k.into()).unwrap_or(false);
+        let is_request =
+            input.is_instance_of::<Request>() || (input.is_object() && has("url") && has("method") && has("headers"));
+        let template = if is_request {
+            Request::new(input, init)?
+        } else {
+            let text = match input.as_string() {
+                Some(s) => s,
+                None if input.is_object() => js_sys::JsString::from(input.clone()).into(),
+                None => return Err(js_sys::TypeError::new("fetch() input must be a string, a URL or a Request").into()),
+            };
+            let href = Url::new(&self.core.resolve(&text))?.href();
+            Request::new(&JsValue::from_str(&href), init)?
+        };
+        let url = template.url();
+        let signal: AbortSignal = template.signal().unchecked_into();
+        Ok((ApiRequest { template, signal }, url))
+    }
+}
+
+#[wasm_bindgen]
+impl AuthSession {
+    /// `new AuthSession(options)`; throws `AuthError` CONFIG_ERROR naming the bad option.
+    /// Creates no timer and does no I/O (safe at a Worker's module scope).
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: JsValue) -> Result<AuthSession, JsValue> {
+        let js = options::read(&options).map_err(|e| to_js(&e))?;
+        let config = js.options.validate().map_err(|e| to_js(&e))?;
+        let platform = JsPlatform { fetch: js.fetch, listeners: Default::default() };
+        let storage = js.storage.map(|s| Rc::new(s) as Rc<dyn Storage>);
+        Ok(AuthSession { core: Session::new(platform, config, storage) })
+    }
+
+    /// `login(username?, password?)`: without arguments, `options.credentials`.
+    pub fn login(&self, username: JsValue, password: JsValue) -> Promise {
+        let creds = if username.is_undefined() && password.is_undefined() {
+            None
+        } else {
+            match credentials(&username, &password, "login() ") {
+                Ok((username, password)) if !username.is_empty() && !password.expose().is_empty() => {
+                    Some(Credentials { username, password })
+                }
+                Ok(_) => return reject(AuthError::config("login() needs a non-empty username and password")),
+                Err(e) => return reject(e),
+            }
+        };
+        let core = self.core.clone();
+        future_to_promise(async move {
+            let info = core.login(creds).await.map_err(|e| to_js(&e))?;
+            Ok(info_to_js(&info))
+        })
+    }
+
+    /// Refreshes now; concurrent callers share one request.
+    pub fn refresh(&self) -> Promise {
+        let core = self.core.clone();
+        future_to_promise(async move {
+            let info = core.refresh(&mut Abort::none()).await.map_err(|e| to_js(&e))?;
+            Ok(info_to_js(&info))
+        })
+    }
+
+    /// Revokes on the server and clears local state (even when the server call fails).
+    pub fn revoke(&self) -> Promise {
+        let core = self.core.clone();
+        future_to_promise(async move {
+            core.revoke().await.map_err(|e| to_js(&e))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Loads tokens from `options.storage`; resolves `null` when there is no usable record.
+    pub fn restore(&self) -> Promise {
+        let core = self.core.clone();
+        future_to_promise(async move {
+            match core.restore().await.map_err(|e| to_js(&e))? {
+                Some(info) => Ok(info_to_js(&info)),
+                None => Ok(JsValue::NULL),
+            }
+        })
+    }
+
+    /// A bearer token valid for at least `refreshMarginSeconds`.
+    #[wasm_bindgen(js_name = getAccessToken)]
+    pub fn get_access_token(&self) -> Promise {
+        let core = self.core.clone();
+        future_to_promise(async move {
+            let token = core.access_token(&mut Abort::none()).await.map_err(|e| to_js(&e))?;
+            Ok(JsValue::from_str(token.expose()))
+        })
+    }
+
+    /// `fetch` with the bearer token; see the README for refresh, replay and retry rules.
+    pub fn fetch(&self, input: JsValue, init: JsValue) -> Promise {
+        if self.core.is_disposed() {
+            return reject(AuthError::new(ErrorCode::Disposed, "the session was disposed"));
+        }
+        let (request, url) = match self.request(&input, &init) {
+            Ok(r) => r,
+            Err(e) => return Promise::reject(&e),
+        };
+        let core = self.core.clone();
+        future_to_promise(async move {
+            let method = request.template.method();
+            let (_watch, abort) = SignalWatch::new(request.signal.clone());
+            let fetched = core.fetch(request, url, method, abort).await.map_err(|e| to_js(&e))?;
+            Ok(fetched.response.body.into_response().into())
+        })
+    }
+
+    /// `fetch`, then unwraps `{"success": true, "data": X}` to `X`; errors are `AuthError`s.
+    pub fn json(&self, input: JsValue, init: JsValue) -> Promise {
+        if self.core.is_disposed() {
+            return reject(AuthError::new(ErrorCode::Disposed, "the session was disposed"));
+        }
+        let (request, url) = match self.request(&input, &init) {
+            Ok(r) => r,
+            Err(e) => return Promise::reject(&e),
+        };
+        let headers = request.template.headers();
+        if !headers.has("accept") {
+            let _ = headers.set("accept", "application/json");
+        }
+        let core = self.core.clone();
+        future_to_promise(async move {
+            let method = request.template.method();
+            let (_watch_body, mut abort) = SignalWatch::new(request.signal.clone());
+            let (_watch, abort_fetch) = SignalWatch::new(request.signal.clone());
+            let fetched = core.fetch(request, url, method, abort_fetch).await.map_err(|e| to_js(&e))?;
+            let status = fetched.response.status;
+            let response = fetched.response.body.into_response();
+            // The body read gets what is left of the attempt's timeout.
+            let timeout = core.config().timeout_ms as i64;
+            let left = (fetched.attempt_started_ms + timeout - core.platform().now_ms()).clamp(0, timeout) as u32;
+            let text = response.text().map_err(|_| to_js(&AuthError::new(ErrorCode::Network, "the body could not be read")))?;
+            let read = race(JsFuture::from(text), Sleep::new(left));
+            let text = match abort.guard(read).await.map_err(|e| to_js(&e))? {
+                Either::Left(Ok(t)) => t.as_string().unwrap_or_default(),
+                Either::Left(Err(e)) => return Err(to_js(&super::error::fetch_failure(&e))),
+                Either::Right(()) => {
+                    let e = AuthError::new(ErrorCode::Timeout, format!("the response body did not arrive within timeoutMs ({timeout} ms)"));
+                    return Err(to_js(&e.with_status(status)));
+                }
+            };
+            let (shape, value) = classify(&text);
+            match api_json(status, &shape).map_err(|e| to_js(&e))? {
+                ApiJson::Data => Ok(Reflect::get(&value, &"data".into()).unwrap_or(JsValue::UNDEFINED)),
+                ApiJson::Nothing => Ok(JsValue::UNDEFINED),
+            }
+        })
+    }
+
+    /// What the session holds, never a token.
+    #[wasm_bindgen(getter)]
+    pub fn info(&self) -> JsValue {
+        info_to_js(&self.core.info())
+    }
+
+    /// `JSON.stringify(session)` shows the same as `info`.
+    #[wasm_bindgen(js_name = toJSON)]
+    pub fn to_json(&self) -> JsValue {
+        self.info()
+    }
+
+    /// Subscribes to "tokens" | "expired" | "revoked" | "error"; returns the unsubscribe function.
+    pub fn on(&self, event: &str, listener: JsValue) -> Result<Function, JsValue> {
+        let kind = EventKind::parse(event).ok_or_else(|| {
+            to_js(&AuthError::config("on() takes \"tokens\", \"expired\", \"revoked\" or \"error\""))
+        })?;
+        let listener: Function = listener
+            .dyn_into()
+            .map_err(|_| to_js(&AuthError::config("on() needs a listener function")))?;
+        let weak = Rc::downgrade(&self.core.platform().listeners);
+        self.core.platform().listeners.borrow_mut().push((kind, listener.clone()));
+        let off = Closure::<dyn FnMut()>::new(move || {
+            if let Some(listeners) = weak.upgrade() {
+                let mut list = listeners.borrow_mut();
+                if let Some(i) = list.iter().position(|(k, f)| *k == kind && f == &listener) {
+                    list.remove(i);
+                }
+            }
+        });
+        Ok(off.into_js_value().unchecked_into())
+    }
+
+    /// Cancels timers, drops tokens from memory, removes listeners; idempotent. Later calls
+    /// reject with DISPOSED.
+    pub fn dispose(&self) {
+        self.core.dispose();
+        self.core.platform().listeners.borrow_mut().clear();
+    }
+}
+
+/// Reads the envelope shape of an API body with `JSON.parse`; the data stays a JS value.
+fn classify(text: &str) -> (ApiBody, JsValue) {
+    if text.trim().is_empty() {
+        return (ApiBody { empty: true, ..ApiBody::default() }, JsValue::UNDEFINED);
+    }
+    let Ok(value) = js_sys::JSON::parse(text) else {
+        return (ApiBody::default(), JsValue::UNDEFINED);
+    };
+    let mut shape = ApiBody { json: true, ..ApiBody::default() };
+    if value.is_object() {
+        let get = |o: &JsValue, k: &str| Reflect::get(o, &k.into()).unwrap_or(JsValue::UNDEFINED);
+        shape.success = get(&value, "success").as_bool();
+        shape.has_data = Reflect::has(&value, &"data".into()).unwrap_or(false);
+        let error = get(&value, "error");
+        if error.is_object() {
+            if let Some(code) = get(&error, "code").as_string().filter(|c| !c.is_empty()) {
+                shape.error = Some((get(&error, "name").as_string(), code, get(&error, "message").as_string()));
+            }
+        }
+    }
+    (shape, value)
+}
