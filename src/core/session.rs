@@ -529,7 +529,7 @@ impl<P: Platform> Session<P> {
         let creds = credentials.or_else(|| self.shared.config.credentials.clone()).ok_or_else(|| {
             AuthError::config("login() needs a username and password, or options.credentials")
         })?;
-        let flight = {
+        let (flight, generation) = {
             let mut st = self.shared.state.borrow_mut();
             if st.disposed {
                 return Err(AuthError::new(ErrorCode::Disposed, "the session was disposed"));
@@ -537,14 +537,36 @@ impl<P: Platform> Session<P> {
             st.generation += 1;
             let superseded = st.flight.take();
             let flight = self.start_flight(&mut st, FlightKind::Login(creds));
+            let generation = st.generation;
             drop(st);
             if let Some(old) = superseded {
                 old.complete(Ok(()));
             }
-            flight
+            (flight, generation)
         };
-        flight.wait().await?;
+        self.wait_flight(flight, generation, &mut Abort::none()).await?;
         self.info_or_error()
+    }
+
+    /// Waits for `flight`, started or joined at `generation`. When a newer login superseded
+    /// it (its waiters are released at once), waits for that login too: the caller resolves
+    /// with the session's outcome, not with the state in between ("not logged in" while a
+    /// login is on its way).
+    async fn wait_flight(&self, mut flight: Flight, mut generation: u64, abort: &mut Abort) -> Result<(), AuthError> {
+        loop {
+            abort.guard(flight.wait()).await??;
+            let st = self.shared.state.borrow();
+            if st.generation == generation {
+                return Ok(());
+            }
+            match st.flight.as_ref().filter(|f| !f.is_done() && !f.same(&flight)) {
+                Some(newer) => {
+                    flight = newer.clone();
+                    generation = st.generation;
+                }
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Refreshes now (sharing a refresh already in flight).
@@ -559,9 +581,9 @@ impl<P: Platform> Session<P> {
                 (_, Some(c)) => FlightKind::Login(c.clone()),
                 (_, None) => return Err(AuthError::new(ErrorCode::NotAuthenticated, "not logged in")),
             };
-            self.join_or_start(&mut st, kind)
+            (self.join_or_start(&mut st, kind), st.generation)
         };
-        abort.guard(flight.wait()).await??;
+        self.wait_flight(flight.0, flight.1, abort).await?;
         self.info_or_error()
     }
 

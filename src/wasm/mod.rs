@@ -9,5 +9,7 @@ mod error;
 mod options;
 mod platform;
 mod session;
+
+pub use session::AuthSession;
 mod storage;
 mod timers;
