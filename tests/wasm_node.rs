@@ -68,14 +68,24 @@ fn response(status: u16, body: &str) -> JsValue {
     let headers = Object::new();
     Reflect::set(&headers, &"content-type".into(), &"application/json".into()).unwrap();
     Reflect::set(&init, &"headers".into(), &headers).unwrap();
-    let ctor: Function = Reflect::get(&js_sys::global(), &"Response".into()).unwrap().unchecked_into();
+    let ctor: Function = Reflect::get(&js_sys::global(), &"Response".into())
+        .unwrap()
+        .unchecked_into();
     let body: JsValue = if status == 204 { JsValue::NULL } else { body.into() };
     Reflect::construct(&ctor, &Array::of2(&body, &init)).unwrap()
 }
 
 fn pair(n: usize) -> String {
-    let access = if n == 0 { ACCESS.to_owned() } else { format!("eyJ.canary-access.{}", n + 1) };
-    let refresh = if n == 0 { REFRESH.to_owned() } else { format!("eyJ.canary-refresh.{}", n + 1) };
+    let access = if n == 0 {
+        ACCESS.to_owned()
+    } else {
+        format!("eyJ.canary-access.{}", n + 1)
+    };
+    let refresh = if n == 0 {
+        REFRESH.to_owned()
+    } else {
+        format!("eyJ.canary-refresh.{}", n + 1)
+    };
     format!(
         r#"{{"success":true,"data":{{"access_token":"{access}","refresh_token":"{refresh}",
         "access_expires_at":"2999-01-15T10:30:00Z","refresh_expires_at":"2999-01-22T09:30:00+00:00","client_id":123456}}}}"#
@@ -92,7 +102,10 @@ fn api_server() -> Handler {
             "/auth/revoke" => (200, r#"{"success":true,"data":{"revoked":true}}"#.into()),
             "/api/v1/products" if seen.authorization.is_some() => (200, r#"{"success":true,"data":[{"id":1}]}"#.into()),
             "/api/v1/empty" => (204, String::new()),
-            _ => (401, r#"{"error":{"name":"UnauthorizedError","code":"UNAUTHORIZED","message":"no"}}"#.into()),
+            _ => (
+                401,
+                r#"{"error":{"name":"UnauthorizedError","code":"UNAUTHORIZED","message":"no"}}"#.into(),
+            ),
         }
     })
 }
@@ -129,14 +142,35 @@ fn bad_options_throw_config_errors_naming_the_option() {
     let (fetch, _) = scripted(api_server());
     let cases: Vec<(JsValue, &str)> = vec![
         (Object::new().into(), "host is required"),
-        (options(&fetch, &[("timeoutMs", "10".into())]), "timeoutMs must be a number"),
-        (options(&fetch, &[("retries", (-1).into())]), "retries must be an integer"),
-        (options(&fetch, &[("refreshMargin", 1.into())]), "unknown option \"refreshMargin\""),
-        (options(&fetch, &[("autoRefresh", 1.into())]), "autoRefresh must be a boolean"),
+        (
+            options(&fetch, &[("timeoutMs", "10".into())]),
+            "timeoutMs must be a number",
+        ),
+        (
+            options(&fetch, &[("retries", (-1).into())]),
+            "retries must be an integer",
+        ),
+        (
+            options(&fetch, &[("refreshMargin", 1.into())]),
+            "unknown option \"refreshMargin\"",
+        ),
+        (
+            options(&fetch, &[("autoRefresh", 1.into())]),
+            "autoRefresh must be a boolean",
+        ),
         (options(&fetch, &[("fetch", 5.into())]), "fetch must be a function"),
-        (options(&fetch, &[("storage", Object::new().into())]), "storage.get must be a function"),
-        (options(&fetch, &[("allowedOrigins", "https://x.test".into())]), "allowedOrigins must be an array"),
-        (options(&fetch, &[("credentials", Object::new().into())]), "credentials.username must be a string"),
+        (
+            options(&fetch, &[("storage", Object::new().into())]),
+            "storage.get must be a function",
+        ),
+        (
+            options(&fetch, &[("allowedOrigins", "https://x.test".into())]),
+            "allowedOrigins must be an array",
+        ),
+        (
+            options(&fetch, &[("credentials", Object::new().into())]),
+            "credentials.username must be a string",
+        ),
         (JsValue::from_str("https://api.test"), "options must be an object"),
     ];
     for (opts, expected) in cases {
@@ -145,7 +179,10 @@ fn bad_options_throw_config_errors_naming_the_option() {
         assert_eq!(code_of(&err), "CONFIG_ERROR");
         assert_eq!(prop(&err, "name").as_string().as_deref(), Some("ConfigError"));
         let message = prop(&err, "message").as_string().unwrap();
-        assert!(message.starts_with(expected), "{message:?} should start with {expected:?}");
+        assert!(
+            message.starts_with(expected),
+            "{message:?} should start with {expected:?}"
+        );
     }
 }
 
@@ -166,7 +203,10 @@ async fn login_sends_json_without_following_redirects_and_returns_info_with_date
     assert_eq!(login.redirect, "manual");
     assert_eq!(login.content_type.as_deref(), Some("application/json"));
     assert_eq!(login.authorization, None);
-    assert_eq!(login.body, format!(r#"{{"username":"api-user","password":"{PASSWORD}"}}"#));
+    assert_eq!(
+        login.body,
+        format!(r#"{{"username":"api-user","password":"{PASSWORD}"}}"#)
+    );
     let shown = js_sys::JSON::stringify(&s.info()).unwrap().as_string().unwrap();
     assert!(!shown.contains("canary"), "{shown}");
 }
@@ -175,14 +215,21 @@ async fn login_sends_json_without_following_redirects_and_returns_info_with_date
 async fn json_adds_the_bearer_resolves_relative_inputs_and_unwraps_data() {
     let (s, seen) = session();
     settle(s.login("u".into(), PASSWORD.into())).await.unwrap();
-    let data = settle(s.json("api/v1/products".into(), JsValue::UNDEFINED)).await.unwrap();
+    let data = settle(s.json("api/v1/products".into(), JsValue::UNDEFINED))
+        .await
+        .unwrap();
     assert!(Array::is_array(&data));
     assert_eq!(prop(&Array::from(&data).get(0), "id").as_f64(), Some(1.0));
-    let empty = settle(s.json("/api/v1/empty".into(), JsValue::UNDEFINED)).await.unwrap();
+    let empty = settle(s.json("/api/v1/empty".into(), JsValue::UNDEFINED))
+        .await
+        .unwrap();
     assert!(empty.is_undefined());
     let seen = seen.borrow();
     assert_eq!(seen[1].url, "https://api.test/v2/api/v1/products");
-    assert_eq!(seen[1].authorization.as_deref(), Some(format!("Bearer {ACCESS}").as_str()));
+    assert_eq!(
+        seen[1].authorization.as_deref(),
+        Some(format!("Bearer {ACCESS}").as_str())
+    );
     assert_eq!(seen[1].redirect, "manual");
 }
 
@@ -194,21 +241,38 @@ async fn a_401_refreshes_once_and_replays_with_the_new_token() {
         _ if s.authorization.as_deref() == Some("Bearer eyJ.canary-access.2") => {
             (200, r#"{"success":true,"data":"fresh"}"#.into())
         }
-        _ => (401, r#"{"error":{"name":"UnauthorizedError","code":"UNAUTHORIZED","message":"expired"}}"#.into()),
+        _ => (
+            401,
+            r#"{"error":{"name":"UnauthorizedError","code":"UNAUTHORIZED","message":"expired"}}"#.into(),
+        ),
     }));
     let s = AuthSession::new(options(&fetch, &[])).unwrap();
     settle(s.login("u".into(), PASSWORD.into())).await.unwrap();
-    let data = settle(s.json("/api/v1/products".into(), JsValue::UNDEFINED)).await.unwrap();
+    let data = settle(s.json("/api/v1/products".into(), JsValue::UNDEFINED))
+        .await
+        .unwrap();
     assert_eq!(data.as_string().as_deref(), Some("fresh"));
-    let urls: Vec<String> = seen.borrow().iter().map(|s| s.url.replace("https://api.test/v2", "")).collect();
-    assert_eq!(urls, ["/auth/login", "/api/v1/products", "/auth/refresh", "/api/v1/products"]);
+    let urls: Vec<String> = seen
+        .borrow()
+        .iter()
+        .map(|s| s.url.replace("https://api.test/v2", ""))
+        .collect();
+    assert_eq!(
+        urls,
+        ["/auth/login", "/api/v1/products", "/auth/refresh", "/api/v1/products"]
+    );
     assert_eq!(seen.borrow()[2].body, format!(r#"{{"refresh_token":"{REFRESH}"}}"#));
 }
 
 #[wasm_bindgen_test]
 async fn server_errors_become_auth_errors_without_secrets() {
     let (fetch, _) = scripted(Rc::new(|_: &Seen, _| {
-        (401, format!(r#"{{"error":{{"name":"UnauthorizedError","code":"UNAUTHORIZED","message":"bad password {PASSWORD}"}}}}"#))
+        (
+            401,
+            format!(
+                r#"{{"error":{{"name":"UnauthorizedError","code":"UNAUTHORIZED","message":"bad password {PASSWORD}"}}}}"#
+            ),
+        )
     }));
     let s = AuthSession::new(options(&fetch, &[])).unwrap();
     let err = settle(s.login("u".into(), PASSWORD.into())).await.unwrap_err();
@@ -227,23 +291,35 @@ async fn calls_before_login_after_revoke_and_after_dispose() {
     let (s, seen) = session();
     let err = settle(s.get_access_token()).await.unwrap_err();
     assert_eq!(code_of(&err), "NOT_AUTHENTICATED");
-    let err = settle(s.login(JsValue::UNDEFINED, JsValue::UNDEFINED)).await.unwrap_err();
+    let err = settle(s.login(JsValue::UNDEFINED, JsValue::UNDEFINED))
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&err), "CONFIG_ERROR");
     assert!(seen.borrow().is_empty());
 
     settle(s.login("u".into(), PASSWORD.into())).await.unwrap();
-    assert_eq!(settle(s.get_access_token()).await.unwrap().as_string().as_deref(), Some(ACCESS));
+    assert_eq!(
+        settle(s.get_access_token()).await.unwrap().as_string().as_deref(),
+        Some(ACCESS)
+    );
     settle(s.revoke()).await.unwrap();
     assert_eq!(prop(&s.info(), "state").as_string().as_deref(), Some("revoked"));
     let revoke = seen.borrow().last().cloned().unwrap();
     assert_eq!(revoke.body, format!(r#"{{"refresh_token":"{REFRESH}"}}"#));
-    assert_eq!(revoke.authorization.as_deref(), Some(format!("Bearer {ACCESS}").as_str()));
-    let err = settle(s.json("/api/v1/products".into(), JsValue::UNDEFINED)).await.unwrap_err();
+    assert_eq!(
+        revoke.authorization.as_deref(),
+        Some(format!("Bearer {ACCESS}").as_str())
+    );
+    let err = settle(s.json("/api/v1/products".into(), JsValue::UNDEFINED))
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&err), "NOT_AUTHENTICATED");
 
     s.dispose();
     s.dispose();
-    let err = settle(s.fetch("/api/v1/products".into(), JsValue::UNDEFINED)).await.unwrap_err();
+    let err = settle(s.fetch("/api/v1/products".into(), JsValue::UNDEFINED))
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&err), "DISPOSED");
 }
 
@@ -258,7 +334,8 @@ async fn events_reach_listeners_until_unsubscribed() {
     .into_js_value();
     let off = s.on("tokens", listener.clone()).unwrap();
     let c = count.clone();
-    let revoked = Closure::<dyn FnMut(JsValue)>::new(move |_| c.borrow_mut().push("revoked-event".into())).into_js_value();
+    let revoked =
+        Closure::<dyn FnMut(JsValue)>::new(move |_| c.borrow_mut().push("revoked-event".into())).into_js_value();
     s.on("revoked", revoked).unwrap();
     assert_eq!(code_of(&s.on("nope", listener).unwrap_err()), "CONFIG_ERROR");
     settle(s.login("u".into(), PASSWORD.into())).await.unwrap();
@@ -273,13 +350,17 @@ async fn events_reach_listeners_until_unsubscribed() {
 async fn an_aborted_signal_rejects_with_aborted_before_any_request() {
     let (s, seen) = session();
     settle(s.login("u".into(), PASSWORD.into())).await.unwrap();
-    let ctor: Function = Reflect::get(&js_sys::global(), &"AbortController".into()).unwrap().unchecked_into();
+    let ctor: Function = Reflect::get(&js_sys::global(), &"AbortController".into())
+        .unwrap()
+        .unchecked_into();
     let controller = Reflect::construct(&ctor, &Array::new()).unwrap();
     let abort: Function = prop(&controller, "abort").unchecked_into();
     abort.call0(&controller).unwrap();
     let init = Object::new();
     Reflect::set(&init, &"signal".into(), &prop(&controller, "signal")).unwrap();
-    let err = settle(s.fetch("/api/v1/products".into(), init.into())).await.unwrap_err();
+    let err = settle(s.fetch("/api/v1/products".into(), init.into()))
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&err), "ABORTED");
     assert_eq!(seen.borrow().len(), 1, "only the login went out");
 }
@@ -290,11 +371,19 @@ async fn concurrent_calls_on_one_object_share_one_refresh() {
     settle(s.login("u".into(), PASSWORD.into())).await.unwrap();
     let calls = Array::new();
     for i in 0..100 {
-        let p = if i % 2 == 0 { s.refresh() } else { s.json("/api/v1/products".into(), JsValue::UNDEFINED) };
+        let p = if i % 2 == 0 {
+            s.refresh()
+        } else {
+            s.json("/api/v1/products".into(), JsValue::UNDEFINED)
+        };
         calls.push(&p);
     }
     settle(Promise::all(&calls)).await.unwrap();
-    let refreshes = seen.borrow().iter().filter(|r| r.url.ends_with("/auth/refresh")).count();
+    let refreshes = seen
+        .borrow()
+        .iter()
+        .filter(|r| r.url.ends_with("/auth/refresh"))
+        .count();
     assert_eq!(refreshes, 1);
 }
 
@@ -302,8 +391,13 @@ async fn concurrent_calls_on_one_object_share_one_refresh() {
 async fn other_origins_never_get_the_token() {
     let (s, seen) = session();
     settle(s.login("u".into(), PASSWORD.into())).await.unwrap();
-    let err = settle(s.fetch("https://evil.test/steal".into(), JsValue::UNDEFINED)).await.unwrap_err();
+    let err = settle(s.fetch("https://evil.test/steal".into(), JsValue::UNDEFINED))
+        .await
+        .unwrap_err();
     assert_eq!(code_of(&err), "ORIGIN_NOT_ALLOWED");
-    assert!(prop(&err, "message").as_string().unwrap().starts_with("https://evil.test may not receive"));
+    assert!(prop(&err, "message")
+        .as_string()
+        .unwrap()
+        .starts_with("https://evil.test may not receive"));
     assert_eq!(seen.borrow().len(), 1);
 }

@@ -46,7 +46,9 @@ fn string(object: &JsValue, key: &str, field: &str) -> Result<Option<String>, Au
     if !given(&v) {
         return Ok(None);
     }
-    v.as_string().map(Some).ok_or_else(|| AuthError::config(format!("{field} must be a string")))
+    v.as_string()
+        .map(Some)
+        .ok_or_else(|| AuthError::config(format!("{field} must be a string")))
 }
 
 fn number(object: &JsValue, key: &str) -> Result<Option<f64>, AuthError> {
@@ -54,7 +56,9 @@ fn number(object: &JsValue, key: &str) -> Result<Option<f64>, AuthError> {
     if !given(&v) {
         return Ok(None);
     }
-    v.as_f64().map(Some).ok_or_else(|| AuthError::config(format!("{key} must be a number")))
+    v.as_f64()
+        .map(Some)
+        .ok_or_else(|| AuthError::config(format!("{key} must be a number")))
 }
 
 fn boolean(object: &JsValue, key: &str) -> Result<Option<bool>, AuthError> {
@@ -62,25 +66,36 @@ fn boolean(object: &JsValue, key: &str) -> Result<Option<bool>, AuthError> {
     if !given(&v) {
         return Ok(None);
     }
-    v.as_bool().map(Some).ok_or_else(|| AuthError::config(format!("{key} must be a boolean")))
+    v.as_bool()
+        .map(Some)
+        .ok_or_else(|| AuthError::config(format!("{key} must be a boolean")))
 }
 
 /// Reads `username`/`password` from JS values: both strings (the core checks emptiness).
 pub fn credentials(username: &JsValue, password: &JsValue, field: &str) -> Result<(String, Password), AuthError> {
-    let user = username.as_string().ok_or_else(|| AuthError::config(format!("{field}username must be a string")))?;
-    let pass = password.as_string().ok_or_else(|| AuthError::config(format!("{field}password must be a string")))?;
+    let user = username
+        .as_string()
+        .ok_or_else(|| AuthError::config(format!("{field}username must be a string")))?;
+    let pass = password
+        .as_string()
+        .ok_or_else(|| AuthError::config(format!("{field}password must be a string")))?;
     Ok((user, Password::new(pass)))
 }
 
 pub fn read(js: &JsValue) -> Result<JsOptions, AuthError> {
     if !js.is_object() || js.is_function() || Array::is_array(js) {
-        return Err(AuthError::config("options must be an object, e.g. { host: \"https://api.example.com\" }"));
+        return Err(AuthError::config(
+            "options must be an object, e.g. { host: \"https://api.example.com\" }",
+        ));
     }
     for key in Object::keys(js.unchecked_ref::<Object>()).iter() {
         let key = key.as_string().unwrap_or_default();
         if !KNOWN.contains(&key.as_str()) {
             let shown: String = key.chars().filter(|c| !c.is_control()).take(64).collect();
-            return Err(AuthError::config(format!("unknown option \"{shown}\"; known options: {}", KNOWN.join(", "))));
+            return Err(AuthError::config(format!(
+                "unknown option \"{shown}\"; known options: {}",
+                KNOWN.join(", ")
+            )));
         }
     }
 
@@ -88,9 +103,15 @@ pub fn read(js: &JsValue) -> Result<JsOptions, AuthError> {
     let credentials = if !given(&creds) || creds.is_null() {
         None
     } else if creds.is_object() {
-        Some(credentials(&get(&creds, "username"), &get(&creds, "password"), "credentials.")?)
+        Some(credentials(
+            &get(&creds, "username"),
+            &get(&creds, "password"),
+            "credentials.",
+        )?)
     } else {
-        return Err(AuthError::config("credentials must be an object { username, password }"));
+        return Err(AuthError::config(
+            "credentials must be an object { username, password }",
+        ));
     };
 
     let paths = get(js, "paths");
@@ -103,7 +124,9 @@ pub fn read(js: &JsValue) -> Result<JsOptions, AuthError> {
             string(&paths, "revoke", "paths.revoke")?,
         )
     } else {
-        return Err(AuthError::config("paths must be an object { login?, refresh?, revoke? }"));
+        return Err(AuthError::config(
+            "paths must be an object { login?, refresh?, revoke? }",
+        ));
     };
 
     let origins = get(js, "allowedOrigins");
@@ -113,7 +136,10 @@ pub fn read(js: &JsValue) -> Result<JsOptions, AuthError> {
         let array: &Array = origins.unchecked_ref();
         let mut out = Vec::with_capacity(array.length() as usize);
         for (i, o) in array.iter().enumerate() {
-            out.push(o.as_string().ok_or_else(|| AuthError::config(format!("allowedOrigins[{i}] must be a string")))?);
+            out.push(
+                o.as_string()
+                    .ok_or_else(|| AuthError::config(format!("allowedOrigins[{i}] must be a string")))?,
+            );
         }
         out
     } else {
@@ -124,16 +150,28 @@ pub fn read(js: &JsValue) -> Result<JsOptions, AuthError> {
     let fetch = if !given(&f) {
         FetchFn::Global
     } else if let Some(function) = f.dyn_ref::<Function>() {
-        FetchFn::Custom { this: JsValue::UNDEFINED, function: function.clone() }
+        FetchFn::Custom {
+            this: JsValue::UNDEFINED,
+            function: function.clone(),
+        }
     } else if f.is_object() && get(&f, "fetch").is_function() {
         // A service binding passed as itself: call its method with the binding as `this`.
-        FetchFn::Custom { function: get(&f, "fetch").unchecked_into(), this: f }
+        FetchFn::Custom {
+            function: get(&f, "fetch").unchecked_into(),
+            this: f,
+        }
     } else {
-        return Err(AuthError::config("fetch must be a function (or an object with a fetch method)"));
+        return Err(AuthError::config(
+            "fetch must be a function (or an object with a fetch method)",
+        ));
     };
 
     let s = get(js, "storage");
-    let storage = if given(&s) && !s.is_null() { Some(JsStorage::new(s)?) } else { None };
+    let storage = if given(&s) && !s.is_null() {
+        Some(JsStorage::new(s)?)
+    } else {
+        None
+    };
 
     Ok(JsOptions {
         options: Options {

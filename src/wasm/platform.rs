@@ -125,7 +125,9 @@ impl JsPlatform {
                 headers.set("content-type", "application/json").map_err(fail)?;
                 headers.set("accept", "application/json").map_err(fail)?;
                 if let Some(token) = request.bearer {
-                    headers.set("authorization", &format!("Bearer {}", token.expose())).map_err(fail)?;
+                    headers
+                        .set("authorization", &format!("Bearer {}", token.expose()))
+                        .map_err(fail)?;
                 }
                 set("method", &"POST".into())?;
                 set("headers", &headers)?;
@@ -134,11 +136,16 @@ impl JsPlatform {
                 set("credentials", &"omit".into())?;
                 Request::new(&JsValue::from_str(request.url), &init).map_err(fail)
             }
-            OutgoingBody::Api { request: api, drop_body } => {
+            OutgoingBody::Api {
+                request: api,
+                drop_body,
+            } => {
                 let copy = api.template.try_clone().map_err(fail)?;
                 let headers = Headers::new(&copy.headers()).map_err(fail)?;
                 if let Some(token) = request.bearer {
-                    headers.set("authorization", &format!("Bearer {}", token.expose())).map_err(fail)?;
+                    headers
+                        .set("authorization", &format!("Bearer {}", token.expose()))
+                        .map_err(fail)?;
                 }
                 set("headers", &headers)?;
                 if request.url == api.template.url() && !drop_body {
@@ -201,7 +208,9 @@ impl Platform for JsPlatform {
             OutgoingBody::Json(_) => None,
         };
         let url = request.url.to_owned();
-        let sent = self.build(&request, &signal).and_then(|r| self.call_fetch(&r).map_err(|e| fetch_failure(&e)));
+        let sent = self
+            .build(&request, &signal)
+            .and_then(|r| self.call_fetch(&r).map_err(|e| fetch_failure(&e)));
         Box::pin(async move {
             let mut guard = AbortOnDrop(Some(controller));
             let promise = sent?;
@@ -225,7 +234,11 @@ impl Platform for JsPlatform {
                 location,
                 retry_after: headers.get("retry-after"),
                 date: headers.get("date"),
-                body: Body { response, controller: guard.0.take().expect("controller present"), armed: true },
+                body: Body {
+                    response,
+                    controller: guard.0.take().expect("controller present"),
+                    armed: true,
+                },
             })
         })
     }
@@ -234,9 +247,16 @@ impl Platform for JsPlatform {
         Box::pin(async move {
             let mut body = body;
             let too_large = || {
-                AuthError::new(ErrorCode::ResponseTooLarge, format!("the response body is larger than {limit} bytes"))
+                AuthError::new(
+                    ErrorCode::ResponseTooLarge,
+                    format!("the response body is larger than {limit} bytes"),
+                )
             };
-            let declared = body.response.headers().get("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+            let declared = body
+                .response
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.trim().parse::<u64>().ok());
             if declared.is_some_and(|n| n > limit as u64) {
                 return Err(too_large());
             }
@@ -247,7 +267,10 @@ impl Platform for JsPlatform {
             let reader = stream.get_reader().map_err(|e| fetch_failure(&e))?;
             let mut bytes = Vec::new();
             loop {
-                let chunk: ReadResult = JsFuture::from(reader.read()).await.map_err(|e| fetch_failure(&e))?.unchecked_into();
+                let chunk: ReadResult = JsFuture::from(reader.read())
+                    .await
+                    .map_err(|e| fetch_failure(&e))?
+                    .unchecked_into();
                 if chunk.done() {
                     break;
                 }
@@ -297,8 +320,13 @@ impl Platform for JsPlatform {
             Event::Error(e) => (EventKind::Error, to_js(e)),
         };
         // A snapshot: a listener may unsubscribe (or subscribe) while we iterate.
-        let listeners: Vec<Function> =
-            self.listeners.borrow().iter().filter(|(k, _)| *k == kind).map(|(_, f)| f.clone()).collect();
+        let listeners: Vec<Function> = self
+            .listeners
+            .borrow()
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, f)| f.clone())
+            .collect();
         for listener in listeners {
             // A throwing listener must not break the session or the other listeners.
             let _ = listener.call1(&JsValue::UNDEFINED, &payload);
@@ -311,7 +339,11 @@ pub fn info_to_js(info: &SessionInfo) -> JsValue {
     let o = object();
     let date = |ms: Option<i64>| ms.map_or(JsValue::NULL, |ms| Date::new(&JsValue::from_f64(ms as f64)).into());
     let _ = Reflect::set(&o, &"state".into(), &info.state.as_str().into());
-    let _ = Reflect::set(&o, &"clientId".into(), &info.client_id.map_or(JsValue::NULL, |id| JsValue::from_f64(id as f64)));
+    let _ = Reflect::set(
+        &o,
+        &"clientId".into(),
+        &info.client_id.map_or(JsValue::NULL, |id| JsValue::from_f64(id as f64)),
+    );
     let _ = Reflect::set(&o, &"accessExpiresAt".into(), &date(info.access_expires_at));
     let _ = Reflect::set(&o, &"refreshExpiresAt".into(), &date(info.refresh_expires_at));
     o.into()

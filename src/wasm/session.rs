@@ -52,9 +52,12 @@ impl SignalWatch {
             resolve = Some(res);
         });
         let fired = JsFuture::from(promise);
-        (SignalWatch { signal, resolve }, Abort::new(Box::pin(async move {
-            let _ = fired.await;
-        })))
+        (
+            SignalWatch { signal, resolve },
+            Abort::new(Box::pin(async move {
+                let _ = fired.await;
+            })),
+        )
     }
 }
 
@@ -80,7 +83,9 @@ impl AuthSession {
             let text = match input.as_string() {
                 Some(s) => s,
                 None if input.is_object() => js_sys::JsString::from(input.clone()).into(),
-                None => return Err(js_sys::TypeError::new("fetch() input must be a string, a URL or a Request").into()),
+                None => {
+                    return Err(js_sys::TypeError::new("fetch() input must be a string, a URL or a Request").into())
+                }
             };
             let href = Url::new(&self.core.resolve(&text))?.href();
             Request::new(&JsValue::from_str(&href), init)?
@@ -99,9 +104,14 @@ impl AuthSession {
     pub fn new(options: JsValue) -> Result<AuthSession, JsValue> {
         let js = options::read(&options).map_err(|e| to_js(&e))?;
         let config = js.options.validate().map_err(|e| to_js(&e))?;
-        let platform = JsPlatform { fetch: js.fetch, listeners: Default::default() };
+        let platform = JsPlatform {
+            fetch: js.fetch,
+            listeners: Default::default(),
+        };
         let storage = js.storage.map(|s| Rc::new(s) as Rc<dyn Storage>);
-        Ok(AuthSession { core: Session::new(platform, config, storage) })
+        Ok(AuthSession {
+            core: Session::new(platform, config, storage),
+        })
     }
 
     /// `login(username?, password?)`: without arguments, `options.credentials`.
@@ -199,19 +209,27 @@ impl AuthSession {
             let method = request.template.method();
             let (_watch_body, mut abort) = SignalWatch::new(request.signal.clone());
             let (_watch, abort_fetch) = SignalWatch::new(request.signal.clone());
-            let fetched = core.fetch(request, url, method, abort_fetch).await.map_err(|e| to_js(&e))?;
+            let fetched = core
+                .fetch(request, url, method, abort_fetch)
+                .await
+                .map_err(|e| to_js(&e))?;
             let status = fetched.response.status;
             let response = fetched.response.body.into_response();
             // The body read gets what is left of the attempt's timeout.
             let timeout = core.config().timeout_ms as i64;
             let left = (fetched.attempt_started_ms + timeout - core.platform().now_ms()).clamp(0, timeout) as u32;
-            let text = response.text().map_err(|_| to_js(&AuthError::new(ErrorCode::Network, "the body could not be read")))?;
+            let text = response
+                .text()
+                .map_err(|_| to_js(&AuthError::new(ErrorCode::Network, "the body could not be read")))?;
             let read = race(JsFuture::from(text), Sleep::new(left));
             let text = match abort.guard(read).await.map_err(|e| to_js(&e))? {
                 Either::Left(Ok(t)) => t.as_string().unwrap_or_default(),
                 Either::Left(Err(e)) => return Err(to_js(&super::error::fetch_failure(&e))),
                 Either::Right(()) => {
-                    let e = AuthError::new(ErrorCode::Timeout, format!("the response body did not arrive within timeoutMs ({timeout} ms)"));
+                    let e = AuthError::new(
+                        ErrorCode::Timeout,
+                        format!("the response body did not arrive within timeoutMs ({timeout} ms)"),
+                    );
                     return Err(to_js(&e.with_status(status)));
                 }
             };
@@ -238,13 +256,19 @@ impl AuthSession {
     /// Subscribes to "tokens" | "expired" | "revoked" | "error"; returns the unsubscribe function.
     pub fn on(&self, event: &str, listener: JsValue) -> Result<Function, JsValue> {
         let kind = EventKind::parse(event).ok_or_else(|| {
-            to_js(&AuthError::config("on() takes \"tokens\", \"expired\", \"revoked\" or \"error\""))
+            to_js(&AuthError::config(
+                "on() takes \"tokens\", \"expired\", \"revoked\" or \"error\"",
+            ))
         })?;
         let listener: Function = listener
             .dyn_into()
             .map_err(|_| to_js(&AuthError::config("on() needs a listener function")))?;
         let weak = Rc::downgrade(&self.core.platform().listeners);
-        self.core.platform().listeners.borrow_mut().push((kind, listener.clone()));
+        self.core
+            .platform()
+            .listeners
+            .borrow_mut()
+            .push((kind, listener.clone()));
         let off = Closure::<dyn FnMut()>::new(move || {
             if let Some(listeners) = weak.upgrade() {
                 let mut list = listeners.borrow_mut();
@@ -267,12 +291,21 @@ impl AuthSession {
 /// Reads the envelope shape of an API body with `JSON.parse`; the data stays a JS value.
 fn classify(text: &str) -> (ApiBody, JsValue) {
     if text.trim().is_empty() {
-        return (ApiBody { empty: true, ..ApiBody::default() }, JsValue::UNDEFINED);
+        return (
+            ApiBody {
+                empty: true,
+                ..ApiBody::default()
+            },
+            JsValue::UNDEFINED,
+        );
     }
     let Ok(value) = js_sys::JSON::parse(text) else {
         return (ApiBody::default(), JsValue::UNDEFINED);
     };
-    let mut shape = ApiBody { json: true, ..ApiBody::default() };
+    let mut shape = ApiBody {
+        json: true,
+        ..ApiBody::default()
+    };
     if value.is_object() {
         let get = |o: &JsValue, k: &str| Reflect::get(o, &k.into()).unwrap_or(JsValue::UNDEFINED);
         shape.success = get(&value, "success").as_bool();
@@ -280,7 +313,11 @@ fn classify(text: &str) -> (ApiBody, JsValue) {
         let error = get(&value, "error");
         if error.is_object() {
             if let Some(code) = get(&error, "code").as_string().filter(|c| !c.is_empty()) {
-                shape.error = Some((get(&error, "name").as_string(), code, get(&error, "message").as_string()));
+                shape.error = Some((
+                    get(&error, "name").as_string(),
+                    code,
+                    get(&error, "message").as_string(),
+                ));
             }
         }
     }

@@ -17,7 +17,9 @@ impl JsStorage {
     /// Checks the object has the three methods, naming the missing one.
     pub fn new(object: JsValue) -> Result<JsStorage, AuthError> {
         if !object.is_object() {
-            return Err(AuthError::config("storage must be an object with get, put and delete methods"));
+            return Err(AuthError::config(
+                "storage must be an object with get, put and delete methods",
+            ));
         }
         for method in ["get", "put", "delete"] {
             let f = Reflect::get(&object, &method.into()).unwrap_or(JsValue::UNDEFINED);
@@ -32,7 +34,7 @@ impl JsStorage {
     fn call(&self, op: &'static str, args: &[JsValue]) -> LocalFuture<Result<JsValue, AuthError>> {
         let with_message = op != "put";
         let started = Reflect::get(&self.object, &op.into())
-            .and_then(|f| f.dyn_into::<Function>().map_err(JsValue::from))
+            .and_then(|f| f.dyn_into::<Function>())
             .and_then(|f| match args {
                 [a] => f.call1(&self.object, a),
                 [a, b] => f.call2(&self.object, a, b),
@@ -40,7 +42,9 @@ impl JsStorage {
             });
         Box::pin(async move {
             let value = started.map_err(|e| storage_failure(op, &e, with_message))?;
-            JsFuture::from(Promise::resolve(&value)).await.map_err(|e| storage_failure(op, &e, with_message))
+            JsFuture::from(Promise::resolve(&value))
+                .await
+                .map_err(|e| storage_failure(op, &e, with_message))
         })
     }
 }
@@ -54,7 +58,10 @@ impl Storage for JsStorage {
                 return Ok(None);
             }
             value.as_string().map(Some).ok_or_else(|| {
-                AuthError::new(ErrorCode::Storage, "storage.get returned something other than a string, null or undefined")
+                AuthError::new(
+                    ErrorCode::Storage,
+                    "storage.get returned something other than a string, null or undefined",
+                )
             })
         })
     }

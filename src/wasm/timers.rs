@@ -42,7 +42,11 @@ impl Sleep {
         if id.is_none() {
             state.fired.set(true);
         }
-        Sleep { state, id, _callback: Some(callback) }
+        Sleep {
+            state,
+            id,
+            _callback: Some(callback),
+        }
     }
 }
 
@@ -70,15 +74,18 @@ impl Drop for Sleep {
 /// A callback timer. The callback never runs inside the `setTimeout` handler itself but in a
 /// task spawned from it, so the callback may drop this very handle (the session does, when it
 /// re-arms) without freeing a closure that is still executing.
+/// The callback a timer will run, shared by the handle (to cancel) and the JS handler.
+type Pending = Rc<RefCell<Option<Box<dyn FnOnce()>>>>;
+
 pub struct Timer {
     id: Option<JsValue>,
-    pending: Rc<RefCell<Option<Box<dyn FnOnce()>>>>,
+    pending: Pending,
     _callback: Closure<dyn FnMut()>,
 }
 
 impl Timer {
     pub fn new(ms: u32, callback: Box<dyn FnOnce()>) -> Timer {
-        let pending: Rc<RefCell<Option<Box<dyn FnOnce()>>>> = Rc::new(RefCell::new(Some(callback)));
+        let pending: Pending = Rc::new(RefCell::new(Some(callback)));
         let shared = pending.clone();
         let js_callback = Closure::<dyn FnMut()>::new(move || {
             let shared = shared.clone();
@@ -93,7 +100,11 @@ impl Timer {
         if let Some(id) = &id {
             unref(id);
         }
-        Timer { id, pending, _callback: js_callback }
+        Timer {
+            id,
+            pending,
+            _callback: js_callback,
+        }
     }
 }
 
