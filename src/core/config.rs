@@ -123,7 +123,14 @@ impl Options {
             86_400.0,
             false,
         )?;
-        let timeout = number("timeoutMs", self.timeout_ms, DEFAULT_TIMEOUT_MS, 1.0, MAX_TIMER_DELAY_MS as f64, true)?;
+        let timeout = number(
+            "timeoutMs",
+            self.timeout_ms,
+            DEFAULT_TIMEOUT_MS,
+            1.0,
+            MAX_TIMER_DELAY_MS as f64,
+            true,
+        )?;
         let retries = number("retries", self.retries, DEFAULT_RETRIES, 0.0, 10.0, true)?;
         let max_retry_after = number(
             "maxRetryAfterSeconds",
@@ -140,7 +147,9 @@ impl Options {
 
         let storage_key = match self.storage_key {
             Some(k) if k.is_empty() || k.len() > 512 => {
-                return Err(AuthError::config("storageKey must be a non-empty string of at most 512 bytes"))
+                return Err(AuthError::config(
+                    "storageKey must be a non-empty string of at most 512 bytes",
+                ))
             }
             Some(k) => k,
             None => format!("auth-session:{}", base.as_string()),
@@ -188,7 +197,10 @@ mod tests {
     use super::*;
 
     fn opts(host: &str) -> Options {
-        Options { host: Some(host.into()), ..Options::default() }
+        Options {
+            host: Some(host.into()),
+            ..Options::default()
+        }
     }
 
     fn err(o: Options) -> String {
@@ -215,33 +227,94 @@ mod tests {
         assert!(err(opts("api.example.com")).starts_with("host"));
         assert!(err(opts("http://api.example.com")).contains("allowInsecureHttp"));
         assert!(opts("http://localhost:8080").validate().is_ok());
-        assert!(Options { allow_insecure_http: Some(true), ..opts("http://api.internal") }.validate().is_ok());
-        assert!(err(Options { refresh_margin_seconds: Some(-1.0), ..opts("https://x.test") }).starts_with("refreshMarginSeconds"));
-        assert!(err(Options { refresh_margin_seconds: Some(f64::NAN), ..opts("https://x.test") }).starts_with("refreshMarginSeconds"));
-        assert!(err(Options { timeout_ms: Some(0.0), ..opts("https://x.test") }).starts_with("timeoutMs"));
-        assert!(err(Options { timeout_ms: Some(1.5), ..opts("https://x.test") }).starts_with("timeoutMs"));
-        assert!(err(Options { retries: Some(11.0), ..opts("https://x.test") }).starts_with("retries"));
-        assert!(err(Options { max_retry_after_seconds: Some(f64::INFINITY), ..opts("https://x.test") })
-            .starts_with("maxRetryAfterSeconds"));
-        assert!(err(Options { login_path: Some("auth/login".into()), ..opts("https://x.test") }).starts_with("paths.login"));
-        assert!(err(Options { refresh_path: Some("//evil.test/x".into()), ..opts("https://x.test") }).starts_with("paths.refresh"));
-        assert!(err(Options { revoke_path: Some("/a b".into()), ..opts("https://x.test") }).starts_with("paths.revoke"));
-        assert!(err(Options { storage_key: Some(String::new()), ..opts("https://x.test") }).starts_with("storageKey"));
-        assert!(err(Options { allowed_origins: vec!["https://ok.test".into(), "https://x.test/path".into()], ..opts("https://x.test") })
-            .starts_with("allowedOrigins[1]"));
-        assert!(err(Options { allowed_origins: vec!["http://cdn.test".into()], ..opts("https://x.test") })
-            .starts_with("allowedOrigins[0]"));
+        assert!(Options {
+            allow_insecure_http: Some(true),
+            ..opts("http://api.internal")
+        }
+        .validate()
+        .is_ok());
+        assert!(err(Options {
+            refresh_margin_seconds: Some(-1.0),
+            ..opts("https://x.test")
+        })
+        .starts_with("refreshMarginSeconds"));
+        assert!(err(Options {
+            refresh_margin_seconds: Some(f64::NAN),
+            ..opts("https://x.test")
+        })
+        .starts_with("refreshMarginSeconds"));
+        assert!(err(Options {
+            timeout_ms: Some(0.0),
+            ..opts("https://x.test")
+        })
+        .starts_with("timeoutMs"));
+        assert!(err(Options {
+            timeout_ms: Some(1.5),
+            ..opts("https://x.test")
+        })
+        .starts_with("timeoutMs"));
+        assert!(err(Options {
+            retries: Some(11.0),
+            ..opts("https://x.test")
+        })
+        .starts_with("retries"));
+        assert!(err(Options {
+            max_retry_after_seconds: Some(f64::INFINITY),
+            ..opts("https://x.test")
+        })
+        .starts_with("maxRetryAfterSeconds"));
+        assert!(err(Options {
+            login_path: Some("auth/login".into()),
+            ..opts("https://x.test")
+        })
+        .starts_with("paths.login"));
+        assert!(err(Options {
+            refresh_path: Some("//evil.test/x".into()),
+            ..opts("https://x.test")
+        })
+        .starts_with("paths.refresh"));
+        assert!(err(Options {
+            revoke_path: Some("/a b".into()),
+            ..opts("https://x.test")
+        })
+        .starts_with("paths.revoke"));
+        assert!(err(Options {
+            storage_key: Some(String::new()),
+            ..opts("https://x.test")
+        })
+        .starts_with("storageKey"));
+        assert!(err(Options {
+            allowed_origins: vec!["https://ok.test".into(), "https://x.test/path".into()],
+            ..opts("https://x.test")
+        })
+        .starts_with("allowedOrigins[1]"));
+        assert!(err(Options {
+            allowed_origins: vec!["http://cdn.test".into()],
+            ..opts("https://x.test")
+        })
+        .starts_with("allowedOrigins[0]"));
         let creds = Some((String::new(), Password::new("p")));
-        assert!(err(Options { credentials: creds, ..opts("https://x.test") }).starts_with("credentials.username"));
+        assert!(err(Options {
+            credentials: creds,
+            ..opts("https://x.test")
+        })
+        .starts_with("credentials.username"));
         let creds = Some(("u".to_owned(), Password::new("")));
-        assert!(err(Options { credentials: creds, ..opts("https://x.test") }).starts_with("credentials.password"));
+        assert!(err(Options {
+            credentials: creds,
+            ..opts("https://x.test")
+        })
+        .starts_with("credentials.password"));
     }
 
     #[test]
     fn token_scope_is_the_host_origin_plus_allowed_origins() {
-        let c = Options { allowed_origins: vec!["https://files.example.com".into()], ..opts("https://api.example.com/v2") }
-            .validate()
-            .unwrap();
+        let c = Options {
+            allowed_origins: vec!["https://files.example.com".into()],
+            ..opts("https://api.example.com/v2")
+        }
+        .validate()
+        .unwrap();
         let origin = |u: &str| parse_absolute(u).unwrap().origin;
         assert!(c.may_receive_token(&origin("https://api.example.com/other")));
         assert!(c.may_receive_token(&origin("https://files.example.com/x")));

@@ -34,10 +34,16 @@ pub fn read_auth_response(status: u16, body: &[u8]) -> Result<Json, AuthError> {
     if !(200..300).contains(&status) {
         return Err(AuthError::from_status(status));
     }
-    let doc = parsed.map_err(|e| AuthError::invalid_response(format!("the response is not JSON ({e})")).with_status(status))?;
+    let doc = parsed
+        .map_err(|e| AuthError::invalid_response(format!("the response is not JSON ({e})")).with_status(status))?;
     match (doc.get("success").and_then(Json::as_bool), doc.get("data")) {
         (Some(true), Some(_)) => match doc {
-            Json::Object(members) => Ok(members.into_iter().rev().find(|(k, _)| k == "data").map(|(_, v)| v).unwrap_or(Json::Null)),
+            Json::Object(members) => Ok(members
+                .into_iter()
+                .rev()
+                .find(|(k, _)| k == "data")
+                .map(|(_, v)| v)
+                .unwrap_or(Json::Null)),
             _ => unreachable!("get() only succeeds on objects"),
         },
         _ => Err(AuthError::invalid_response("the response is not a success envelope").with_status(status)),
@@ -53,16 +59,22 @@ pub fn server_error(status: u16, doc: &Json) -> Option<AuthError> {
         return None;
     }
     let name = err.get("name").and_then(Json::as_str).unwrap_or("ServerError");
-    let message = err.get("message").and_then(Json::as_str).unwrap_or("the server reported an error");
+    let message = err
+        .get("message")
+        .and_then(Json::as_str)
+        .unwrap_or("the server reported an error");
     Some(AuthError::from_server(status, name, code, message))
 }
 
 fn field<'a>(data: &'a Json, name: &str) -> Result<&'a Json, AuthError> {
-    data.get(name).ok_or_else(|| AuthError::invalid_response(format!("the token pair has no {name}")))
+    data.get(name)
+        .ok_or_else(|| AuthError::invalid_response(format!("the token pair has no {name}")))
 }
 
 fn string<'a>(data: &'a Json, name: &str) -> Result<&'a str, AuthError> {
-    field(data, name)?.as_str().ok_or_else(|| AuthError::invalid_response(format!("{name} is not a string")))
+    field(data, name)?
+        .as_str()
+        .ok_or_else(|| AuthError::invalid_response(format!("{name} is not a string")))
 }
 
 fn timestamp(data: &Json, name: &str) -> Result<i64, AuthError> {
@@ -86,7 +98,13 @@ pub fn parse_token_pair(data: &Json) -> Result<TokenPair, AuthError> {
             _ => return Err(AuthError::invalid_response("client_id is not an integer")),
         },
     };
-    Ok(TokenPair { access_token, refresh_token, access_expires_at, refresh_expires_at, client_id })
+    Ok(TokenPair {
+        access_token,
+        refresh_token,
+        access_expires_at,
+        refresh_expires_at,
+        client_id,
+    })
 }
 
 /// The shape of an API response body that `json()` read, as the JavaScript layer saw it
@@ -186,7 +204,12 @@ pub fn write_record(pair: &TokenPair) -> String {
 
 /// Reads a record written by [`write_record`].
 pub fn read_record(text: &str) -> Result<TokenPair, AuthError> {
-    let bad = |why: &str| AuthError::new(crate::core::error::ErrorCode::Storage, format!("the stored session record {why}"));
+    let bad = |why: &str| {
+        AuthError::new(
+            crate::core::error::ErrorCode::Storage,
+            format!("the stored session record {why}"),
+        )
+    };
     let doc = json::parse(text.as_bytes()).map_err(|_| bad("is not JSON"))?;
     if doc.get("v").and_then(Json::as_f64) != Some(RECORD_VERSION) {
         return Err(bad("has an unknown format version"));
@@ -198,7 +221,8 @@ pub fn read_record(text: &str) -> Result<TokenPair, AuthError> {
     let token = |name: &str| doc.get(name).and_then(Json::as_str).ok_or_else(|| bad("has no tokens"));
     Ok(TokenPair {
         access_token: AccessToken::parse(token("access_token")?).map_err(|_| bad("holds an invalid access token"))?,
-        refresh_token: RefreshToken::parse(token("refresh_token")?).map_err(|_| bad("holds an invalid refresh token"))?,
+        refresh_token: RefreshToken::parse(token("refresh_token")?)
+            .map_err(|_| bad("holds an invalid refresh token"))?,
         access_expires_at: time("access_expires_at")?,
         refresh_expires_at: time("refresh_expires_at")?,
         client_id: match doc.get("client_id") {
@@ -236,19 +260,36 @@ mod tests {
     fn error_envelopes_become_server_errors() {
         let body = br#"{"error":{"name":"UnauthorizedError","code":"UNAUTHORIZED","message":"Invalid credentials"}}"#;
         let e = read_auth_response(401, body).unwrap_err();
-        assert_eq!((e.code(), e.name(), e.status(), e.message()), ("UNAUTHORIZED", "UnauthorizedError", 401, "Invalid credentials"));
+        assert_eq!(
+            (e.code(), e.name(), e.status(), e.message()),
+            ("UNAUTHORIZED", "UnauthorizedError", 401, "Invalid credentials")
+        );
         let e = read_auth_response(403, br#"{"error":{"code":"FORBIDDEN"}}"#).unwrap_err();
         assert_eq!((e.code(), e.name()), ("FORBIDDEN", "ServerError"));
     }
 
     #[test]
     fn bodies_without_envelopes_map_by_status() {
-        assert_eq!(read_auth_response(502, b"<html>Bad gateway</html>").unwrap_err().code(), "SERVER_ERROR");
+        assert_eq!(
+            read_auth_response(502, b"<html>Bad gateway</html>").unwrap_err().code(),
+            "SERVER_ERROR"
+        );
         assert_eq!(read_auth_response(429, b"").unwrap_err().code(), "RATE_LIMITED");
         let e = read_auth_response(404, b"not found").unwrap_err();
         assert_eq!((e.code(), e.status()), ("HTTP_ERROR", 404));
-        for body in ["", "<html>", "[]", r#"{"success":false,"data":{}}"#, r#"{"success":true}"#, r#"{"data":{}}"#] {
-            assert_eq!(read_auth_response(200, body.as_bytes()).unwrap_err().code(), "INVALID_RESPONSE", "{body}");
+        for body in [
+            "",
+            "<html>",
+            "[]",
+            r#"{"success":false,"data":{}}"#,
+            r#"{"success":true}"#,
+            r#"{"data":{}}"#,
+        ] {
+            assert_eq!(
+                read_auth_response(200, body.as_bytes()).unwrap_err().code(),
+                "INVALID_RESPONSE",
+                "{body}"
+            );
         }
     }
 
@@ -275,25 +316,66 @@ mod tests {
 
     #[test]
     fn api_json_outcomes() {
-        let data = ApiBody { json: true, success: Some(true), has_data: true, ..ApiBody::default() };
+        let data = ApiBody {
+            json: true,
+            success: Some(true),
+            has_data: true,
+            ..ApiBody::default()
+        };
         assert_eq!(api_json(200, &data), Ok(ApiJson::Data));
-        assert_eq!(api_json(204, &ApiBody { empty: true, ..ApiBody::default() }), Ok(ApiJson::Nothing));
-        let err = ApiBody { json: true, error: Some((None, "FORBIDDEN".into(), Some("no".into()))), ..ApiBody::default() };
+        assert_eq!(
+            api_json(
+                204,
+                &ApiBody {
+                    empty: true,
+                    ..ApiBody::default()
+                }
+            ),
+            Ok(ApiJson::Nothing)
+        );
+        let err = ApiBody {
+            json: true,
+            error: Some((None, "FORBIDDEN".into(), Some("no".into()))),
+            ..ApiBody::default()
+        };
         let e = api_json(403, &err).unwrap_err();
-        assert_eq!((e.code(), e.name(), e.status(), e.message()), ("FORBIDDEN", "ServerError", 403, "no"));
+        assert_eq!(
+            (e.code(), e.name(), e.status(), e.message()),
+            ("FORBIDDEN", "ServerError", 403, "no")
+        );
         assert_eq!(api_json(200, &err).unwrap_err().code(), "FORBIDDEN");
-        assert_eq!(api_json(503, &ApiBody { json: false, ..ApiBody::default() }).unwrap_err().code(), "SERVER_ERROR");
+        assert_eq!(
+            api_json(
+                503,
+                &ApiBody {
+                    json: false,
+                    ..ApiBody::default()
+                }
+            )
+            .unwrap_err()
+            .code(),
+            "SERVER_ERROR"
+        );
         assert_eq!(api_json(429, &data).unwrap_err().code(), "RATE_LIMITED");
         let e = api_json(404, &data).unwrap_err();
         assert_eq!((e.code(), e.status()), ("HTTP_ERROR", 404));
-        assert_eq!(api_json(200, &ApiBody::default()).unwrap_err().code(), "INVALID_RESPONSE");
-        let not_envelope = ApiBody { json: true, ..ApiBody::default() };
+        assert_eq!(
+            api_json(200, &ApiBody::default()).unwrap_err().code(),
+            "INVALID_RESPONSE"
+        );
+        let not_envelope = ApiBody {
+            json: true,
+            ..ApiBody::default()
+        };
         assert_eq!(api_json(200, &not_envelope).unwrap_err().code(), "INVALID_RESPONSE");
     }
 
     #[test]
     fn request_bodies_escape_everything() {
-        assert_eq!(login_body("u\"1", "p\\w\n"), r#"{"username":"u\"1","password":"p\\w\n"}"#);
+        assert_eq!(
+            login_body("u\"1", "p\\w\n"),
+            r#"{"username":"u\"1","password":"p\\w\n"}"#
+        );
         let t = RefreshToken::parse("eyJ.r").unwrap();
         assert_eq!(refresh_token_body(&t), r#"{"refresh_token":"eyJ.r"}"#);
     }

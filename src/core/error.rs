@@ -12,7 +12,10 @@ use std::fmt;
 #[non_exhaustive]
 pub enum ErrorCode {
     /// The server answered with an error envelope; its `name` and `code` are kept as sent.
-    Server { name: String, code: String },
+    Server {
+        name: String,
+        code: String,
+    },
     Network,
     Timeout,
     Aborted,
@@ -99,13 +102,21 @@ impl AuthError {
             code,
             ErrorCode::Network | ErrorCode::Timeout | ErrorCode::ServerError | ErrorCode::RateLimited
         );
-        AuthError { code, message: message.into(), status: 0, retryable }
+        AuthError {
+            code,
+            message: message.into(),
+            status: 0,
+            retryable,
+        }
     }
 
     /// An error the server described in its error envelope. Retryable only for 5xx and 429.
     pub fn from_server(status: u16, name: &str, code: &str, message: &str) -> Self {
         AuthError {
-            code: ErrorCode::Server { name: clean(name, 64), code: clean(code, 64) },
+            code: ErrorCode::Server {
+                name: clean(name, 64),
+                code: clean(code, 64),
+            },
             message: clean(message, MAX_SERVER_MESSAGE),
             status,
             retryable: status >= 500 || status == 429,
@@ -212,29 +223,65 @@ mod tests {
             (ErrorCode::Network, "NETWORK_ERROR", "NetworkError", true),
             (ErrorCode::Timeout, "TIMEOUT", "TimeoutError", true),
             (ErrorCode::Aborted, "ABORTED", "AbortError", false),
-            (ErrorCode::InvalidResponse, "INVALID_RESPONSE", "InvalidResponseError", false),
+            (
+                ErrorCode::InvalidResponse,
+                "INVALID_RESPONSE",
+                "InvalidResponseError",
+                false,
+            ),
             (ErrorCode::ServerError, "SERVER_ERROR", "ServerError", true),
             (ErrorCode::RateLimited, "RATE_LIMITED", "RateLimitedError", true),
             (ErrorCode::Http, "HTTP_ERROR", "HttpError", false),
-            (ErrorCode::SessionExpired, "SESSION_EXPIRED", "SessionExpiredError", false),
-            (ErrorCode::NotAuthenticated, "NOT_AUTHENTICATED", "NotAuthenticatedError", false),
-            (ErrorCode::OriginNotAllowed, "ORIGIN_NOT_ALLOWED", "OriginNotAllowedError", false),
-            (ErrorCode::RedirectBlocked, "REDIRECT_BLOCKED", "RedirectBlockedError", false),
-            (ErrorCode::ResponseTooLarge, "RESPONSE_TOO_LARGE", "ResponseTooLargeError", false),
+            (
+                ErrorCode::SessionExpired,
+                "SESSION_EXPIRED",
+                "SessionExpiredError",
+                false,
+            ),
+            (
+                ErrorCode::NotAuthenticated,
+                "NOT_AUTHENTICATED",
+                "NotAuthenticatedError",
+                false,
+            ),
+            (
+                ErrorCode::OriginNotAllowed,
+                "ORIGIN_NOT_ALLOWED",
+                "OriginNotAllowedError",
+                false,
+            ),
+            (
+                ErrorCode::RedirectBlocked,
+                "REDIRECT_BLOCKED",
+                "RedirectBlockedError",
+                false,
+            ),
+            (
+                ErrorCode::ResponseTooLarge,
+                "RESPONSE_TOO_LARGE",
+                "ResponseTooLargeError",
+                false,
+            ),
             (ErrorCode::Config, "CONFIG_ERROR", "ConfigError", false),
             (ErrorCode::Disposed, "DISPOSED", "DisposedError", false),
             (ErrorCode::Storage, "STORAGE_ERROR", "StorageError", false),
         ];
         for (kind, code, name, retryable) in cases {
             let e = AuthError::new(kind, "m");
-            assert_eq!((e.code(), e.name(), e.retryable(), e.status()), (code, name, retryable, 0));
+            assert_eq!(
+                (e.code(), e.name(), e.retryable(), e.status()),
+                (code, name, retryable, 0)
+            );
         }
     }
 
     #[test]
     fn server_errors_keep_name_and_code_and_are_retryable_only_for_5xx_and_429() {
         let e = AuthError::from_server(403, "ForbiddenError", "FORBIDDEN", "IP address not authorized");
-        assert_eq!((e.code(), e.name(), e.status(), e.retryable()), ("FORBIDDEN", "ForbiddenError", 403, false));
+        assert_eq!(
+            (e.code(), e.name(), e.status(), e.retryable()),
+            ("FORBIDDEN", "ForbiddenError", 403, false)
+        );
         assert!(AuthError::from_server(503, "X", "Y", "").retryable());
         assert!(AuthError::from_server(429, "X", "Y", "").retryable());
         assert!(!AuthError::from_server(401, "X", "Y", "").retryable());
@@ -255,7 +302,8 @@ mod tests {
         assert!(e.message().chars().count() <= MAX_SERVER_MESSAGE + 1);
         let e = AuthError::from_server(400, "N", "C", "bad\r\nInjected: line");
         assert!(!e.message().contains('\n') && !e.message().contains('\r'));
-        let e = AuthError::from_server(401, "N", "C", "token sekret-token-123 is unknown").redact(&["sekret-token-123"]);
+        let e =
+            AuthError::from_server(401, "N", "C", "token sekret-token-123 is unknown").redact(&["sekret-token-123"]);
         assert_eq!(e.message(), "token [redacted] is unknown");
         let e = AuthError::from_server(401, "sekret-token-123", "C", "m").redact(&["sekret-token-123"]);
         assert_eq!(e.name(), "ServerError");

@@ -52,7 +52,10 @@ impl Flight {
 
     /// A future for the outcome.
     pub fn wait(&self) -> Wait {
-        Wait { flight: self.clone(), slot: None }
+        Wait {
+            flight: self.clone(),
+            slot: None,
+        }
     }
 
     /// Pointer identity: is this the same call?

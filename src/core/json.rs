@@ -104,10 +104,7 @@ const EOF: &str = "unexpected end of input";
 /// A [`JsonError`] with the byte offset of the first problem, for any input that is not exactly
 /// one such document.
 pub fn parse(input: &[u8]) -> Result<Json, JsonError> {
-    let mut p = Parser {
-        bytes: input,
-        pos: 0,
-    };
+    let mut p = Parser { bytes: input, pos: 0 };
     let value = p.value(0)?;
     p.skip_ws();
     if p.pos != input.len() {
@@ -354,9 +351,7 @@ impl Parser<'_> {
         let mut value = 0;
         for _ in 0..4 {
             let b = self.peek().ok_or(self.err(EOF))?;
-            let digit = char::from(b)
-                .to_digit(16)
-                .ok_or(self.err("invalid \\u escape"))?;
+            let digit = char::from(b).to_digit(16).ok_or(self.err("invalid \\u escape"))?;
             value = value * 16 + digit;
             self.pos += 1;
         }
@@ -526,8 +521,8 @@ mod tests {
     #[test]
     fn bad_numbers() {
         for s in [
-            "01", "-01", "00", "+1", ".5", "-.5", "1.", "1.e5", "-", "1e", "1e+", "1E-", "--1",
-            "0x10", "1e5.5", "1.5.5", "- 1", "-a", "1_000", "٣", "１",
+            "01", "-01", "00", "+1", ".5", "-.5", "1.", "1.e5", "-", "1e", "1e+", "1E-", "--1", "0x10", "1e5.5",
+            "1.5.5", "- 1", "-a", "1_000", "٣", "１",
         ] {
             err(s.as_bytes());
         }
@@ -589,14 +584,7 @@ mod tests {
 
     #[test]
     fn bad_escapes() {
-        for s in [
-            r#""\x""#,
-            r#""\a""#,
-            r#""\U0041""#,
-            r#""\'""#,
-            r#""\ ""#,
-            r#""\0""#,
-        ] {
+        for s in [r#""\x""#, r#""\a""#, r#""\U0041""#, r#""\'""#, r#""\ ""#, r#""\0""#] {
             assert_eq!(reason(s), "invalid escape", "{s}");
         }
         assert_eq!(reason(r#""\u12""#), "invalid \\u escape");
@@ -672,27 +660,9 @@ mod tests {
 
     #[test]
     fn unterminated_strings() {
-        assert_eq!(
-            err(b"\""),
-            JsonError {
-                offset: 1,
-                reason: EOF
-            }
-        );
-        assert_eq!(
-            err(b"\"abc"),
-            JsonError {
-                offset: 4,
-                reason: EOF
-            }
-        );
-        assert_eq!(
-            err(b"\"abc\\\""),
-            JsonError {
-                offset: 6,
-                reason: EOF
-            }
-        );
+        assert_eq!(err(b"\""), JsonError { offset: 1, reason: EOF });
+        assert_eq!(err(b"\"abc"), JsonError { offset: 4, reason: EOF });
+        assert_eq!(err(b"\"abc\\\""), JsonError { offset: 6, reason: EOF });
     }
 
     #[test]
@@ -710,10 +680,7 @@ mod tests {
                 Json::Object(vec![]),
             ])
         );
-        assert_eq!(
-            ok("[[[]]]"),
-            Json::Array(vec![Json::Array(vec![Json::Array(vec![])])])
-        );
+        assert_eq!(ok("[[[]]]"), Json::Array(vec![Json::Array(vec![Json::Array(vec![])])]));
     }
 
     #[test]
@@ -819,8 +786,7 @@ mod tests {
 
     #[test]
     fn depth_limit() {
-        let nested =
-            |n: usize, open: &str, close: &str| format!("{}{}", open.repeat(n), close.repeat(n));
+        let nested = |n: usize, open: &str, close: &str| format!("{}{}", open.repeat(n), close.repeat(n));
         assert!(parse(nested(64, "[", "]").as_bytes()).is_ok());
         assert_eq!(
             err(nested(65, "[", "]").as_bytes()),
@@ -845,13 +811,8 @@ mod tests {
 
     #[test]
     fn whitespace_is_only_space_tab_lf_cr() {
-        assert_eq!(
-            ok(" \t\n\r[ \t\n\r1 \t\n\r, \t\n\r2 \t\n\r] \t\n\r"),
-            ok("[1,2]")
-        );
-        for ws in [
-            "\u{c}", "\u{b}", "\u{a0}", "\u{2028}", "\u{feff}", "\u{3000}", "\0",
-        ] {
+        assert_eq!(ok(" \t\n\r[ \t\n\r1 \t\n\r, \t\n\r2 \t\n\r] \t\n\r"), ok("[1,2]"));
+        for ws in ["\u{c}", "\u{b}", "\u{a0}", "\u{2028}", "\u{feff}", "\u{3000}", "\0"] {
             err(format!("{ws}1").as_bytes());
             err(format!("1{ws}").as_bytes());
             err(format!("[1,{ws}2]").as_bytes());
@@ -871,20 +832,8 @@ mod tests {
 
     #[test]
     fn empty_and_blank_input() {
-        assert_eq!(
-            err(b""),
-            JsonError {
-                offset: 0,
-                reason: EOF
-            }
-        );
-        assert_eq!(
-            err(b"   \n"),
-            JsonError {
-                offset: 4,
-                reason: EOF
-            }
-        );
+        assert_eq!(err(b""), JsonError { offset: 0, reason: EOF });
+        assert_eq!(err(b"   \n"), JsonError { offset: 4, reason: EOF });
     }
 
     #[test]
@@ -925,20 +874,14 @@ mod tests {
         for doc in docs {
             let e = err(doc.as_bytes());
             let shown = format!("{e} {e:?}");
-            assert!(
-                !shown.contains("secret") && !shown.contains("eyJ"),
-                "{shown}"
-            );
+            assert!(!shown.contains("secret") && !shown.contains("eyJ"), "{shown}");
         }
     }
 
     #[test]
     fn display() {
         let e = err(b"[1,");
-        assert_eq!(
-            e.to_string(),
-            "invalid JSON at byte 3: unexpected end of input"
-        );
+        assert_eq!(e.to_string(), "invalid JSON at byte 3: unexpected end of input");
         let boxed: Box<dyn std::error::Error> = Box::new(e);
         assert!(boxed.to_string().starts_with("invalid JSON at byte 3"));
     }
@@ -953,10 +896,7 @@ mod tests {
             "scope": null,
             "mfa": false
         }"#);
-        assert_eq!(
-            v.get("access_token").and_then(Json::as_str),
-            Some("eyJ.a.b")
-        );
+        assert_eq!(v.get("access_token").and_then(Json::as_str), Some("eyJ.a.b"));
         assert_eq!(v.get("expires_in").and_then(Json::as_f64), Some(3600.0));
         assert_eq!(v.get("refresh_token").and_then(Json::as_str), Some("r-é"));
         assert_eq!(v.get("scope"), Some(&Json::Null));
@@ -976,8 +916,7 @@ mod tests {
     #[test]
     fn mutated_documents_never_panic() {
         // A deterministic mutation fuzz: flip, insert and delete bytes of a valid document.
-        let doc: &[u8] =
-            br#"{"k":[0,-1.5e-3,"s\"\\\u0041\ud83d\ude00",true,false,null,{"n":{}}],"t":"\u00e9"}"#;
+        let doc: &[u8] = br#"{"k":[0,-1.5e-3,"s\"\\\u0041\ud83d\ude00",true,false,null,{"n":{}}],"t":"\u00e9"}"#;
         let interesting = b"{}[]\":,\\u0123456789eE+-.tfn \xc3\xa9\xed\xa0\x80\xff\x00\x1f";
         let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut next = move || {
@@ -1018,14 +957,8 @@ mod tests {
         assert_eq!(written("a\"b\\c"), r#""a\"b\\c""#);
         assert_eq!(written("\n\r\t\u{8}\u{c}"), r#""\n\r\t\b\f""#);
         assert_eq!(written("\0\u{1}\u{1f}"), r#""\u0000\u0001\u001f""#);
-        assert_eq!(
-            written("\u{7f}\u{80}\u{85}\u{9f}"),
-            r#""\u007f\u0080\u0085\u009f""#
-        );
-        assert_eq!(
-            written("/ é € 😀 \u{a0} \u{2028}"),
-            "\"/ é € 😀 \u{a0} \u{2028}\""
-        );
+        assert_eq!(written("\u{7f}\u{80}\u{85}\u{9f}"), r#""\u007f\u0080\u0085\u009f""#);
+        assert_eq!(written("/ é € 😀 \u{a0} \u{2028}"), "\"/ é € 😀 \u{a0} \u{2028}\"");
         assert_eq!(written("x\u{1}y\u{1}z"), r#""x\u0001y\u0001z""#);
     }
 
@@ -1043,10 +976,7 @@ mod tests {
         all.push_str("\u{FFFF}\u{10000}\u{10FFFF}😀\"\\/");
         for s in [all.as_str(), "", "plain", "\"", "\\", "\u{0}", "tab\there"] {
             let out = written(s);
-            assert!(
-                out.bytes().all(|b| b >= 0x20),
-                "raw control byte in {out:?}"
-            );
+            assert!(out.bytes().all(|b| b >= 0x20), "raw control byte in {out:?}");
             assert_eq!(parse(out.as_bytes()), Ok(Json::String(s.to_owned())));
         }
     }

@@ -40,7 +40,11 @@ pub fn retry_after(header: Option<&str>, now_ms: i64, cap_ms: u64) -> RetryAfter
 /// The error for a Retry-After over the cap.
 pub fn too_long(wait_ms: u64, status: u16) -> AuthError {
     let seconds = wait_ms.div_ceil(1000);
-    let shown = if seconds > 86_400 * 365 { "more than a year".to_owned() } else { format!("{seconds} s") };
+    let shown = if seconds > 86_400 * 365 {
+        "more than a year".to_owned()
+    } else {
+        format!("{seconds} s")
+    };
     AuthError::new(
         ErrorCode::RateLimited,
         format!("the server asked to retry after {shown}, longer than maxRetryAfterSeconds"),
@@ -78,14 +82,23 @@ mod tests {
     fn retry_after_seconds_dates_garbage_and_huge() {
         let now = 784_111_777_000; // Sun, 06 Nov 1994 08:49:37 GMT
         assert_eq!(retry_after(Some("3"), now, 30_000), RetryAfter::Wait(3_000));
-        assert_eq!(retry_after(Some("Sun, 06 Nov 1994 08:49:47 GMT"), now, 30_000), RetryAfter::Wait(10_000));
-        assert_eq!(retry_after(Some("Sun, 06 Nov 1994 08:40:00 GMT"), now, 30_000), RetryAfter::Wait(0));
+        assert_eq!(
+            retry_after(Some("Sun, 06 Nov 1994 08:49:47 GMT"), now, 30_000),
+            RetryAfter::Wait(10_000)
+        );
+        assert_eq!(
+            retry_after(Some("Sun, 06 Nov 1994 08:40:00 GMT"), now, 30_000),
+            RetryAfter::Wait(0)
+        );
         assert_eq!(retry_after(Some("soon"), now, 30_000), RetryAfter::Backoff);
         assert_eq!(retry_after(Some("-1"), now, 30_000), RetryAfter::Backoff);
         assert_eq!(retry_after(Some("1.5"), now, 30_000), RetryAfter::Backoff);
         assert_eq!(retry_after(None, now, 30_000), RetryAfter::Backoff);
         assert_eq!(retry_after(Some("31"), now, 30_000), RetryAfter::TooLong(31_000));
-        assert!(matches!(retry_after(Some("99999999999999999999999"), now, 30_000), RetryAfter::TooLong(_)));
+        assert!(matches!(
+            retry_after(Some("99999999999999999999999"), now, 30_000),
+            RetryAfter::TooLong(_)
+        ));
         let e = too_long(u64::MAX, 429);
         assert_eq!((e.code(), e.status()), ("RATE_LIMITED", 429));
         assert!(e.message().contains("more than a year"));

@@ -125,9 +125,7 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let yoe = y.rem_euclid(400); // [0, 399]
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1; // [0, 365] if valid
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096] if valid
-    era.wrapping_mul(146_097)
-        .wrapping_add(doe)
-        .wrapping_sub(719_468)
+    era.wrapping_mul(146_097).wrapping_add(doe).wrapping_sub(719_468)
 }
 
 /// The proleptic Gregorian civil date `(year, month, day)` of a count of days since 1970-01-01;
@@ -187,11 +185,7 @@ pub(crate) fn checked_epoch_ms(
     {
         return None;
     }
-    let (second, millis) = if second == 60 {
-        (59, 999)
-    } else {
-        (second, millis)
-    };
+    let (second, millis) = if second == 60 { (59, 999) } else { (second, millis) };
     let seconds = i64::from((hour * 60 + minute) * 60 + second);
     Some(days_from_civil(year, month, day) * MS_PER_DAY + seconds * 1000 + i64::from(millis))
 }
@@ -268,10 +262,7 @@ mod tests {
         assert_eq!(p("1969-12-31T16:00:00-08:00"), Some(0));
         assert_eq!(p("2025-01-01T01:00:00+02:00"), p("2024-12-31T23:00:00Z"));
         // At the ends of the year range the offset may leave it.
-        assert_eq!(
-            p("0000-01-01T00:00:00+01:00"),
-            Some(-62_167_219_200_000 - 3_600_000)
-        );
+        assert_eq!(p("0000-01-01T00:00:00+01:00"), Some(-62_167_219_200_000 - 3_600_000));
         assert_eq!(
             p("9999-12-31T23:59:59.999-01:00"),
             Some(253_402_300_799_999 + 3_600_000)
@@ -341,11 +332,7 @@ mod tests {
         ] {
             assert_eq!(p(s), None, "{s}");
         }
-        for s in [
-            "2024-01-31T23:59:59Z",
-            "2024-12-31T00:00:00Z",
-            "2024-04-30T00:00:00Z",
-        ] {
+        for s in ["2024-01-31T23:59:59Z", "2024-12-31T00:00:00Z", "2024-04-30T00:00:00Z"] {
             assert!(p(s).is_some(), "{s}");
         }
     }
@@ -449,46 +436,22 @@ mod tests {
         assert_eq!(format_rfc3339(JAN_15 + 7), "2024-01-15T10:30:00.007Z");
         assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(format_rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(
-            format_rfc3339(-62_167_219_200_000),
-            "0000-01-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            format_rfc3339(253_402_300_799_999),
-            "9999-12-31T23:59:59.999Z"
-        );
-        assert_eq!(
-            format_rfc3339(1_483_228_799_999),
-            "2016-12-31T23:59:59.999Z"
-        );
+        assert_eq!(format_rfc3339(-62_167_219_200_000), "0000-01-01T00:00:00.000Z");
+        assert_eq!(format_rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(format_rfc3339(1_483_228_799_999), "2016-12-31T23:59:59.999Z");
     }
 
     #[test]
     fn format_beyond_four_digit_years_like_to_iso_string() {
         // Values checked against `new Date(ms).toISOString()`.
-        assert_eq!(
-            format_rfc3339(253_402_300_800_000),
-            "+010000-01-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            format_rfc3339(-62_167_219_200_001),
-            "-000001-12-31T23:59:59.999Z"
-        );
-        assert_eq!(
-            format_rfc3339(8_640_000_000_000_000),
-            "+275760-09-13T00:00:00.000Z"
-        );
-        assert_eq!(
-            format_rfc3339(-8_640_000_000_000_000),
-            "-271821-04-20T00:00:00.000Z"
-        );
+        assert_eq!(format_rfc3339(253_402_300_800_000), "+010000-01-01T00:00:00.000Z");
+        assert_eq!(format_rfc3339(-62_167_219_200_001), "-000001-12-31T23:59:59.999Z");
+        assert_eq!(format_rfc3339(8_640_000_000_000_000), "+275760-09-13T00:00:00.000Z");
+        assert_eq!(format_rfc3339(-8_640_000_000_000_000), "-271821-04-20T00:00:00.000Z");
         // Far outside what JS can represent: still no panic, still well-formed.
         for ms in [i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1] {
             let s = format_rfc3339(ms);
-            assert!(
-                s.ends_with('Z') && (s.starts_with('+') || s.starts_with('-')),
-                "{s}"
-            );
+            assert!(s.ends_with('Z') && (s.starts_with('+') || s.starts_with('-')), "{s}");
         }
         assert!(format_rfc3339(i64::MAX).starts_with("+292278994-08-17T07:12:55.807Z"));
         assert_eq!(format_rfc3339(i64::MIN), "-292275055-05-16T16:47:04.192Z");
@@ -513,17 +476,11 @@ mod tests {
     #[test]
     fn parse_then_format_normalises() {
         for (input, output) in [
-            (
-                "2024-01-15T16:00:00.123456+05:30",
-                "2024-01-15T10:30:00.123Z",
-            ),
+            ("2024-01-15T16:00:00.123456+05:30", "2024-01-15T10:30:00.123Z"),
             ("2024-01-15 10:30:00z", "2024-01-15T10:30:00.000Z"),
             ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59.999Z"),
         ] {
-            assert_eq!(
-                parse_rfc3339(input).map(format_rfc3339).as_deref(),
-                Some(output)
-            );
+            assert_eq!(parse_rfc3339(input).map(format_rfc3339).as_deref(), Some(output));
         }
     }
 
@@ -582,23 +539,13 @@ mod tests {
         let (y, m, d) = civil_from_days(i64::MIN);
         assert_eq!(days_from_civil(y, m, d), i64::MIN);
         for y in [i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1] {
-            for (m, d) in [
-                (1, 1),
-                (2, 29),
-                (12, 31),
-                (0, 0),
-                (13, 40),
-                (u32::MAX, u32::MAX),
-            ] {
+            for (m, d) in [(1, 1), (2, 29), (12, 31), (0, 0), (13, 40), (u32::MAX, u32::MAX)] {
                 let _ = days_from_civil(y, m, d);
             }
         }
         let huge = 1_000_000_000_000_000;
         assert_eq!(civil_from_days(days_from_civil(huge, 6, 15)), (huge, 6, 15));
-        assert_eq!(
-            civil_from_days(days_from_civil(-huge, 2, 29)),
-            (-huge, 2, 29)
-        );
+        assert_eq!(civil_from_days(days_from_civil(-huge, 2, 29)), (-huge, 2, 29));
     }
 
     #[test]

@@ -54,7 +54,9 @@ fn check_token(field: &str, value: &str) -> Result<(), AuthError> {
         return Err(AuthError::invalid_response(format!("{field} is empty")));
     }
     if value.len() > MAX_TOKEN_BYTES {
-        return Err(AuthError::invalid_response(format!("{field} is longer than {MAX_TOKEN_BYTES} bytes")));
+        return Err(AuthError::invalid_response(format!(
+            "{field} is longer than {MAX_TOKEN_BYTES} bytes"
+        )));
     }
     if !value.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return Err(AuthError::invalid_response(format!(
@@ -105,7 +107,15 @@ mod tests {
             assert_eq!(e.code(), "INVALID_RESPONSE");
             assert!(bad.is_empty() || !e.message().contains(bad), "message leaks the value");
         }
-        assert_eq!(RefreshToken::parse(&"a".repeat(MAX_TOKEN_BYTES + 1)).unwrap_err().code(), "INVALID_RESPONSE");
-        assert_eq!(AccessToken::parse("eyJhbGciOi.J9-_x~+/=").unwrap().expose(), "eyJhbGciOi.J9-_x~+/=");
+        assert_eq!(
+            RefreshToken::parse(&"a".repeat(MAX_TOKEN_BYTES + 1))
+                .unwrap_err()
+                .code(),
+            "INVALID_RESPONSE"
+        );
+        assert_eq!(
+            AccessToken::parse("eyJhbGciOi.J9-_x~+/=").unwrap().expose(),
+            "eyJhbGciOi.J9-_x~+/="
+        );
     }
 }

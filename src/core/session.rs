@@ -22,7 +22,7 @@ use crate::core::json::Json;
 use crate::core::platform::{Event, Incoming, LocalFuture, Outgoing, OutgoingBody, Platform, Storage};
 use crate::core::race::{race, Either};
 use crate::core::retry::{self, backoff_ms, RetryAfter};
-use crate::core::secret::AccessToken;
+use crate::core::secret::{AccessToken, RefreshToken};
 use crate::core::timing::{clock_skew, effective_margin, retry_delay, timer_delay};
 use crate::core::url::parse_absolute;
 
@@ -127,7 +127,9 @@ pub struct Session<P: Platform> {
 
 impl<P: Platform> Clone for Session<P> {
     fn clone(&self) -> Self {
-        Session { shared: self.shared.clone() }
+        Session {
+            shared: self.shared.clone(),
+        }
     }
 }
 
@@ -165,7 +167,14 @@ impl<P: Platform> Session<P> {
             timer: None,
             skew_ms: 0,
         };
-        Session { shared: Rc::new(Shared { platform, config, storage, state: RefCell::new(state) }) }
+        Session {
+            shared: Rc::new(Shared {
+                platform,
+                config,
+                storage,
+                state: RefCell::new(state),
+            }),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -196,15 +205,18 @@ impl<P: Platform> Session<P> {
         let creds = self.shared.config.credentials.is_some();
         match st.phase {
             Phase::Active => None,
-            Phase::Revoked => {
-                Some(AuthError::new(ErrorCode::NotAuthenticated, "the session was revoked; call login() to start a new one"))
-            }
-            Phase::Anonymous if !creds => {
-                Some(AuthError::new(ErrorCode::NotAuthenticated, "not logged in; call login() first"))
-            }
-            Phase::Expired if !creds => {
-                Some(AuthError::new(ErrorCode::SessionExpired, "the session has expired; call login() to start a new one"))
-            }
+            Phase::Revoked => Some(AuthError::new(
+                ErrorCode::NotAuthenticated,
+                "the session was revoked; call login() to start a new one",
+            )),
+            Phase::Anonymous if !creds => Some(AuthError::new(
+                ErrorCode::NotAuthenticated,
+                "not logged in; call login() first",
+            )),
+            Phase::Expired if !creds => Some(AuthError::new(
+                ErrorCode::SessionExpired,
+                "the session has expired; call login() to start a new one",
+            )),
             Phase::Anonymous | Phase::Expired => None,
         }
     }
@@ -262,9 +274,11 @@ impl<P: Platform> Session<P> {
     async fn do_login(&self, creds: &Credentials, generation: u64) -> Result<(), AuthError> {
         let body = envelope::login_body(&creds.username, creds.password.expose());
         let secrets = [creds.password.expose(), creds.username.as_str()];
-        let reply = self.auth_call(&self.shared.config.login_url, &body, None, &secrets).await?;
+        let reply = self
+            .auth_call(&self.shared.config.login_url, &body, None, &secrets)
+            .await?;
         let pair = parse_token_pair(&reply.data)?;
-        self.apply(pair, generation, reply.skew, true)
+        self.apply(pair, generation, None, reply.skew, true)
     }
 
     async fn do_refresh(&self, generation: u64) -> Result<(), AuthError> {
@@ -276,10 +290,13 @@ impl<P: Platform> Session<P> {
             }
         };
         let body = envelope::refresh_token_body(&token);
-        match self.auth_call(&self.shared.config.refresh_url, &body, None, &[token.expose()]).await {
+        match self
+            .auth_call(&self.shared.config.refresh_url, &body, None, &[token.expose()])
+            .await
+        {
             Ok(reply) => {
                 let pair = parse_token_pair(&reply.data)?;
-                self.apply(pair, generation, reply.skew, true)
+                self.apply(pair, generation, Some(&token), reply.skew, true)
             }
             Err(e) if e.is_unauthorized() => {
                 // Another process sharing our storage may have rotated the token first.
@@ -294,14 +311,27 @@ impl<P: Platform> Session<P> {
 
     /// After a refresh 401: if storage holds a newer pair (another isolate refreshed), use it.
     async fn adopt_stored(&self, generation: u64, spent: &str) -> bool {
-        let Some(storage) = self.shared.storage.clone() else { return false };
-        let Ok(Some(text)) = storage.get(&self.shared.config.storage_key).await else { return false };
-        let Ok(pair) = envelope::read_record(&text) else { return false };
-        let skew = self.shared.state.borrow().skew_ms;
-        if pair.refresh_token.expose() == spent || pair.refresh_expires_at - skew <= self.now() {
+        let Some(storage) = self.shared.storage.clone() else {
+            return false;
+        };
+        let Ok(Some(text)) = storage.get(&self.shared.config.storage_key).await else {
+            return false;
+        };
+        let Ok(pair) = envelope::read_record(&text) else {
+            return false;
+        };
+        let (skew, held_access_expires_at) = {
+            let st = self.shared.state.borrow();
+            (st.skew_ms, st.held.as_ref().map(|h| h.pair.access_expires_at))
+        };
+        // Only a pair issued after ours is newer. An older record (a write of ours that failed,
+        // or a stale read from an eventually consistent store such as Workers KV) holds a
+        // refresh token that was spent already: adopting it would send that token again.
+        let older = held_access_expires_at.is_some_and(|held| pair.access_expires_at <= held);
+        if pair.refresh_token.expose() == spent || older || pair.refresh_expires_at - skew <= self.now() {
             return false;
         }
-        self.apply(pair, generation, None, false).is_ok()
+        self.apply(pair, generation, None, None, false).is_ok()
     }
 
     /// The refresh token was rejected: the session ends, unless credentials let us log in again.
@@ -316,8 +346,11 @@ impl<P: Platform> Session<P> {
             st.phase = Phase::Expired;
             info_of(&st)
         };
-        let expired = AuthError::new(ErrorCode::SessionExpired, "the refresh token was rejected; the session has ended")
-            .with_status(401);
+        let expired = AuthError::new(
+            ErrorCode::SessionExpired,
+            "the refresh token was rejected; the session has ended",
+        )
+        .with_status(401);
         match &self.shared.config.credentials {
             None => {
                 self.emit(vec![Event::Expired(info)]);
@@ -335,11 +368,25 @@ impl<P: Platform> Session<P> {
 
     /// Takes a new token pair into the session (unless the flight is stale), arms the timer,
     /// tells listeners and persists it.
-    fn apply(&self, pair: TokenPair, generation: u64, skew: Option<i64>, fresh: bool) -> Result<(), AuthError> {
+    ///
+    /// `spent`: the refresh token a refresh flight sent. Its result is also taken when a newer
+    /// generation (a login) started meanwhile but the session still holds that spent token
+    /// (the login failed or is still out): the server has rotated it, so the old pair is dead.
+    fn apply(
+        &self,
+        pair: TokenPair,
+        generation: u64,
+        spent: Option<&RefreshToken>,
+        skew: Option<i64>,
+        fresh: bool,
+    ) -> Result<(), AuthError> {
         let now = self.now();
         let info = {
             let mut st = self.shared.state.borrow_mut();
-            if st.generation != generation || st.disposed {
+            let holds_spent = spent.is_some_and(|t| {
+                st.phase == Phase::Active && st.held.as_ref().is_some_and(|h| &h.pair.refresh_token == t)
+            });
+            if (st.generation != generation && !holds_spent) || st.disposed {
                 let revoked = st.phase == Phase::Revoked && !st.disposed;
                 drop(st);
                 if revoked && fresh {
@@ -357,15 +404,22 @@ impl<P: Platform> Session<P> {
             let access_expires_local = pair.access_expires_at - st.skew_ms;
             let refresh_expires_local = pair.refresh_expires_at - st.skew_ms;
             if fresh && access_expires_local <= now {
-                return Err(AuthError::invalid_response("the server issued an access token that has already expired"));
+                return Err(AuthError::invalid_response(
+                    "the server issued an access token that has already expired",
+                ));
             }
             let margin_ms = effective_margin(self.shared.config.refresh_margin_ms, access_expires_local, now);
             let record = self.shared.storage.is_some().then(|| envelope::write_record(&pair));
-            st.held = Some(Held { pair, access_expires_local, refresh_expires_local, margin_ms });
+            st.held = Some(Held {
+                pair,
+                access_expires_local,
+                refresh_expires_local,
+                margin_ms,
+            });
             st.phase = Phase::Active;
             self.arm_timer(&mut st, access_expires_local - margin_ms);
             if let (true, Some(record)) = (fresh, record) {
-                self.persist(record, generation);
+                self.persist(record, st.generation);
             }
             info_of(&st)
         };
@@ -375,7 +429,9 @@ impl<P: Platform> Session<P> {
 
     /// Writes the record in the background: waiters need not wait for a KV write.
     fn persist(&self, record: String, generation: u64) {
-        let Some(storage) = self.shared.storage.clone() else { return };
+        let Some(storage) = self.shared.storage.clone() else {
+            return;
+        };
         let session = self.clone();
         self.shared.platform.spawn(Box::pin(async move {
             if session.shared.state.borrow().generation != generation {
@@ -396,21 +452,24 @@ impl<P: Platform> Session<P> {
         }
         let delay = timer_delay(due_local, self.now());
         let weak: Weak<Shared<P>> = Rc::downgrade(&self.shared);
-        let generation = st.generation;
         let callback = Box::new(move || {
             if let Some(shared) = weak.upgrade() {
-                Session { shared }.on_timer(generation, due_local);
+                Session { shared }.on_timer(due_local);
             }
         });
         st.timer = Some(self.shared.platform.set_timer(delay, callback));
     }
 
-    fn on_timer(&self, generation: u64, due_local: i64) {
+    /// The timer fired. A live timer always belongs to the tokens held now: every change of
+    /// tokens re-arms it and every end of the session drops it. (A generation check here would
+    /// kill auto-refresh after a login() that failed, which bumps the generation but keeps the
+    /// tokens.)
+    fn on_timer(&self, due_local: i64) {
         let now = self.now();
-        let flight = {
+        let (flight, generation) = {
             let mut st = self.shared.state.borrow_mut();
             st.timer = None;
-            if st.generation != generation || st.disposed || st.phase != Phase::Active {
+            if st.disposed || st.phase != Phase::Active {
                 return;
             }
             if now < due_local {
@@ -418,12 +477,13 @@ impl<P: Platform> Session<P> {
                 self.arm_timer(&mut st, due_local);
                 return;
             }
-            self.join_or_start(&mut st, FlightKind::Refresh)
+            (self.join_or_start(&mut st, FlightKind::Refresh), st.generation)
         };
         let session = self.clone();
         self.shared.platform.spawn(Box::pin(async move {
             let Err(e) = flight.wait().await else { return };
-            if e.kind() != &ErrorCode::SessionExpired {
+            // The end of the session has its own event; a dispose() is the user's own doing.
+            if !matches!(e.kind(), ErrorCode::SessionExpired | ErrorCode::Disposed) {
                 session.emit(vec![Event::Error(e.clone())]);
             }
             if e.retryable() {
@@ -466,7 +526,8 @@ impl<P: Platform> Session<P> {
             }
         }
         // Four rounds without a usable token: the server keeps issuing tokens we cannot use.
-        self.still_valid().ok_or_else(|| AuthError::invalid_response("the server's tokens expire before they can be used"))
+        self.still_valid()
+            .ok_or_else(|| AuthError::invalid_response("the server's tokens expire before they can be used"))
     }
 
     fn decide(&self) -> (Step, Vec<Event>) {
@@ -489,13 +550,19 @@ impl<P: Platform> Session<P> {
             st.timer = None;
             st.phase = Phase::Expired;
             if creds.is_none() {
-                let e = AuthError::new(ErrorCode::SessionExpired, "the refresh token has expired; call login() again");
+                let e = AuthError::new(
+                    ErrorCode::SessionExpired,
+                    "the refresh token has expired; call login() again",
+                );
                 return (Step::Fail(e), vec![Event::Expired(info_of(&st))]);
             }
         }
         match creds {
             Some(c) => (Step::Wait(self.join_or_start(&mut st, FlightKind::Login(c))), vec![]),
-            None => (Step::Fail(AuthError::new(ErrorCode::NotAuthenticated, "not logged in")), vec![]),
+            None => (
+                Step::Fail(AuthError::new(ErrorCode::NotAuthenticated, "not logged in")),
+                vec![],
+            ),
         }
     }
 
@@ -526,9 +593,9 @@ impl<P: Platform> Session<P> {
 
     /// Logs in with the given credentials, or the configured ones.
     pub async fn login(&self, credentials: Option<Credentials>) -> Result<SessionInfo, AuthError> {
-        let creds = credentials.or_else(|| self.shared.config.credentials.clone()).ok_or_else(|| {
-            AuthError::config("login() needs a username and password, or options.credentials")
-        })?;
+        let creds = credentials
+            .or_else(|| self.shared.config.credentials.clone())
+            .ok_or_else(|| AuthError::config("login() needs a username and password, or options.credentials"))?;
         let (flight, generation) = {
             let mut st = self.shared.state.borrow_mut();
             if st.disposed {
@@ -628,7 +695,9 @@ impl<P: Platform> Session<P> {
         let body = envelope::refresh_token_body(&pair.refresh_token);
         let bearer = (self.now() < access_valid_until_local).then_some(&pair.access_token);
         let secrets = [pair.refresh_token.expose(), pair.access_token.expose()];
-        self.auth_call(&self.shared.config.revoke_url, &body, bearer, &secrets).await.map(|_| ())
+        self.auth_call(&self.shared.config.revoke_url, &body, bearer, &secrets)
+            .await
+            .map(|_| ())
     }
 
     /// Loads the stored record, if any. A record whose refresh token has expired is ignored.
@@ -655,7 +724,7 @@ impl<P: Platform> Session<P> {
             st.generation += 1;
             st.generation
         };
-        self.apply(pair, generation, None, false)?;
+        self.apply(pair, generation, None, None, false)?;
         Ok(Some(self.info()))
     }
 
@@ -702,7 +771,11 @@ impl<P: Platform> Session<P> {
         let platform = &self.shared.platform;
         let mut attempt = 0;
         loop {
-            let outcome = race(Box::pin(self.auth_attempt(url, body, bearer)), platform.sleep(config.timeout_ms)).await;
+            let outcome = race(
+                Box::pin(self.auth_attempt(url, body, bearer)),
+                platform.sleep(config.timeout_ms),
+            )
+            .await;
             let (error, retry_after_header) = match outcome {
                 Either::Left(Ok(reply)) => return Ok(reply),
                 Either::Left(Err(failed)) => failed,
@@ -722,14 +795,27 @@ impl<P: Platform> Session<P> {
         }
     }
 
-    async fn auth_attempt(&self, url: &str, body: &str, bearer: Option<&AccessToken>) -> Result<AuthReply, AttemptError> {
+    async fn auth_attempt(
+        &self,
+        url: &str,
+        body: &str,
+        bearer: Option<&AccessToken>,
+    ) -> Result<AuthReply, AttemptError> {
         let platform = &self.shared.platform;
-        let request = Outgoing { url, method: "POST", bearer, body: OutgoingBody::Json(body) };
+        let request = Outgoing {
+            url,
+            method: "POST",
+            bearer,
+            body: OutgoingBody::Json(body),
+        };
         let response = platform.send(request).await.map_err(|e| (e, None))?;
         if response.opaque_redirect || (300..400).contains(&response.status) {
             platform.discard(response.body);
-            let e = AuthError::new(ErrorCode::RedirectBlocked, "an auth endpoint answered with a redirect; it was not followed")
-                .with_status(response.status);
+            let e = AuthError::new(
+                ErrorCode::RedirectBlocked,
+                "an auth endpoint answered with a redirect; it was not followed",
+            )
+            .with_status(response.status);
             return Err((e, None));
         }
         let skew = clock_skew(response.date.as_deref(), self.now());
@@ -756,7 +842,13 @@ impl<P: Platform> Session<P> {
     ) -> Result<Fetched<P::Body>, AuthError> {
         let config = &self.shared.config;
         let platform = &self.shared.platform;
-        let target = parse_absolute(&url).map_err(|_| origin_error(&url))?;
+        // The input is not quoted: its path or query may carry something private.
+        let target = parse_absolute(&url).map_err(|e| {
+            AuthError::new(
+                ErrorCode::OriginNotAllowed,
+                format!("the URL {e}; only the host's origin and allowedOrigins may receive the bearer token"),
+            )
+        })?;
         if !config.may_receive_token(&target.origin) {
             return Err(origin_error(target.origin.as_str()));
         }
@@ -770,7 +862,10 @@ impl<P: Platform> Session<P> {
                 url: &url,
                 method: &method,
                 bearer: Some(&token),
-                body: OutgoingBody::Api { request: &request, drop_body },
+                body: OutgoingBody::Api {
+                    request: &request,
+                    drop_body,
+                },
             });
             let response = match abort.guard(race(send, platform.sleep(config.timeout_ms))).await? {
                 Either::Left(Ok(response)) => response,
@@ -780,7 +875,9 @@ impl<P: Platform> Session<P> {
                         _ => timeout_error(config.timeout_ms),
                     };
                     if idempotent && e.retryable() && attempt < config.retries {
-                        abort.guard(platform.sleep(backoff_ms(attempt, platform.random()))).await?;
+                        abort
+                            .guard(platform.sleep(backoff_ms(attempt, platform.random())))
+                            .await?;
                         attempt += 1;
                         continue;
                     }
@@ -803,7 +900,10 @@ impl<P: Platform> Session<P> {
                     }
                 }
                 // Another origin (or a loop): handed back as is; the token never goes there.
-                return Ok(Fetched { response, attempt_started_ms });
+                return Ok(Fetched {
+                    response,
+                    attempt_started_ms,
+                });
             }
             if status == 401 && !replayed {
                 replayed = true;
@@ -812,23 +912,35 @@ impl<P: Platform> Session<P> {
                 continue;
             }
             if idempotent && retry::is_retryable_api_status(status) && attempt < config.retries {
-                let delay = match retry::retry_after(response.retry_after.as_deref(), self.now(), config.max_retry_after_ms) {
-                    RetryAfter::Backoff => backoff_ms(attempt, platform.random()),
-                    RetryAfter::Wait(ms) => ms,
-                    RetryAfter::TooLong(_) => return Ok(Fetched { response, attempt_started_ms }),
-                };
+                let delay =
+                    match retry::retry_after(response.retry_after.as_deref(), self.now(), config.max_retry_after_ms) {
+                        RetryAfter::Backoff => backoff_ms(attempt, platform.random()),
+                        RetryAfter::Wait(ms) => ms,
+                        RetryAfter::TooLong(_) => {
+                            return Ok(Fetched {
+                                response,
+                                attempt_started_ms,
+                            })
+                        }
+                    };
                 platform.discard(response.body);
                 abort.guard(platform.sleep(delay)).await?;
                 attempt += 1;
                 continue;
             }
-            return Ok(Fetched { response, attempt_started_ms });
+            return Ok(Fetched {
+                response,
+                attempt_started_ms,
+            });
         }
     }
 }
 
 fn timeout_error(timeout_ms: u32) -> AuthError {
-    AuthError::new(ErrorCode::Timeout, format!("no complete answer within timeoutMs ({timeout_ms} ms)"))
+    AuthError::new(
+        ErrorCode::Timeout,
+        format!("no complete answer within timeoutMs ({timeout_ms} ms)"),
+    )
 }
 
 fn origin_error(origin: &str) -> AuthError {

@@ -109,8 +109,15 @@ pub fn parse_absolute(input: &str) -> Result<AbsoluteUrl, UrlError> {
         origin.push(':');
         origin.push_str(&port.to_string());
     }
-    let rest = if rest.starts_with('/') { rest.to_owned() } else { format!("/{rest}") };
-    Ok(AbsoluteUrl { origin: Origin(origin), rest })
+    let rest = if rest.starts_with('/') {
+        rest.to_owned()
+    } else {
+        format!("/{rest}")
+    };
+    Ok(AbsoluteUrl {
+        origin: Origin(origin),
+        rest,
+    })
 }
 
 fn split_host_port(authority: &str) -> Result<(String, Option<u16>), UrlError> {
@@ -132,7 +139,9 @@ fn split_host_port(authority: &str) -> Result<(String, Option<u16>), UrlError> {
             None => (authority, None),
         };
         let valid = !host.is_empty()
-            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
         if !valid {
             return Err(UrlError::BadHost);
         }
@@ -163,7 +172,10 @@ impl BaseUrl {
             return Err(UrlError::BadCharacter);
         }
         let prefix = url.rest.trim_end_matches('/').to_owned();
-        Ok(BaseUrl { origin: url.origin, prefix })
+        Ok(BaseUrl {
+            origin: url.origin,
+            prefix,
+        })
     }
 
     pub fn origin(&self) -> &Origin {
@@ -192,8 +204,14 @@ mod tests {
         let u = parse_absolute("HTTPS://API.Example.com:443/a/b?q=1#f").unwrap();
         assert_eq!(u.origin.as_str(), "https://api.example.com");
         assert_eq!(u.rest, "/a/b?q=1#f");
-        assert_eq!(parse_absolute("http://127.0.0.1:8080").unwrap().origin.as_str(), "http://127.0.0.1:8080");
-        assert_eq!(parse_absolute("http://[::1]:80/x").unwrap().origin.as_str(), "http://[::1]");
+        assert_eq!(
+            parse_absolute("http://127.0.0.1:8080").unwrap().origin.as_str(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            parse_absolute("http://[::1]:80/x").unwrap().origin.as_str(),
+            "http://[::1]"
+        );
         assert_eq!(parse_absolute("https://x.test?y").unwrap().rest, "/?y");
     }
 
@@ -227,7 +245,10 @@ mod tests {
     fn base_joins_paths_after_its_prefix() {
         let b = BaseUrl::parse("https://x.test/v2/").unwrap();
         assert_eq!(b.join("/auth/login"), "https://x.test/v2/auth/login");
-        assert_eq!(b.join("api/v1/products?page=2"), "https://x.test/v2/api/v1/products?page=2");
+        assert_eq!(
+            b.join("api/v1/products?page=2"),
+            "https://x.test/v2/api/v1/products?page=2"
+        );
         let b = BaseUrl::parse("http://127.0.0.1:9000").unwrap();
         assert_eq!(b.join("/auth/refresh"), "http://127.0.0.1:9000/auth/refresh");
         assert!(BaseUrl::parse("https://x.test/?q").is_err());
