@@ -1013,3 +1013,44 @@ fn a_refresh_landing_while_a_login_is_out_is_taken_and_then_the_login_wins() {
     assert_eq!(h.token().unwrap(), at(3));
     assert_eq!(h.stored(), Some(h.pair(3).record()));
 }
+
+#[test]
+fn a_refresh_overtaken_by_a_login_is_revoked_on_the_server() {
+    let h = Harness::with(no_timer);
+    h.login();
+    h.script("/auth/refresh", Reply::server().delay(5_000));
+    let s = h.session.clone();
+    let waiter = h.spawn(async move { s.refresh(&mut Abort::none()).await });
+    h.run_until_stalled();
+    h.login(); // pair 3 wins; pair 2 arrives late and is nobody's
+    h.advance(10_000);
+    let _ = h.run(waiter);
+    let revoked: Vec<_> = h
+        .requests_to("/auth/revoke")
+        .iter()
+        .map(|r| r.refresh_token().unwrap())
+        .collect();
+    assert_eq!(revoked, [rt(2)], "only the orphaned pair is revoked");
+    assert_eq!(h.token().unwrap(), at(3));
+}
+
+#[test]
+fn a_refresh_that_lands_after_dispose_is_stored_for_the_next_process() {
+    let h = Harness::with_storage(no_timer);
+    h.login();
+    assert!(h.stored().unwrap().contains(&rt(1)));
+    h.script("/auth/refresh", Reply::server().delay(5_000));
+    let s = h.session.clone();
+    let waiter = h.spawn(async move { s.refresh(&mut Abort::none()).await });
+    h.run_until_stalled();
+    h.session.dispose();
+    assert_eq!(h.err(h.run(waiter)).code(), "DISPOSED");
+    h.advance(10_000);
+    let stored = h.stored().expect("a record");
+    assert!(
+        stored.contains(&rt(2)),
+        "rt(1) was spent by the refresh; the record holds its successor"
+    );
+    assert_eq!(h.count("/auth/revoke"), 0);
+    assert_eq!(h.live_timers(), 0);
+}

@@ -236,6 +236,21 @@ impl<P: Platform> Session<P> {
         }
     }
 
+    /// Scrubs the secrets this session holds (tokens, configured password) from an error that
+    /// quotes a server's words, e.g. an API error envelope read by `json()`.
+    pub fn redact(&self, error: AuthError) -> AuthError {
+        let st = self.shared.state.borrow();
+        let mut secrets: Vec<&str> = Vec::with_capacity(3);
+        if let Some(h) = &st.held {
+            secrets.push(h.pair.access_token.expose());
+            secrets.push(h.pair.refresh_token.expose());
+        }
+        if let Some(c) = &self.shared.config.credentials {
+            secrets.push(c.password.expose());
+        }
+        error.redact(&secrets)
+    }
+
     // ----- flights -------------------------------------------------------------------------
 
     /// Joins the flight in progress, or starts one of `kind`.
@@ -387,13 +402,21 @@ impl<P: Platform> Session<P> {
                 st.phase == Phase::Active && st.held.as_ref().is_some_and(|h| &h.pair.refresh_token == t)
             });
             if (st.generation != generation && !holds_spent) || st.disposed {
-                let revoked = st.phase == Phase::Revoked && !st.disposed;
+                let disposed = st.disposed;
                 drop(st);
-                if revoked && fresh {
-                    // Issued for a session the user has since revoked: revoke it too.
+                if fresh && !disposed {
+                    // Issued for a session that has moved on (revoked, or replaced by a newer
+                    // login): nobody will ever use this pair, so it is revoked on the server.
                     let session = self.clone();
                     self.shared.platform.spawn(Box::pin(async move {
                         let _ = session.revoke_pair(&pair, now).await;
+                    }));
+                } else if let (true, Some(_), Some(storage)) = (fresh, spent, self.shared.storage.clone()) {
+                    // Disposed while refreshing: the refresh spent the stored token, so the new
+                    // pair is stored for the next process that restores the record.
+                    let (key, record) = (self.shared.config.storage_key.clone(), envelope::write_record(&pair));
+                    self.shared.platform.spawn(Box::pin(async move {
+                        let _ = storage.put(&key, record).await;
                     }));
                 }
                 return Ok(());

@@ -234,7 +234,7 @@ impl AuthSession {
                 }
             };
             let (shape, value) = classify(&text);
-            match api_json(status, &shape).map_err(|e| to_js(&e))? {
+            match api_json(status, &shape).map_err(|e| to_js(&core.redact(e)))? {
                 ApiJson::Data => Ok(Reflect::get(&value, &"data".into()).unwrap_or(JsValue::UNDEFINED)),
                 ApiJson::Nothing => Ok(JsValue::UNDEFINED),
             }
