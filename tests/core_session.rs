@@ -1054,3 +1054,56 @@ fn a_refresh_that_lands_after_dispose_is_stored_for_the_next_process() {
     assert_eq!(h.count("/auth/revoke"), 0);
     assert_eq!(h.live_timers(), 0);
 }
+
+// ----- background refresh (Workers' waitUntil) -------------------------------------------------
+
+fn background_get(
+    h: &Harness,
+) -> Task<Result<auth_session::core::session::Fetched<TestBody>, auth_session::core::AuthError>> {
+    let s = h.session.clone();
+    let url = s.resolve(PRODUCTS);
+    h.spawn(async move {
+        s.fetch_with(ApiReq::default(), url, "GET".into(), Abort::none(), true)
+            .await
+    })
+}
+
+#[test]
+fn inside_the_margin_a_background_fetch_uses_the_current_token_and_refreshes_behind_it() {
+    let h = Harness::with_storage(no_timer);
+    h.login();
+    assert!(
+        h.session.background_work().is_none(),
+        "nothing pending after a plain login's write"
+    );
+    h.jump(HOUR - 200_000); // inside the 300 s margin, 200 s left
+    h.script("/auth/refresh", Reply::server().delay(1_000));
+    let call = background_get(&h);
+    h.advance(500); // the refresh answers after 1000 ms
+    assert!(call.done(), "the call did not wait for the refresh");
+    assert_eq!(call.take().unwrap().response.status, 200);
+    assert_eq!(h.requests_to(PRODUCTS)[0].bearer.as_deref(), Some(at(1).as_str()));
+    assert_eq!(h.count("/auth/refresh"), 1, "the refresh is under way");
+    let work = h.session.background_work().expect("the refresh is pending");
+    h.run(work);
+    assert_eq!(h.token().unwrap(), at(2));
+    assert!(
+        h.stored().unwrap().contains(&rt(2)),
+        "background work includes the storage write"
+    );
+    assert!(h.session.background_work().is_none());
+}
+
+#[test]
+fn a_background_fetch_waits_when_the_token_has_under_five_seconds_left() {
+    let h = Harness::with(no_timer);
+    h.login();
+    h.jump(HOUR - 4_000);
+    h.script("/auth/refresh", Reply::server().delay(1_000));
+    let call = background_get(&h);
+    h.run_until_stalled();
+    assert!(!call.done(), "waits for the refresh");
+    let r = h.run(call).unwrap();
+    assert_eq!(r.response.status, 200);
+    assert_eq!(h.requests_to(PRODUCTS)[0].bearer.as_deref(), Some(at(2).as_str()));
+}

@@ -109,6 +109,8 @@ struct State<T> {
     generation: u64,
     flight: Option<Flight>,
     timer: Option<T>,
+    /// A storage write in progress, so `background_work` can hand it to `waitUntil`.
+    persisting: Option<Flight>,
     /// The server's clock minus ours.
     skew_ms: i64,
 }
@@ -156,6 +158,10 @@ type AttemptError = (AuthError, Option<String>);
 
 const MAX_REDIRECTS: u32 = 20;
 
+/// A background refresh uses the current token only if it has at least this long to live,
+/// so the request it authorises cannot expire on the way.
+pub const BACKGROUND_MIN_LEFT_MS: i64 = 5_000;
+
 impl<P: Platform> Session<P> {
     pub fn new(platform: P, config: Config, storage: Option<Rc<dyn Storage>>) -> Self {
         let state = State {
@@ -165,6 +171,7 @@ impl<P: Platform> Session<P> {
             generation: 0,
             flight: None,
             timer: None,
+            persisting: None,
             skew_ms: 0,
         };
         Session {
@@ -442,7 +449,7 @@ impl<P: Platform> Session<P> {
             st.phase = Phase::Active;
             self.arm_timer(&mut st, access_expires_local - margin_ms);
             if let (true, Some(record)) = (fresh, record) {
-                self.persist(record, st.generation);
+                self.persist(&mut st, record);
             }
             info_of(&st)
         };
@@ -451,19 +458,53 @@ impl<P: Platform> Session<P> {
     }
 
     /// Writes the record in the background: waiters need not wait for a KV write.
-    fn persist(&self, record: String, generation: u64) {
+    fn persist(&self, st: &mut State<P::Timer>, record: String) {
         let Some(storage) = self.shared.storage.clone() else {
             return;
         };
+        let generation = st.generation;
+        let done = Flight::new();
+        st.persisting = Some(done.clone());
         let session = self.clone();
         self.shared.platform.spawn(Box::pin(async move {
-            if session.shared.state.borrow().generation != generation {
-                return;
+            let current = session.shared.state.borrow().generation == generation;
+            if current {
+                if let Err(e) = storage.put(&session.shared.config.storage_key, record).await {
+                    session.emit(vec![Event::Error(e)]);
+                }
             }
-            if let Err(e) = storage.put(&session.shared.config.storage_key, record).await {
-                session.emit(vec![Event::Error(e)]);
-            }
+            done.complete(Ok(()));
         }));
+    }
+
+    /// Work still running after a call returned: a refresh started in the background and the
+    /// storage write that follows it. A Worker hands this to `ctx.waitUntil` so the isolate
+    /// finishes it after the response has gone out. `None` when nothing is pending.
+    pub fn background_work(&self) -> Option<LocalFuture<()>> {
+        fn pending<T>(st: &State<T>) -> Vec<Flight> {
+            [&st.flight, &st.persisting]
+                .into_iter()
+                .flatten()
+                .filter(|f| !f.is_done())
+                .cloned()
+                .collect()
+        }
+        if pending(&self.shared.state.borrow()).is_empty() {
+            return None;
+        }
+        let session = self.clone();
+        Some(Box::pin(async move {
+            // A finished refresh starts a storage write: look again until nothing is left.
+            loop {
+                let flights = pending(&session.shared.state.borrow());
+                if flights.is_empty() {
+                    return;
+                }
+                for f in flights {
+                    let _ = f.wait().await;
+                }
+            }
+        }))
     }
 
     // ----- the auto-refresh timer ---------------------------------------------------------
@@ -528,8 +569,15 @@ impl<P: Platform> Session<P> {
     /// otherwise a token that is still valid is used when a refresh fails for a temporary
     /// reason (fetch: better a call with a working token than no call).
     pub async fn ensure_token(&self, strict: bool, abort: &mut Abort) -> Result<AccessToken, AuthError> {
+        self.token_for(strict, false, abort).await
+    }
+
+    /// `background`: inside the margin, start the refresh but use the current token now (it
+    /// still has at least [`BACKGROUND_MIN_LEFT_MS`] to live); the caller hands
+    /// [`Session::background_work`] to `waitUntil`.
+    async fn token_for(&self, strict: bool, background: bool, abort: &mut Abort) -> Result<AccessToken, AuthError> {
         for _ in 0..4 {
-            let (step, events) = self.decide();
+            let (step, events) = self.decide(background);
             self.emit(events);
             let flight = match step {
                 Step::Ready(token) => return Ok(token),
@@ -553,7 +601,7 @@ impl<P: Platform> Session<P> {
             .ok_or_else(|| AuthError::invalid_response("the server's tokens expire before they can be used"))
     }
 
-    fn decide(&self) -> (Step, Vec<Event>) {
+    fn decide(&self, background: bool) -> (Step, Vec<Event>) {
         let now = self.now();
         let mut st = self.shared.state.borrow_mut();
         if let Some(e) = self.state_error(&st) {
@@ -565,6 +613,11 @@ impl<P: Platform> Session<P> {
             if now < h.refresh_expires_local {
                 if now + h.margin_ms < h.access_expires_local {
                     return (Step::Ready(h.pair.access_token.clone()), vec![]);
+                }
+                if background && now + BACKGROUND_MIN_LEFT_MS < h.access_expires_local {
+                    let token = h.pair.access_token.clone();
+                    self.join_or_start(&mut st, FlightKind::Refresh);
+                    return (Step::Ready(token), vec![]);
                 }
                 return (Step::Wait(self.join_or_start(&mut st, FlightKind::Refresh)), vec![]);
             }
@@ -861,7 +914,20 @@ impl<P: Platform> Session<P> {
         request: P::Request,
         url: String,
         method: String,
+        abort: Abort,
+    ) -> Result<Fetched<P::Body>, AuthError> {
+        self.fetch_with(request, url, method, abort, false).await
+    }
+
+    /// [`Session::fetch`], refreshing in the background (see [`Session::background_work`])
+    /// when `background` is set and the token is inside the margin but still good.
+    pub async fn fetch_with(
+        &self,
+        request: P::Request,
+        url: String,
+        method: String,
         mut abort: Abort,
+        background: bool,
     ) -> Result<Fetched<P::Body>, AuthError> {
         let config = &self.shared.config;
         let platform = &self.shared.platform;
@@ -879,7 +945,7 @@ impl<P: Platform> Session<P> {
         let (mut url, mut method, mut drop_body) = (url, method, false);
         let (mut attempt, mut redirects, mut replayed) = (0u32, 0u32, false);
         loop {
-            let token = self.ensure_token(false, &mut abort).await?;
+            let token = self.token_for(false, background, &mut abort).await?;
             let attempt_started_ms = self.now();
             let send = platform.send(Outgoing {
                 url: &url,

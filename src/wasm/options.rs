@@ -10,7 +10,7 @@ use super::storage::JsStorage;
 use crate::core::secret::Password;
 use crate::core::{AuthError, Options};
 
-const KNOWN: [&str; 13] = [
+const KNOWN: [&str; 14] = [
     "host",
     "credentials",
     "refreshMarginSeconds",
@@ -24,6 +24,7 @@ const KNOWN: [&str; 13] = [
     "storageKey",
     "allowedOrigins",
     "allowInsecureHttp",
+    "waitUntil",
 ];
 
 /// Everything `new AuthSession(options)` takes.
@@ -31,9 +32,47 @@ pub struct JsOptions {
     pub options: Options,
     pub fetch: FetchFn,
     pub storage: Option<JsStorage>,
+    pub wait_until: Option<WaitUntil>,
 }
 
-fn get(object: &JsValue, key: &str) -> JsValue {
+/// Where background work goes in a Worker: `ctx.waitUntil`, given as a (bound) function or
+/// as the execution context itself.
+#[derive(Clone)]
+pub struct WaitUntil {
+    this: JsValue,
+    function: Function,
+}
+
+impl WaitUntil {
+    /// Reads `value` (a function, or an object with a `waitUntil` method); `None` if undefined.
+    pub fn read(value: &JsValue, field: &str) -> Result<Option<WaitUntil>, AuthError> {
+        if !given(value) || value.is_null() {
+            return Ok(None);
+        }
+        if let Some(function) = value.dyn_ref::<Function>() {
+            return Ok(Some(WaitUntil {
+                this: JsValue::UNDEFINED,
+                function: function.clone(),
+            }));
+        }
+        let method = get(value, "waitUntil");
+        if value.is_object() && method.is_function() {
+            return Ok(Some(WaitUntil {
+                this: value.clone(),
+                function: method.unchecked_into(),
+            }));
+        }
+        Err(AuthError::config(format!(
+            "{field} must be a function such as ctx.waitUntil.bind(ctx), or the context itself"
+        )))
+    }
+
+    pub fn call(&self, promise: &JsValue) {
+        let _ = self.function.call1(&self.this, promise);
+    }
+}
+
+pub fn get(object: &JsValue, key: &str) -> JsValue {
     Reflect::get(object, &key.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
@@ -191,5 +230,6 @@ pub fn read(js: &JsValue) -> Result<JsOptions, AuthError> {
         },
         fetch,
         storage,
+        wait_until: WaitUntil::read(&get(js, "waitUntil"), "waitUntil")?,
     })
 }

@@ -11,7 +11,7 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use super::bindings::{AbortSignal, Request, Url};
 use super::error::to_js;
-use super::options::{self, credentials};
+use super::options::{self, credentials, WaitUntil};
 use super::platform::{info_to_js, ApiRequest, EventKind, JsPlatform};
 use super::timers::Sleep;
 use crate::core::config::Credentials;
@@ -25,6 +25,19 @@ use crate::core::{Abort, AuthError, Platform, Session, Storage};
 #[wasm_bindgen]
 pub struct AuthSession {
     core: Session<JsPlatform>,
+    wait_until: Option<WaitUntil>,
+}
+
+/// Hands work still running after a call (a background refresh, a storage write) to
+/// `waitUntil`, so a Worker finishes it after the response.
+fn hand_off(core: &Session<JsPlatform>, wait_until: Option<&WaitUntil>) {
+    let (Some(w), Some(work)) = (wait_until, core.background_work()) else {
+        return;
+    };
+    w.call(&future_to_promise(async move {
+        work.await;
+        Ok(JsValue::UNDEFINED)
+    }));
 }
 
 fn reject(e: AuthError) -> Promise {
@@ -70,6 +83,16 @@ impl Drop for SignalWatch {
 }
 
 impl AuthSession {
+    /// The call's `init.waitUntil`, else the session's `waitUntil` option.
+    fn call_wait_until(&self, init: &JsValue) -> Result<Option<WaitUntil>, AuthError> {
+        if init.is_object() {
+            if let Some(w) = WaitUntil::read(&options::get(init, "waitUntil"), "init.waitUntil")? {
+                return Ok(Some(w));
+            }
+        }
+        Ok(self.wait_until.clone())
+    }
+
     /// Builds the template `Request` for `fetch(input, init)`: relative inputs resolve against
     /// the host (path prefix included), then the runtime's `URL` normalises the result.
     fn request(&self, input: &JsValue, init: &JsValue) -> Result<(ApiRequest, String), JsValue> {
@@ -111,6 +134,7 @@ impl AuthSession {
         let storage = js.storage.map(|s| Rc::new(s) as Rc<dyn Storage>);
         Ok(AuthSession {
             core: Session::new(platform, config, storage),
+            wait_until: js.wait_until,
         })
     }
 
@@ -128,18 +152,22 @@ impl AuthSession {
             }
         };
         let core = self.core.clone();
+        let wait_until = self.wait_until.clone();
         future_to_promise(async move {
-            let info = core.login(creds).await.map_err(|e| to_js(&e))?;
-            Ok(info_to_js(&info))
+            let info = core.login(creds).await;
+            hand_off(&core, wait_until.as_ref());
+            Ok(info_to_js(&info.map_err(|e| to_js(&e))?))
         })
     }
 
     /// Refreshes now; concurrent callers share one request.
     pub fn refresh(&self) -> Promise {
         let core = self.core.clone();
+        let wait_until = self.wait_until.clone();
         future_to_promise(async move {
-            let info = core.refresh(&mut Abort::none()).await.map_err(|e| to_js(&e))?;
-            Ok(info_to_js(&info))
+            let info = core.refresh(&mut Abort::none()).await;
+            hand_off(&core, wait_until.as_ref());
+            Ok(info_to_js(&info.map_err(|e| to_js(&e))?))
         })
     }
 
@@ -178,6 +206,10 @@ impl AuthSession {
         if self.core.is_disposed() {
             return reject(AuthError::new(ErrorCode::Disposed, "the session was disposed"));
         }
+        let wait_until = match self.call_wait_until(&init) {
+            Ok(w) => w,
+            Err(e) => return reject(e),
+        };
         let (request, url) = match self.request(&input, &init) {
             Ok(r) => r,
             Err(e) => return Promise::reject(&e),
@@ -186,8 +218,9 @@ impl AuthSession {
         future_to_promise(async move {
             let method = request.template.method();
             let (_watch, abort) = SignalWatch::new(request.signal.clone());
-            let fetched = core.fetch(request, url, method, abort).await.map_err(|e| to_js(&e))?;
-            Ok(fetched.response.body.into_response().into())
+            let fetched = core.fetch_with(request, url, method, abort, wait_until.is_some()).await;
+            hand_off(&core, wait_until.as_ref());
+            Ok(fetched.map_err(|e| to_js(&e))?.response.body.into_response().into())
         })
     }
 
@@ -196,6 +229,10 @@ impl AuthSession {
         if self.core.is_disposed() {
             return reject(AuthError::new(ErrorCode::Disposed, "the session was disposed"));
         }
+        let wait_until = match self.call_wait_until(&init) {
+            Ok(w) => w,
+            Err(e) => return reject(e),
+        };
         let (request, url) = match self.request(&input, &init) {
             Ok(r) => r,
             Err(e) => return Promise::reject(&e),
@@ -210,9 +247,10 @@ impl AuthSession {
             let (_watch_body, mut abort) = SignalWatch::new(request.signal.clone());
             let (_watch, abort_fetch) = SignalWatch::new(request.signal.clone());
             let fetched = core
-                .fetch(request, url, method, abort_fetch)
-                .await
-                .map_err(|e| to_js(&e))?;
+                .fetch_with(request, url, method, abort_fetch, wait_until.is_some())
+                .await;
+            hand_off(&core, wait_until.as_ref());
+            let fetched = fetched.map_err(|e| to_js(&e))?;
             let status = fetched.response.status;
             let response = fetched.response.body.into_response();
             // The body read gets what is left of the attempt's timeout.
