@@ -63,7 +63,10 @@ fn number(field: &str, value: Option<f64>, default: f64, min: f64, max: f64, int
     let v = value.unwrap_or(default);
     if !v.is_finite() || v < min || v > max || (integer && v.fract() != 0.0) {
         let kind = if integer { "an integer" } else { "a number" };
-        return Err(AuthError::config(format!("{field} must be {kind} from {min} to {max}")));
+        return Err(AuthError::config(format!(
+            "{field} must be {kind} from {} to {}",
+            min as i64, max as i64
+        )));
     }
     Ok(v)
 }

