@@ -99,6 +99,14 @@ extern "C" {
     /// `setTimeout` of the global object; throws in workerd outside a request.
     #[wasm_bindgen(js_name = setTimeout, catch)]
     pub fn set_timeout(handler: &Function, ms: u32) -> Result<JsValue, JsValue>;
+    /// A promise seen through `then(onFulfilled, onRejected)` with plain functions.
+    pub type Thenable;
+    #[wasm_bindgen(method, js_name = then)]
+    pub fn then_with(this: &Thenable, on_fulfilled: &Function, on_rejected: &Function) -> Promise;
+
+    /// `setTimeout(handler, ms, a, b)`: the handler receives `a` and `b`.
+    #[wasm_bindgen(js_name = setTimeout, catch)]
+    pub fn set_timeout_with_slot(handler: &Function, ms: u32, a: u32, b: u32) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = clearTimeout)]
     pub fn clear_timeout(id: &JsValue);
 }

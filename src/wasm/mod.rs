@@ -13,3 +13,4 @@ mod session;
 pub use session::AuthSession;
 mod storage;
 mod timers;
+mod wake;

@@ -5,13 +5,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Array, Date, Function, Math, Promise, Reflect};
+use js_sys::{Array, Date, Function, Math, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
 use super::bindings::{object, AbortController, AbortSignal, Headers, ReadResult, Request, Response, Url};
 use super::error::{fetch_failure, to_js};
-use super::timers::{Sleep, Timer};
+use super::timers::Timer;
+use super::wake::{settled, Sleep};
 use crate::core::error::ErrorCode;
 use crate::core::{AuthError, Event, Incoming, LocalFuture, Outgoing, OutgoingBody, Platform, SessionInfo};
 
@@ -24,15 +24,28 @@ pub enum FetchFn {
     Custom { this: JsValue, function: Function },
 }
 
-/// A user's API request: a `Request` built once from `fetch(input, init)`, cloned for each
-/// attempt so a refresh-and-replay or a retry sends the same body again.
+/// A user's API request, kept so a refresh-and-replay or a retry sends it again.
 pub struct ApiRequest {
-    pub template: Request,
-    /// The caller's signal (the template's own), linked to every attempt so that aborting
+    pub kind: ApiKind,
+    /// The caller's `AbortSignal`, when it gave one: linked to every attempt so that aborting
     /// also stops reading a body already handed to the caller.
-    pub signal: AbortSignal,
+    pub signal: Option<AbortSignal>,
 }
 
+pub enum ApiKind {
+    /// A string or URL input whose body can be sent twice (none, a string, bytes, a Blob,
+    /// FormData, URLSearchParams): each attempt is `fetch(url, {...init, headers, …})`.
+    /// The fast path: no `Request` is built up front, so no extra AbortSignal either.
+    Init {
+        /// The caller's init (or undefined), copied per attempt.
+        init: JsValue,
+        /// The caller's headers merged once; `authorization` is set per attempt.
+        headers: Headers,
+    },
+    /// A `Request` input, or a body that can be read only once (a stream): a `Request`
+    /// template, cloned per attempt.
+    Template(Request),
+}
 /// An unread response and the controller of its attempt. Dropped while armed, it aborts the
 /// attempt (a timed-out auth call, a discarded retry): nothing keeps running unobserved.
 pub struct Body {
@@ -98,7 +111,7 @@ fn network_error(message: &str) -> AuthError {
 }
 
 impl JsPlatform {
-    fn call_fetch(&self, request: &Request) -> Result<Promise, JsValue> {
+    fn call_fetch(&self, input: &JsValue, init: &JsValue) -> Result<Promise, JsValue> {
         let (this, function) = match &self.fetch {
             FetchFn::Custom { this, function } => (this.clone(), function.clone()),
             FetchFn::Global => {
@@ -107,60 +120,81 @@ impl JsPlatform {
                 (global, f.dyn_into::<Function>()?)
             }
         };
-        let result = function.call1(&this, request)?;
+        let result = function.call2(&this, input, init)?;
         // A custom fetch may return a plain value; Promise.resolve makes it awaitable.
         Ok(Promise::resolve(&result))
     }
 
-    /// Builds the `Request` of one attempt.
-    fn build(&self, request: &Outgoing<'_, ApiRequest>, signal: &AbortSignal) -> Result<Request, AuthError> {
+    /// Builds the `(input, init)` of one attempt.
+    fn build(&self, request: &Outgoing<'_, ApiRequest>, signal: &AbortSignal) -> Result<(JsValue, JsValue), AuthError> {
         let fail = |_| network_error("the request could not be built");
-        let init = object();
-        let set = |k: &str, v: &JsValue| Reflect::set(&init, &k.into(), v).map(|_| ()).map_err(fail);
-        set("redirect", &"manual".into())?;
-        set("signal", signal)?;
+        let bearer = request.bearer.map(|t| format!("Bearer {}", t.expose()));
         match &request.body {
             OutgoingBody::Json(body) => {
-                let headers = Headers::new(&JsValue::UNDEFINED).map_err(fail)?;
-                headers.set("content-type", "application/json").map_err(fail)?;
-                headers.set("accept", "application/json").map_err(fail)?;
-                if let Some(token) = request.bearer {
-                    headers
-                        .set("authorization", &format!("Bearer {}", token.expose()))
-                        .map_err(fail)?;
+                let headers = object();
+                let _ = Reflect::set(&headers, &"content-type".into(), &"application/json".into());
+                let _ = Reflect::set(&headers, &"accept".into(), &"application/json".into());
+                if let Some(b) = &bearer {
+                    let _ = Reflect::set(&headers, &"authorization".into(), &b.into());
                 }
+                let init = object();
+                let set = |k: &str, v: &JsValue| Reflect::set(&init, &k.into(), v).map(|_| ()).map_err(fail);
                 set("method", &"POST".into())?;
                 set("headers", &headers)?;
                 set("body", &JsValue::from_str(body))?;
+                set("redirect", &"manual".into())?;
+                set("signal", signal)?;
                 // Never send cookies of a browser context to the auth endpoints.
                 set("credentials", &"omit".into())?;
-                Request::new(&JsValue::from_str(request.url), &init).map_err(fail)
+                Ok((JsValue::from_str(request.url), init.into()))
             }
             OutgoingBody::Api {
                 request: api,
                 drop_body,
-            } => {
-                let copy = api.template.try_clone().map_err(fail)?;
-                let headers = Headers::new(&copy.headers()).map_err(fail)?;
-                if let Some(token) = request.bearer {
-                    headers
-                        .set("authorization", &format!("Bearer {}", token.expose()))
-                        .map_err(fail)?;
-                }
-                set("headers", &headers)?;
-                if request.url == api.template.url() && !drop_body {
-                    // The common case: the template with our headers, redirect mode and signal.
-                    Request::new(&copy, &init).map_err(fail)
-                } else {
-                    // After a redirect: a new URL, and the body only for 307/308.
-                    set("method", &JsValue::from_str(request.method))?;
-                    if !drop_body && !copy.body().is_null() {
-                        set("body", &copy.body())?;
-                        set("duplex", &"half".into())?;
+            } => match &api.kind {
+                ApiKind::Init { init: user, headers } => {
+                    let init = object();
+                    if user.is_object() {
+                        Object::assign(&init, user.unchecked_ref());
                     }
-                    Request::new(&JsValue::from_str(request.url), &init).map_err(fail)
+                    if let Some(b) = &bearer {
+                        headers.set("authorization", b).map_err(fail)?;
+                    }
+                    let set = |k: &str, v: &JsValue| Reflect::set(&init, &k.into(), v).map(|_| ()).map_err(fail);
+                    set("headers", headers)?;
+                    set("redirect", &"manual".into())?;
+                    set("signal", signal)?;
+                    if *drop_body {
+                        set("method", &JsValue::from_str(request.method))?;
+                        set("body", &JsValue::UNDEFINED)?;
+                    }
+                    Ok((JsValue::from_str(request.url), init.into()))
                 }
-            }
+                ApiKind::Template(template) => {
+                    let copy = template.try_clone().map_err(fail)?;
+                    let headers = Headers::new(&copy.headers()).map_err(fail)?;
+                    if let Some(b) = &bearer {
+                        headers.set("authorization", b).map_err(fail)?;
+                    }
+                    let init = object();
+                    let set = |k: &str, v: &JsValue| Reflect::set(&init, &k.into(), v).map(|_| ()).map_err(fail);
+                    set("headers", &headers)?;
+                    set("redirect", &"manual".into())?;
+                    set("signal", signal)?;
+                    if request.url == template.url() && !drop_body {
+                        // The common case: the template with our headers, redirect mode and signal.
+                        Ok((Request::new(&copy, &init).map_err(fail)?.into(), JsValue::UNDEFINED))
+                    } else {
+                        // After a redirect: a new URL, and the body only for 307/308.
+                        set("method", &JsValue::from_str(request.method))?;
+                        if !drop_body && !copy.body().is_null() {
+                            set("body", &copy.body())?;
+                            set("duplex", &"half".into())?;
+                        }
+                        Ok((JsValue::from_str(request.url), init.into()))
+                    }
+                }
+            },
         }
     }
 }
@@ -199,22 +233,23 @@ impl Platform for JsPlatform {
 
     fn send(&self, request: Outgoing<'_, ApiRequest>) -> LocalFuture<Result<Incoming<Body>, AuthError>> {
         let controller = AbortController::new();
-        let signal = match &request.body {
-            OutgoingBody::Api { request: api, .. } => link_signals(&api.signal, &controller),
-            OutgoingBody::Json(_) => controller.signal(),
-        };
         let caller_signal = match &request.body {
-            OutgoingBody::Api { request: api, .. } => Some(api.signal.clone()),
+            OutgoingBody::Api { request: api, .. } => api.signal.clone(),
             OutgoingBody::Json(_) => None,
         };
+        let signal = match &caller_signal {
+            Some(caller) => link_signals(caller, &controller),
+            None => controller.signal(),
+        };
+        let is_auth = matches!(request.body, OutgoingBody::Json(_));
         let url = request.url.to_owned();
         let sent = self
             .build(&request, &signal)
-            .and_then(|r| self.call_fetch(&r).map_err(|e| fetch_failure(&e)));
+            .and_then(|(input, init)| self.call_fetch(&input, &init).map_err(|e| fetch_failure(&e)));
         Box::pin(async move {
             let mut guard = AbortOnDrop(Some(controller));
             let promise = sent?;
-            let response: Response = match JsFuture::from(promise).await {
+            let response: Response = match settled(&promise).await {
                 Ok(r) => r.unchecked_into(),
                 Err(e) => {
                     if caller_signal.is_some_and(|s| s.aborted()) {
@@ -223,17 +258,28 @@ impl Platform for JsPlatform {
                     return Err(fetch_failure(&e));
                 }
             };
+            // Only the headers the core may look at for this status: each read crosses into JS.
+            let status = response.status();
             let headers = response.headers();
-            let location = headers
-                .get("location")
-                .and_then(|l| Url::new_with_base(&l, &url).ok())
-                .map(|u| u.href());
+            let location = if (300..400).contains(&status) {
+                headers
+                    .get("location")
+                    .and_then(|l| Url::new_with_base(&l, &url).ok())
+                    .map(|u| u.href())
+            } else {
+                None
+            };
+            let retry_after = if status == 429 || status >= 500 {
+                headers.get("retry-after")
+            } else {
+                None
+            };
             Ok(Incoming {
-                status: response.status(),
-                opaque_redirect: response.kind() == "opaqueredirect",
+                status,
+                opaque_redirect: status == 0 && response.kind() == "opaqueredirect",
                 location,
-                retry_after: headers.get("retry-after"),
-                date: headers.get("date"),
+                retry_after,
+                date: if is_auth { headers.get("date") } else { None },
                 body: Body {
                     response,
                     controller: guard.0.take().expect("controller present"),
@@ -267,7 +313,7 @@ impl Platform for JsPlatform {
             let reader = stream.get_reader().map_err(|e| fetch_failure(&e))?;
             let mut bytes = Vec::new();
             loop {
-                let chunk: ReadResult = JsFuture::from(reader.read())
+                let chunk: ReadResult = settled(&reader.read())
                     .await
                     .map_err(|e| fetch_failure(&e))?
                     .unchecked_into();

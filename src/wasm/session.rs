@@ -7,13 +7,13 @@ use std::rc::Rc;
 
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use wasm_bindgen_futures::future_to_promise;
 
-use super::bindings::{AbortSignal, Request, Url};
+use super::bindings::{AbortSignal, Headers, Request, Url};
 use super::error::to_js;
 use super::options::{self, credentials, WaitUntil};
-use super::platform::{info_to_js, ApiRequest, EventKind, JsPlatform};
-use super::timers::Sleep;
+use super::platform::{info_to_js, ApiKind, ApiRequest, EventKind, JsPlatform};
+use super::wake::{settled, Sleep};
 use crate::core::config::Credentials;
 use crate::core::envelope::{api_json, ApiBody, ApiJson};
 use crate::core::error::ErrorCode;
@@ -53,6 +53,17 @@ struct SignalWatch {
 }
 
 impl SignalWatch {
+    /// No signal, nothing to watch (and no listener to add or remove).
+    fn watch(signal: Option<AbortSignal>) -> (Option<SignalWatch>, Abort) {
+        match signal {
+            Some(s) => {
+                let (w, a) = SignalWatch::new(s);
+                (Some(w), a)
+            }
+            None => (None, Abort::none()),
+        }
+    }
+
     fn new(signal: AbortSignal) -> (SignalWatch, Abort) {
         if signal.aborted() {
             return (SignalWatch { signal, resolve: None }, Abort::new(Box::pin(async {})));
@@ -64,7 +75,7 @@ impl SignalWatch {
             signal.add_event_listener("abort", &res, &once);
             resolve = Some(res);
         });
-        let fired = JsFuture::from(promise);
+        let fired = settled(&promise);
         (
             SignalWatch { signal, resolve },
             Abort::new(Box::pin(async move {
@@ -93,30 +104,135 @@ impl AuthSession {
         Ok(self.wait_until.clone())
     }
 
-    /// Builds the template `Request` for `fetch(input, init)`: relative inputs resolve against
-    /// the host (path prefix included), then the runtime's `URL` normalises the result.
-    fn request(&self, input: &JsValue, init: &JsValue) -> Result<(ApiRequest, String), JsValue> {
-        // `instanceof Request`, or a Request of another realm or fetch implementation.
-        let has = |k: &str| Reflect::has(input, &k.into()).unwrap_or(false);
-        let is_request =
-            input.is_instance_of::<Request>() || (input.is_object() && has("url") && has("method") && has("headers"));
-        let template = if is_request {
-            Request::new(input, init)?
+    /// Prepares `fetch(input, init)`: the URL (relative inputs appended to the host, path
+    /// prefix included), the method, and what each attempt needs. Bad input (an invalid
+    /// method or header) throws the runtime's own TypeError here, before any I/O.
+    fn request(
+        &self,
+        input: &JsValue,
+        init: &JsValue,
+        accept_json: bool,
+    ) -> Result<(ApiRequest, String, String), JsValue> {
+        let user_signal = if init.is_object() {
+            options::get(init, "signal")
         } else {
-            let text = match input.as_string() {
-                Some(s) => s,
-                None if input.is_object() => js_sys::JsString::from(input.clone()).into(),
-                None => {
-                    return Err(js_sys::TypeError::new("fetch() input must be a string, a URL or a Request").into())
-                }
-            };
-            let href = Url::new(&self.core.resolve(&text))?.href();
-            Request::new(&JsValue::from_str(&href), init)?
+            JsValue::UNDEFINED
         };
-        let url = template.url();
-        let signal: AbortSignal = template.signal().unchecked_into();
-        Ok((ApiRequest { template, signal }, url))
+        let user_signal: Option<AbortSignal> = user_signal.is_object().then(|| user_signal.unchecked_into());
+        let text = match input.as_string() {
+            Some(s) => Some(s),
+            // `instanceof Request`, or a Request of another realm or fetch implementation.
+            None if input.is_instance_of::<Request>() || is_request_like(input) => None,
+            None if input.is_object() => Some(input.unchecked_ref::<js_sys::Object>().to_string().into()),
+            None => return Err(js_sys::TypeError::new("fetch() input must be a string, a URL or a Request").into()),
+        };
+        let Some(text) = text else {
+            let template = Request::new(input, init)?;
+            let headers = template.headers();
+            if accept_json && !headers.has("accept") {
+                headers.set("accept", "application/json")?;
+            }
+            let (url, method) = (template.url(), template.method());
+            let signal = Some(template.signal().unchecked_into());
+            return Ok((
+                ApiRequest {
+                    kind: ApiKind::Template(template),
+                    signal,
+                },
+                url,
+                method,
+            ));
+        };
+        let joined = self.core.resolve(&text);
+        // Absolute inputs are normalised by the runtime's URL parser before the origin check;
+        // a relative input is appended after the host's own path, so it cannot change the
+        // origin, and only needs normalising when it holds characters to percent-encode.
+        let url = if crate::core::url::has_scheme(&text)
+            || !joined.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'\\')
+        {
+            Url::new(&joined)?.href()
+        } else {
+            joined
+        };
+        let body = if init.is_object() {
+            options::get(init, "body")
+        } else {
+            JsValue::UNDEFINED
+        };
+        let once_only = body.is_object() && (has(&body, "getReader") || has_async_iterator(&body));
+        if once_only {
+            // A stream can be read once: a template Request tees it for a replay.
+            let template = Request::new(&JsValue::from_str(&url), init)?;
+            if accept_json && !template.headers().has("accept") {
+                template.headers().set("accept", "application/json")?;
+            }
+            let method = template.method();
+            return Ok((
+                ApiRequest {
+                    kind: ApiKind::Template(template),
+                    signal: user_signal,
+                },
+                url,
+                method,
+            ));
+        }
+        let method = if init.is_object() {
+            options::get(init, "method").as_string()
+        } else {
+            None
+        };
+        let method = normalize_method(method.as_deref().unwrap_or("GET"))?;
+        let given_headers = if init.is_object() {
+            options::get(init, "headers")
+        } else {
+            JsValue::UNDEFINED
+        };
+        let headers = Headers::new(&given_headers)?;
+        if accept_json && !headers.has("accept") {
+            headers.set("accept", "application/json")?;
+        }
+        let kind = ApiKind::Init {
+            init: init.clone(),
+            headers,
+        };
+        Ok((
+            ApiRequest {
+                kind,
+                signal: user_signal,
+            },
+            url,
+            method,
+        ))
     }
+}
+
+fn has(value: &JsValue, key: &str) -> bool {
+    Reflect::has(value, &key.into()).unwrap_or(false)
+}
+
+fn is_request_like(input: &JsValue) -> bool {
+    input.is_object() && has(input, "url") && has(input, "method") && has(input, "headers")
+}
+
+fn has_async_iterator(value: &JsValue) -> bool {
+    Reflect::has(value, &js_sys::Symbol::async_iterator().into()).unwrap_or(false)
+}
+
+/// What `new Request` does to a method: a token, not CONNECT/TRACE/TRACK, and the six
+/// standard methods uppercased.
+fn normalize_method(method: &str) -> Result<String, JsValue> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if method.is_empty() || !method.bytes().all(tchar) {
+        return Err(js_sys::TypeError::new("fetch() init.method is not a valid HTTP method").into());
+    }
+    let upper = method.to_ascii_uppercase();
+    if matches!(upper.as_str(), "CONNECT" | "TRACE" | "TRACK") {
+        return Err(js_sys::TypeError::new("fetch() init.method is a forbidden method").into());
+    }
+    Ok(match upper.as_str() {
+        "DELETE" | "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" => upper,
+        _ => method.to_owned(),
+    })
 }
 
 #[wasm_bindgen]
@@ -210,14 +326,13 @@ impl AuthSession {
             Ok(w) => w,
             Err(e) => return reject(e),
         };
-        let (request, url) = match self.request(&input, &init) {
+        let (request, url, method) = match self.request(&input, &init, false) {
             Ok(r) => r,
             Err(e) => return Promise::reject(&e),
         };
         let core = self.core.clone();
         future_to_promise(async move {
-            let method = request.template.method();
-            let (_watch, abort) = SignalWatch::new(request.signal.clone());
+            let (_watch, abort) = SignalWatch::watch(request.signal.clone());
             let fetched = core.fetch_with(request, url, method, abort, wait_until.is_some()).await;
             hand_off(&core, wait_until.as_ref());
             Ok(fetched.map_err(|e| to_js(&e))?.response.body.into_response().into())
@@ -233,19 +348,14 @@ impl AuthSession {
             Ok(w) => w,
             Err(e) => return reject(e),
         };
-        let (request, url) = match self.request(&input, &init) {
+        let (request, url, method) = match self.request(&input, &init, true) {
             Ok(r) => r,
             Err(e) => return Promise::reject(&e),
         };
-        let headers = request.template.headers();
-        if !headers.has("accept") {
-            let _ = headers.set("accept", "application/json");
-        }
         let core = self.core.clone();
         future_to_promise(async move {
-            let method = request.template.method();
-            let (_watch_body, mut abort) = SignalWatch::new(request.signal.clone());
-            let (_watch, abort_fetch) = SignalWatch::new(request.signal.clone());
+            let (_watch_body, mut abort) = SignalWatch::watch(request.signal.clone());
+            let (_watch, abort_fetch) = SignalWatch::watch(request.signal.clone());
             let fetched = core
                 .fetch_with(request, url, method, abort_fetch, wait_until.is_some())
                 .await;
@@ -259,7 +369,7 @@ impl AuthSession {
             let text = response
                 .text()
                 .map_err(|_| to_js(&AuthError::new(ErrorCode::Network, "the body could not be read")))?;
-            let read = race(JsFuture::from(text), Sleep::new(left));
+            let read = race(settled(&text), Sleep::new(left));
             let text = match abort.guard(read).await.map_err(|e| to_js(&e))? {
                 Either::Left(Ok(t)) => t.as_string().unwrap_or_default(),
                 Either::Left(Err(e)) => return Err(to_js(&super::error::fetch_failure(&e))),

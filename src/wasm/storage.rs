@@ -3,9 +3,9 @@
 
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
 use super::error::storage_failure;
+use super::wake::settled;
 use crate::core::error::ErrorCode;
 use crate::core::{AuthError, LocalFuture, Storage};
 
@@ -42,7 +42,7 @@ impl JsStorage {
             });
         Box::pin(async move {
             let value = started.map_err(|e| storage_failure(op, &e, with_message))?;
-            JsFuture::from(Promise::resolve(&value))
+            settled(&Promise::resolve(&value))
                 .await
                 .map_err(|e| storage_failure(op, &e, with_message))
         })

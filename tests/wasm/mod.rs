@@ -37,7 +37,12 @@ type Handler = Rc<dyn Fn(&Seen, usize) -> (u16, String)>;
 fn scripted(handler: Handler) -> (JsValue, Rc<RefCell<Vec<Seen>>>) {
     let seen: Rc<RefCell<Vec<Seen>>> = Rc::default();
     let log = seen.clone();
-    let f = Closure::<dyn FnMut(JsValue) -> Promise>::new(move |request: JsValue| {
+    let f = Closure::<dyn FnMut(JsValue, JsValue) -> Promise>::new(move |input: JsValue, init: JsValue| {
+        // Called like fetch: (input, init). A Request of both shows what went on the wire.
+        let ctor: Function = Reflect::get(&js_sys::global(), &"Request".into())
+            .unwrap()
+            .unchecked_into();
+        let request = Reflect::construct(&ctor, &Array::of2(&input, &init)).unwrap();
         let log = log.clone();
         let handler = handler.clone();
         future_to_promise(async move {
