@@ -151,6 +151,7 @@ enum Step {
 struct AuthReply {
     data: Json,
     skew: Option<i64>,
+    status: u16,
 }
 
 /// A failed auth attempt, with the `Retry-After` that came with it.
@@ -299,8 +300,9 @@ impl<P: Platform> Session<P> {
         let reply = self
             .auth_call(&self.shared.config.login_url, &body, None, &secrets)
             .await?;
-        let pair = parse_token_pair(&reply.data)?;
+        let pair = parse_token_pair(&reply.data).map_err(|e| e.with_status(reply.status))?;
         self.apply(pair, generation, None, reply.skew, true)
+            .map_err(|e| e.with_status(reply.status))
     }
 
     async fn do_refresh(&self, generation: u64) -> Result<(), AuthError> {
@@ -317,8 +319,9 @@ impl<P: Platform> Session<P> {
             .await
         {
             Ok(reply) => {
-                let pair = parse_token_pair(&reply.data)?;
+                let pair = parse_token_pair(&reply.data).map_err(|e| e.with_status(reply.status))?;
                 self.apply(pair, generation, Some(&token), reply.skew, true)
+                    .map_err(|e| e.with_status(reply.status))
             }
             Err(e) if e.is_unauthorized() => {
                 // Another process sharing our storage may have rotated the token first.
@@ -669,6 +672,9 @@ impl<P: Platform> Session<P> {
 
     /// Logs in with the given credentials, or the configured ones.
     pub async fn login(&self, credentials: Option<Credentials>) -> Result<SessionInfo, AuthError> {
+        if self.is_disposed() {
+            return Err(AuthError::new(ErrorCode::Disposed, "the session was disposed"));
+        }
         let creds = credentials
             .or_else(|| self.shared.config.credentials.clone())
             .ok_or_else(|| AuthError::config("login() needs a username and password, or options.credentials"))?;
@@ -901,7 +907,7 @@ impl<P: Platform> Session<P> {
             .await
             .map_err(|e| (e.with_status(status), None))?;
         match read_auth_response(status, &bytes) {
-            Ok(data) => Ok(AuthReply { data, skew }),
+            Ok(data) => Ok(AuthReply { data, skew, status }),
             Err(e) => Err((e, response.retry_after)),
         }
     }

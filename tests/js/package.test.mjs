@@ -1,0 +1,85 @@
+// The package as users get it: resolved by name through pkg/package.json's `exports`
+// (a temporary node_modules/auth-session symlink to pkg/), under `import` and `require`.
+
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { mkdtemp, mkdir, symlink, rm, readFile, access } from "node:fs/promises";
+import { realpathSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { startServer } from "./helpers.mjs";
+
+const run = promisify(execFile);
+const PKG = fileURLToPath(new URL("../../pkg/", import.meta.url));
+
+let dir;
+let server;
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "auth-session-consumer-"));
+  await mkdir(path.join(dir, "node_modules"));
+  await symlink(PKG, path.join(dir, "node_modules", "auth-session"), "dir");
+  server = await startServer();
+});
+after(async () => {
+  await server?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const node = (args) => run(process.execPath, args, { cwd: dir, timeout: 15_000 });
+
+const SMOKE = `
+  const session = new AuthSession({ host: process.argv.at(-1), autoRefresh: false });
+  const info = await session.login("demo", "demo-password");
+  const products = await session.json("/api/v1/products");
+  const err = await session.fetch("https://example.com/").catch((e) => e);
+  console.log(JSON.stringify({
+    state: info.state, n: products.length,
+    errIsAuthError: err instanceof AuthError, code: err.code,
+  }));
+  session.dispose();
+`;
+
+describe("package resolution by name", { concurrency: true }, () => {
+  it('import "auth-session" resolves to node.mjs and works without an init call', async () => {
+    const code = `
+      import { AuthSession, AuthError } from "auth-session";
+      console.log(import.meta.resolve("auth-session"));
+      ${SMOKE}
+    `;
+    const { stdout, stderr } = await node(["--input-type=module", "-e", code, server.url]);
+    const [resolved, result] = stdout.trim().split("\n");
+    assert.equal(fileURLToPath(resolved), realpathSync(path.join(PKG, "node.mjs")));
+    assert.deepEqual(JSON.parse(result), { state: "active", n: 4, errIsAuthError: true, code: "ORIGIN_NOT_ALLOWED" });
+    assert.equal(stderr, "");
+  });
+
+  it('require("auth-session") resolves to node.cjs and works', async () => {
+    const code = `
+      const { AuthSession, AuthError } = require("auth-session");
+      console.log(require.resolve("auth-session"));
+      (async () => { ${SMOKE} })();
+    `;
+    const { stdout, stderr } = await node(["-e", code, server.url]);
+    const [resolved, result] = stdout.trim().split("\n");
+    assert.equal(resolved, realpathSync(path.join(PKG, "node.cjs")));
+    assert.deepEqual(JSON.parse(result), { state: "active", n: 4, errIsAuthError: true, code: "ORIGIN_NOT_ALLOWED" });
+    assert.equal(stderr, "");
+  });
+
+  it("every file and export target named by package.json exists", async () => {
+    const manifest = JSON.parse(await readFile(path.join(PKG, "package.json"), "utf8"));
+    assert.equal(manifest.name, "auth-session");
+    const targets = [];
+    const walk = (v) => {
+      if (typeof v === "string") targets.push(v);
+      else if (v && typeof v === "object") Object.values(v).forEach(walk);
+    };
+    walk(manifest.exports);
+    for (const t of [...targets, ...manifest.files, manifest.types]) {
+      await access(path.join(PKG, t)).catch(() => assert.fail(`pkg/${t} is missing`));
+    }
+  });
+});
