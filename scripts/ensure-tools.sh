@@ -110,6 +110,14 @@ _auth_session_ensure_tools() {
     (cd "$root" && npm ci --no-audit --no-fund >&2) || return 1
     touch "$stamp" || return 1
   fi
+  # The devDependency `node22` (npm:node@22, for wrangler 4 and miniflare, which need
+  # Node >= 22) links its binary as node_modules/.bin/node. With that directory first on
+  # PATH it would silently replace the system Node (20) for every script and test that says
+  # `node`. Node 22 is run by its full path instead (scripts/test-workerd.sh), so drop the link.
+  if [ -L "$root/node_modules/.bin/node" ] &&
+     [ "$(readlink "$root/node_modules/.bin/node")" = "../node22/bin/node" ]; then
+    rm -f "$root/node_modules/.bin/node"
+  fi
 
   # --- Chromium for the browser tests (optional) -------------------------------------
   if [ "$browser" = 1 ]; then
