@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Every test, in the order a failure is cheapest to find: formatting and lints, the native
-# core tests, the wasm layer in Node, then the built package against the local reference
-# server. Installs what is missing first (scripts/ensure-tools.sh).
+# core tests, the wasm layer in Node and in headless Chromium, then the built package:
+# Node (ESM and CJS) against the local reference server, the packed tarball in every
+# runtime (Node, Deno, Bun, TypeScript, bundlers), Cloudflare's workerd, and the browser
+# example page. Installs what is missing first (scripts/ensure-tools.sh --browser).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 # shellcheck source=ensure-tools.sh
-source scripts/ensure-tools.sh --
+source scripts/ensure-tools.sh --browser
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -28,5 +30,15 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 step "build the package (pkg/)"
 bash scripts/build-pkg.sh
 
+step "the packed tarball in Node ESM/CJS, Deno, Bun; TypeScript; bundlers"
+bash scripts/test-runtimes.sh
+
+step "Cloudflare workerd (Miniflare) and wrangler"
+bash scripts/test-workerd.sh
+
+step "headless Chromium: wasm tests and the example page"
+bash scripts/test-browser.sh
+
+# Last, so the closing lines are the test runner's own summary.
 step "JavaScript tests: the reference server, then the package in Node (ESM and CJS)"
 node --test tests/server/*.test.mjs tests/js/*.test.mjs tests/js/*.test.cjs
