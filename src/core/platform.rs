@@ -5,8 +5,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 
 use crate::core::error::AuthError;
+pub use crate::core::flight::Signal;
 use crate::core::secret::AccessToken;
 use crate::core::session::SessionInfo;
 
@@ -80,6 +82,11 @@ pub trait Platform: 'static {
     fn spawn(&self, task: LocalFuture<()>);
     /// Delivers an event to the listeners registered for it.
     fn emit(&self, event: Event);
+    /// How waiters of a shared login or refresh are woken: `None` (the default) wakes them
+    /// directly; JavaScript returns one promise per flight (see [`Signal`]).
+    fn signal(&self) -> Option<Rc<dyn Signal>> {
+        None
+    }
 }
 
 /// Where tokens persist between processes and isolates: the shape of a Workers KV namespace.

@@ -270,7 +270,7 @@ impl<P: Platform> Session<P> {
     }
 
     fn start_flight(&self, st: &mut State<P::Timer>, kind: FlightKind) -> Flight {
-        let flight = Flight::new();
+        let flight = Flight::with_signal(self.shared.platform.signal());
         st.flight = Some(flight.clone());
         let generation = st.generation;
         let session = self.clone();

@@ -107,6 +107,8 @@ extern "C" {
     /// `setTimeout(handler, ms, a, b)`: the handler receives `a` and `b`.
     #[wasm_bindgen(js_name = setTimeout, catch)]
     pub fn set_timeout_with_slot(handler: &Function, ms: u32, a: u32, b: u32) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = queueMicrotask)]
+    pub fn queue_microtask(callback: &Function);
     #[wasm_bindgen(js_name = clearTimeout)]
     pub fn clear_timeout(id: &JsValue);
 }

@@ -6,6 +6,7 @@
 
 mod bindings;
 mod error;
+mod executor;
 mod options;
 mod platform;
 mod session;

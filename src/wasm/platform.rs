@@ -13,6 +13,7 @@ use super::error::{fetch_failure, to_js};
 use super::timers::Timer;
 use super::wake::{settled, Sleep};
 use crate::core::error::ErrorCode;
+use crate::core::platform::Signal;
 use crate::core::{AuthError, Event, Incoming, LocalFuture, Outgoing, OutgoingBody, Platform, SessionInfo};
 
 /// The function that sends requests, and the `this` it is called with.
@@ -355,7 +356,11 @@ impl Platform for JsPlatform {
     }
 
     fn spawn(&self, task: LocalFuture<()>) {
-        wasm_bindgen_futures::spawn_local(task);
+        super::executor::spawn_background(task);
+    }
+
+    fn signal(&self) -> Option<Rc<dyn Signal>> {
+        Some(Rc::new(super::executor::JsSignal::new()))
     }
 
     fn emit(&self, event: Event) {

@@ -7,10 +7,10 @@ use std::rc::Rc;
 
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
 use super::bindings::{AbortSignal, Headers, Request, Url};
 use super::error::to_js;
+use super::executor;
 use super::options::{self, credentials, WaitUntil};
 use super::platform::{info_to_js, ApiKind, ApiRequest, EventKind, JsPlatform};
 use super::wake::{settled, Sleep};
@@ -26,18 +26,6 @@ use crate::core::{Abort, AuthError, Platform, Session, Storage};
 pub struct AuthSession {
     core: Session<JsPlatform>,
     wait_until: Option<WaitUntil>,
-}
-
-/// Hands work still running after a call (a background refresh, a storage write) to
-/// `waitUntil`, so a Worker finishes it after the response.
-fn hand_off(core: &Session<JsPlatform>, wait_until: Option<&WaitUntil>) {
-    let (Some(w), Some(work)) = (wait_until, core.background_work()) else {
-        return;
-    };
-    w.call(&future_to_promise(async move {
-        work.await;
-        Ok(JsValue::UNDEFINED)
-    }));
 }
 
 fn reject(e: AuthError) -> Promise {
@@ -268,53 +256,64 @@ impl AuthSession {
             }
         };
         let core = self.core.clone();
-        let wait_until = self.wait_until.clone();
-        future_to_promise(async move {
-            let info = core.login(creds).await;
-            hand_off(&core, wait_until.as_ref());
-            Ok(info_to_js(&info.map_err(|e| to_js(&e))?))
-        })
+        executor::promise(
+            async move {
+                let info = core.login(creds).await;
+                Ok(info_to_js(&info.map_err(|e| to_js(&e))?))
+            },
+            self.wait_until.clone(),
+        )
     }
 
     /// Refreshes now; concurrent callers share one request.
     pub fn refresh(&self) -> Promise {
         let core = self.core.clone();
-        let wait_until = self.wait_until.clone();
-        future_to_promise(async move {
-            let info = core.refresh(&mut Abort::none()).await;
-            hand_off(&core, wait_until.as_ref());
-            Ok(info_to_js(&info.map_err(|e| to_js(&e))?))
-        })
+        executor::promise(
+            async move {
+                let info = core.refresh(&mut Abort::none()).await;
+                Ok(info_to_js(&info.map_err(|e| to_js(&e))?))
+            },
+            self.wait_until.clone(),
+        )
     }
 
     /// Revokes on the server and clears local state (even when the server call fails).
     pub fn revoke(&self) -> Promise {
         let core = self.core.clone();
-        future_to_promise(async move {
-            core.revoke().await.map_err(|e| to_js(&e))?;
-            Ok(JsValue::UNDEFINED)
-        })
+        executor::promise(
+            async move {
+                core.revoke().await.map_err(|e| to_js(&e))?;
+                Ok(JsValue::UNDEFINED)
+            },
+            self.wait_until.clone(),
+        )
     }
 
     /// Loads tokens from `options.storage`; resolves `null` when there is no usable record.
     pub fn restore(&self) -> Promise {
         let core = self.core.clone();
-        future_to_promise(async move {
-            match core.restore().await.map_err(|e| to_js(&e))? {
-                Some(info) => Ok(info_to_js(&info)),
-                None => Ok(JsValue::NULL),
-            }
-        })
+        executor::promise(
+            async move {
+                match core.restore().await.map_err(|e| to_js(&e))? {
+                    Some(info) => Ok(info_to_js(&info)),
+                    None => Ok(JsValue::NULL),
+                }
+            },
+            self.wait_until.clone(),
+        )
     }
 
     /// A bearer token valid for at least `refreshMarginSeconds`.
     #[wasm_bindgen(js_name = getAccessToken)]
     pub fn get_access_token(&self) -> Promise {
         let core = self.core.clone();
-        future_to_promise(async move {
-            let token = core.access_token(&mut Abort::none()).await.map_err(|e| to_js(&e))?;
-            Ok(JsValue::from_str(token.expose()))
-        })
+        executor::promise(
+            async move {
+                let token = core.access_token(&mut Abort::none()).await.map_err(|e| to_js(&e))?;
+                Ok(JsValue::from_str(token.expose()))
+            },
+            self.wait_until.clone(),
+        )
     }
 
     /// `fetch` with the bearer token; see the README for refresh, replay and retry rules.
@@ -326,17 +325,20 @@ impl AuthSession {
             Ok(w) => w,
             Err(e) => return reject(e),
         };
+        let background = wait_until.is_some();
         let (request, url, method) = match self.request(&input, &init, false) {
             Ok(r) => r,
             Err(e) => return Promise::reject(&e),
         };
         let core = self.core.clone();
-        future_to_promise(async move {
-            let (_watch, abort) = SignalWatch::watch(request.signal.clone());
-            let fetched = core.fetch_with(request, url, method, abort, wait_until.is_some()).await;
-            hand_off(&core, wait_until.as_ref());
-            Ok(fetched.map_err(|e| to_js(&e))?.response.body.into_response().into())
-        })
+        executor::promise(
+            async move {
+                let (_watch, abort) = SignalWatch::watch(request.signal.clone());
+                let fetched = core.fetch_with(request, url, method, abort, background).await;
+                Ok(fetched.map_err(|e| to_js(&e))?.response.body.into_response().into())
+            },
+            wait_until,
+        )
     }
 
     /// `fetch`, then unwraps `{"success": true, "data": X}` to `X`; errors are `AuthError`s.
@@ -348,45 +350,46 @@ impl AuthSession {
             Ok(w) => w,
             Err(e) => return reject(e),
         };
+        let background = wait_until.is_some();
         let (request, url, method) = match self.request(&input, &init, true) {
             Ok(r) => r,
             Err(e) => return Promise::reject(&e),
         };
         let core = self.core.clone();
-        future_to_promise(async move {
-            let (_watch_body, mut abort) = SignalWatch::watch(request.signal.clone());
-            let (_watch, abort_fetch) = SignalWatch::watch(request.signal.clone());
-            let fetched = core
-                .fetch_with(request, url, method, abort_fetch, wait_until.is_some())
-                .await;
-            hand_off(&core, wait_until.as_ref());
-            let fetched = fetched.map_err(|e| to_js(&e))?;
-            let status = fetched.response.status;
-            let response = fetched.response.body.into_response();
-            // The body read gets what is left of the attempt's timeout.
-            let timeout = core.config().timeout_ms as i64;
-            let left = (fetched.attempt_started_ms + timeout - core.platform().now_ms()).clamp(0, timeout) as u32;
-            let text = response
-                .text()
-                .map_err(|_| to_js(&AuthError::new(ErrorCode::Network, "the body could not be read")))?;
-            let read = race(settled(&text), Sleep::new(left));
-            let text = match abort.guard(read).await.map_err(|e| to_js(&e))? {
-                Either::Left(Ok(t)) => t.as_string().unwrap_or_default(),
-                Either::Left(Err(e)) => return Err(to_js(&super::error::fetch_failure(&e))),
-                Either::Right(()) => {
-                    let e = AuthError::new(
-                        ErrorCode::Timeout,
-                        format!("the response body did not arrive within timeoutMs ({timeout} ms)"),
-                    );
-                    return Err(to_js(&e.with_status(status)));
+        executor::promise(
+            async move {
+                let (_watch_body, mut abort) = SignalWatch::watch(request.signal.clone());
+                let (_watch, abort_fetch) = SignalWatch::watch(request.signal.clone());
+                let fetched = core.fetch_with(request, url, method, abort_fetch, background).await;
+                let fetched = fetched.map_err(|e| to_js(&e))?;
+                let status = fetched.response.status;
+                let response = fetched.response.body.into_response();
+                // The body read gets what is left of the attempt's timeout.
+                let timeout = core.config().timeout_ms as i64;
+                let left = (fetched.attempt_started_ms + timeout - core.platform().now_ms()).clamp(0, timeout) as u32;
+                let text = response
+                    .text()
+                    .map_err(|_| to_js(&AuthError::new(ErrorCode::Network, "the body could not be read")))?;
+                let read = race(settled(&text), Sleep::new(left));
+                let text = match abort.guard(read).await.map_err(|e| to_js(&e))? {
+                    Either::Left(Ok(t)) => t.as_string().unwrap_or_default(),
+                    Either::Left(Err(e)) => return Err(to_js(&super::error::fetch_failure(&e))),
+                    Either::Right(()) => {
+                        let e = AuthError::new(
+                            ErrorCode::Timeout,
+                            format!("the response body did not arrive within timeoutMs ({timeout} ms)"),
+                        );
+                        return Err(to_js(&e.with_status(status)));
+                    }
+                };
+                let (shape, value) = classify(&text);
+                match api_json(status, &shape).map_err(|e| to_js(&core.redact(e)))? {
+                    ApiJson::Data => Ok(Reflect::get(&value, &"data".into()).unwrap_or(JsValue::UNDEFINED)),
+                    ApiJson::Nothing => Ok(JsValue::UNDEFINED),
                 }
-            };
-            let (shape, value) = classify(&text);
-            match api_json(status, &shape).map_err(|e| to_js(&core.redact(e)))? {
-                ApiJson::Data => Ok(Reflect::get(&value, &"data".into()).unwrap_or(JsValue::UNDEFINED)),
-                ApiJson::Nothing => Ok(JsValue::UNDEFINED),
-            }
-        })
+            },
+            wait_until,
+        )
     }
 
     /// What the session holds, never a token.

@@ -28,12 +28,15 @@ impl Timer {
         let shared = pending.clone();
         let js_callback = Closure::<dyn FnMut()>::new(move || {
             let shared = shared.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                let callback = shared.borrow_mut().take();
-                if let Some(callback) = callback {
-                    callback();
-                }
-            });
+            super::executor::spawn(
+                Box::pin(async move {
+                    let callback = shared.borrow_mut().take();
+                    if let Some(callback) = callback {
+                        callback();
+                    }
+                }),
+                None,
+            );
         });
         let id = set_timeout(js_callback.as_ref().unchecked_ref(), ms).ok();
         if let Some(id) = &id {

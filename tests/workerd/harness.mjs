@@ -1,0 +1,189 @@
+// Runs the example Worker (www-example/worker) in workerd through Miniflare, against the
+// reference server, the way `wrangler dev` would: the source bundled by esbuild with
+// wrangler's settings (platform "neutral", conditions workerd/worker/browser, the package's
+// .wasm kept as a separate CompiledWasm module), the KV namespace persisted on disk so a
+// second Miniflare (a restarted Worker) sees what the first one wrote, and every line
+// workerd prints (console output, runtime warnings) captured for assertions.
+//
+// Needs Node >= 22.12 (Miniflare): scripts/test-workerd.sh runs it with the `node22`
+// devDependency. The package comes from AUTH_SESSION_PKG_DIR, default <repo>/pkg.
+import { mkdtemp, mkdir, readFile, rm, symlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { Miniflare, Log, LogLevel, convertV4MiniflareOptions } from "miniflare";
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const workerDir = path.join(root, "www-example/worker");
+export const pkgDir = path.resolve(process.env.AUTH_SESSION_PKG_DIR ?? path.join(root, "pkg"));
+export const USER = { username: "demo", password: "demo-password" };
+
+/** The example's compatibility_date, so the tests run the Worker as it is configured. */
+export async function compatibilityDate() {
+  const toml = await readFile(path.join(workerDir, "wrangler.toml"), "utf8");
+  const m = /^compatibility_date\s*=\s*"([0-9-]+)"/m.exec(toml);
+  if (!m) throw new Error("no compatibility_date in www-example/worker/wrangler.toml");
+  return m[1];
+}
+
+/** A fresh temporary directory, removed by the returned `cleanup`. */
+export async function tempDir(prefix = "auth-session-workerd-") {
+  const dir = await mkdtemp(path.join(tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Bundles a Worker entry like wrangler does. "auth-session" resolves to the built package
+ * through its package.json `exports` (so the `workerd` condition picks workerd.mjs), via a
+ * node_modules link in `outdir`'s parent, whatever the example's own node_modules holds.
+ * Returns Miniflare's module list: the bundle first, then the .wasm next to it.
+ */
+export async function bundleWorker({ entry = path.join(workerDir, "src/index.mjs"), outdir, usesPackage = true }) {
+  const linkRoot = path.join(path.dirname(outdir), "resolve");
+  await mkdir(path.join(linkRoot, "node_modules"), { recursive: true });
+  await symlink(pkgDir, path.join(linkRoot, "node_modules/auth-session")).catch((e) => {
+    if (e.code !== "EEXIST") throw e;
+  });
+  const thePackage = {
+    name: "auth-session from AUTH_SESSION_PKG_DIR",
+    setup(b) {
+      b.onResolve({ filter: /^auth-session(\/.*)?$/ }, (args) =>
+        args.pluginData?.fromPlugin
+          ? undefined
+          : b.resolve(args.path, { kind: args.kind, resolveDir: linkRoot, pluginData: { fromPlugin: true } }),
+      );
+    },
+  };
+  const result = await build({
+    entryPoints: [entry],
+    outdir,
+    entryNames: "worker",
+    outExtension: { ".js": ".mjs" },
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    conditions: ["workerd", "worker", "browser"],
+    mainFields: ["module", "main"],
+    loader: { ".wasm": "copy" },
+    assetNames: "[name]-[hash]",
+    plugins: [thePackage],
+    logLevel: "silent",
+    metafile: true,
+  });
+  if (result.warnings.length) {
+    throw new Error(`esbuild warnings: ${result.warnings.map((w) => w.text).join("; ")}`);
+  }
+  const inputs = Object.keys(result.metafile.inputs);
+  if (usesPackage && !inputs.some((p) => p.endsWith("workerd.mjs"))) {
+    throw new Error(`the bundle did not use the package's workerd entry: ${inputs.join(", ")}`);
+  }
+  // What wrangler would upload: the bundle, then each .wasm as a compiled module.
+  const modules = [{ type: "ESModule", path: path.resolve(outdir, "worker.mjs") }];
+  for (const out of Object.keys(result.metafile.outputs)) {
+    if (out.endsWith(".wasm")) modules.push({ type: "CompiledWasm", path: path.resolve(out) });
+  }
+  if (modules.length !== (usesPackage ? 2 : 1)) {
+    throw new Error(`expected ${usesPackage ? "one .wasm" : "no .wasm"} next to the bundle, got ${modules.length - 1}`);
+  }
+  return modules;
+}
+
+/** Collects what workerd prints (console.* of the Worker, runtime warnings) and what
+ *  Miniflare itself logs. */
+export class Logs {
+  lines = [];
+  push(source, level, message) {
+    this.lines.push({ at: Date.now(), source, level, message: String(message) });
+    if (process.env.WORKERD_TEST_VERBOSE) console.error(`[${source}:${level}] ${message}`);
+  }
+  text() {
+    return this.lines.map((l) => `[${l.source}:${l.level}] ${l.message}`).join("\n");
+  }
+  /** Lines matching one of the patterns. */
+  matching(patterns) {
+    return this.lines.filter((l) => patterns.some((p) => p.test(l.message)));
+  }
+}
+
+/** What workerd prints when a request's promise was settled from another request's context,
+ *  when a request was cancelled because nothing could complete it any more, or when I/O
+ *  crossed requests: each is a broken single-flight, whatever the status the client saw. */
+export const CROSS_CONTEXT_OR_HANG = [
+  /different request context/i,
+  /code had hung/i,
+  /will never generate a response/i,
+  /on behalf of a different request/i,
+  /cross-request/i,
+  /cancel/i,
+  /Uncaught/i,
+  /unhandled/i,
+  /panicked|unreachable/i,
+];
+
+class CaptureLog extends Log {
+  constructor(logs) {
+    super(LogLevel.DEBUG);
+    this.logs = logs;
+  }
+  log(message) {
+    this.logs.push("miniflare", "log", message);
+  }
+}
+
+/**
+ * Starts the example Worker (`modules` from bundleWorker) in workerd. `persist` is the directory KV is kept in (share it
+ * to restart the Worker with the same KV). Resolves when workerd answers.
+ * @returns {Promise<{ mf: Miniflare, url: URL, options: object }>}
+ */
+export async function startWorker({ modules, serverUrl, persist, logs, vars = {} }) {
+  const options = convertV4MiniflareOptions({
+    modules,
+    modulesRoot: path.dirname(modules[0].path),
+    compatibilityDate: await compatibilityDate(),
+    bindings: {
+      API_HOST: serverUrl,
+      API_USERNAME: USER.username,
+      API_PASSWORD: USER.password,
+      ...vars,
+    },
+    kvNamespaces: { TOKENS: "tokens" },
+    resourcePersistencePath: persist,
+    // No network here: a placeholder Request.cf instead of fetching the real one.
+    cf: false,
+    enableDevRegistry: false,
+    log: new CaptureLog(logs),
+    handleStructuredLogs: ({ level, message }) => logs.push("workerd", level, message),
+  });
+  const mf = new Miniflare(options);
+  const url = await mf.ready;
+  return { mf, url, options };
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `predicate` every 20 ms until it holds or `ms` passes; returns whether it held. */
+export async function until(predicate, ms = 5000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await predicate()) return true;
+    await sleep(20);
+  }
+  return predicate();
+}
+
+/** GET <worker>/products over real HTTP (so a client abort is a real disconnect). */
+export async function getProducts(url, { signal, headers } = {}) {
+  const res = await fetch(new URL("/products", url), { signal, headers });
+  const text = await res.text();
+  return { status: res.status, text, headers: res.headers };
+}
+
+/** The reference server's products, as the Worker must pass them through. */
+export const PRODUCTS = [
+  { id: 1, name: "Starter plan" },
+  { id: 2, name: "Team plan" },
+  { id: 3, name: "Enterprise plan" },
+  { id: 4, name: "Support add-on" },
+];
