@@ -67,7 +67,7 @@ export class AuthSession {
    * @throws {AuthError} for the failures in the error table (`NETWORK_ERROR`, `TIMEOUT`,
    * `ABORTED`, `ORIGIN_NOT_ALLOWED`, `SESSION_EXPIRED`, `NOT_AUTHENTICATED`, `DISPOSED`, …).
    */
-  fetch(input: string | URL | Request, init?: RequestInit): Promise<Response>;
+  fetch(input: string | URL | Request, init?: AuthRequestInit): Promise<Response>;
 
   /**
    * Like {@link AuthSession.fetch}, then parses the body and unwraps the API envelope
@@ -76,7 +76,7 @@ export class AuthSession {
    * `HTTP_ERROR` for a non-2xx status without one; `INVALID_RESPONSE` for a body that is
    * not the envelope.
    */
-  json<T = unknown>(input: string | URL | Request, init?: RequestInit): Promise<T>;
+  json<T = unknown>(input: string | URL | Request, init?: AuthRequestInit): Promise<T>;
 
   /**
    * An access token valid for at least `refreshMarginSeconds`, refreshing first if needed.
@@ -181,11 +181,21 @@ export interface AuthSessionOptions {
   allowInsecureHttp?: boolean;
 
   /**
-   * Keeps background work (a timer-driven or shared refresh, a storage write) alive beyond
-   * the current request. In a Worker pass `(p) => ctx.waitUntil(p)`: workerd cancels
-   * work left pending when the request that started it ends.
+   * Keeps background work (a refresh, a storage write) alive beyond the current request,
+   * and lets a call inside the refresh margin go out at once with the current token while
+   * the refresh finishes behind it. In a Worker pass `ctx` itself or
+   * `ctx.waitUntil.bind(ctx)`: workerd cancels work left pending when the request that
+   * started it ends. Per call: `session.json(url, { waitUntil: ctx })`.
    */
-  waitUntil?: (promise: Promise<unknown>) => void;
+  waitUntil?: WaitUntil;
+}
+
+/** `ctx.waitUntil` as a function, or the execution context that has it. */
+export type WaitUntil = ((promise: Promise<unknown>) => void) | { waitUntil(promise: Promise<unknown>): void };
+
+/** `RequestInit` plus the per-call `waitUntil` (see {@link AuthSessionOptions.waitUntil}). */
+export interface AuthRequestInit extends RequestInit {
+  waitUntil?: WaitUntil;
 }
 
 /**
