@@ -127,7 +127,7 @@ _auth_session_ensure_tools() {
       local sudo=""
       [ "$(id -u)" = 0 ] || sudo="sudo"
       echo "$say chromium: apt-get install chromium chromium-driver" >&2
-      $sudo apt-get update >&2 && $sudo apt-get install -y chromium chromium-driver >&2 || return 1
+      $sudo apt-get update >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y chromium chromium-driver >&2 || return 1
     fi
   fi
 
