@@ -28,6 +28,16 @@ pub struct AuthSession {
     wait_until: Option<WaitUntil>,
 }
 
+/// A prepared `fetch`/`json` call.
+struct Call {
+    request: ApiRequest,
+    url: String,
+    method: String,
+    /// With a `waitUntil`, a token inside the margin is used at once and refreshed behind.
+    background: bool,
+    wait_until: Option<WaitUntil>,
+}
+
 fn reject(e: AuthError) -> Promise {
     Promise::reject(&to_js(&e))
 }
@@ -82,6 +92,25 @@ impl Drop for SignalWatch {
 }
 
 impl AuthSession {
+    /// What `fetch` and `json` check and build before any I/O; an `Err` is the rejected
+    /// promise to return.
+    fn prepare(&self, input: &JsValue, init: &JsValue, accept_json: bool) -> Result<Call, Promise> {
+        if self.core.is_disposed() {
+            return Err(reject(AuthError::new(ErrorCode::Disposed, "the session was disposed")));
+        }
+        let wait_until = self.call_wait_until(init).map_err(reject)?;
+        let (request, url, method) = self
+            .request(input, init, accept_json)
+            .map_err(|e| Promise::reject(&e))?;
+        Ok(Call {
+            request,
+            url,
+            method,
+            background: wait_until.is_some(),
+            wait_until,
+        })
+    }
+
     /// The call's `init.waitUntil`, else the session's `waitUntil` option.
     fn call_wait_until(&self, init: &JsValue) -> Result<Option<WaitUntil>, AuthError> {
         if init.is_object() {
@@ -318,49 +347,37 @@ impl AuthSession {
 
     /// `fetch` with the bearer token; see the README for refresh, replay and retry rules.
     pub fn fetch(&self, input: JsValue, init: JsValue) -> Promise {
-        if self.core.is_disposed() {
-            return reject(AuthError::new(ErrorCode::Disposed, "the session was disposed"));
-        }
-        let wait_until = match self.call_wait_until(&init) {
-            Ok(w) => w,
-            Err(e) => return reject(e),
-        };
-        let background = wait_until.is_some();
-        let (request, url, method) = match self.request(&input, &init, false) {
-            Ok(r) => r,
-            Err(e) => return Promise::reject(&e),
+        let call = match self.prepare(&input, &init, false) {
+            Ok(call) => call,
+            Err(rejected) => return rejected,
         };
         let core = self.core.clone();
         executor::promise(
             async move {
-                let (_watch, abort) = SignalWatch::watch(request.signal.clone());
-                let fetched = core.fetch_with(request, url, method, abort, background).await;
+                let (_watch, abort) = SignalWatch::watch(call.request.signal.clone());
+                let fetched = core
+                    .fetch_with(call.request, call.url, call.method, abort, call.background)
+                    .await;
                 Ok(fetched.map_err(|e| to_js(&e))?.response.body.into_response().into())
             },
-            wait_until,
+            call.wait_until,
         )
     }
 
     /// `fetch`, then unwraps `{"success": true, "data": X}` to `X`; errors are `AuthError`s.
     pub fn json(&self, input: JsValue, init: JsValue) -> Promise {
-        if self.core.is_disposed() {
-            return reject(AuthError::new(ErrorCode::Disposed, "the session was disposed"));
-        }
-        let wait_until = match self.call_wait_until(&init) {
-            Ok(w) => w,
-            Err(e) => return reject(e),
-        };
-        let background = wait_until.is_some();
-        let (request, url, method) = match self.request(&input, &init, true) {
-            Ok(r) => r,
-            Err(e) => return Promise::reject(&e),
+        let call = match self.prepare(&input, &init, true) {
+            Ok(call) => call,
+            Err(rejected) => return rejected,
         };
         let core = self.core.clone();
         executor::promise(
             async move {
-                let (_watch_body, mut abort) = SignalWatch::watch(request.signal.clone());
-                let (_watch, abort_fetch) = SignalWatch::watch(request.signal.clone());
-                let fetched = core.fetch_with(request, url, method, abort_fetch, background).await;
+                let (_watch_body, mut abort) = SignalWatch::watch(call.request.signal.clone());
+                let (_watch, abort_fetch) = SignalWatch::watch(call.request.signal.clone());
+                let fetched = core
+                    .fetch_with(call.request, call.url, call.method, abort_fetch, call.background)
+                    .await;
                 let fetched = fetched.map_err(|e| to_js(&e))?;
                 let status = fetched.response.status;
                 let response = fetched.response.body.into_response();
@@ -388,7 +405,7 @@ impl AuthSession {
                     ApiJson::Nothing => Ok(JsValue::UNDEFINED),
                 }
             },
-            wait_until,
+            call.wait_until,
         )
     }
 
