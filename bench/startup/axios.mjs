@@ -1,0 +1,6 @@
+import { createAxiosSession } from "../contenders/axios.mjs";
+
+const session = createAxiosSession({ host: "http://127.0.0.1:9" });
+void globalThis.fetch;
+process.stdout.write(`${performance.now()}\n`);
+void session;
