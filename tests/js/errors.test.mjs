@@ -15,14 +15,10 @@ import {
   recordEvents,
   checkInfo,
   mapStorage,
+  useServer,
 } from "./helpers.mjs";
 
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(() => server?.close());
-beforeEach(() => clearCounters(server));
+const server = useServer();
 
 const session0 = (extra = {}) => new AuthSession({ host: server.url, autoRefresh: false, ...extra });
 

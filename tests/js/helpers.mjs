@@ -11,6 +11,8 @@ import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { inspect } from "node:util";
 
+import { before, after, beforeEach } from "node:test";
+import { startServer as startReferenceServer } from "../server/reference-server.mjs";
 export { AuthSession, AuthError } from "../../pkg/node.mjs";
 export { startServer } from "../server/reference-server.mjs";
 import { AuthError } from "../../pkg/node.mjs";
@@ -284,4 +286,27 @@ export function clearCounters(...servers) {
     server.log.length = 0;
     server.clearFaults();
   }
+}
+
+/**
+ * The test file's reference server: started before its tests, closed after, counters
+ * cleared before each test. Reads like the server object itself (`server.url`,
+ * `server.fault(…)`) while it is running.
+ */
+export function useServer(options) {
+  let current;
+  before(async () => {
+    current = await startReferenceServer(options);
+  });
+  after(() => current?.close());
+  beforeEach(() => clearCounters(current));
+  return new Proxy(
+    {},
+    {
+      get(_, key) {
+        const value = current[key];
+        return typeof value === "function" ? value.bind(current) : value;
+      },
+    },
+  );
 }

@@ -15,17 +15,13 @@ import {
   checkInfo,
   sleep,
   waitFor,
+  useServer,
 } from "./helpers.mjs";
 
 const fixture = (name) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 
-let server;
-before(async () => {
-  // Long-lived access tokens: a child's timer is due ~59 s after its login.
-  server = await startServer({ accessTtlMs: 60_000 });
-});
-after(() => server?.close());
-beforeEach(() => clearCounters(server));
+// Long-lived access tokens: a child's timer is due ~59 s after its login.
+const server = useServer({ accessTtlMs: 60_000 });
 
 const hits = (path) => server.log.filter((e) => e.path === path).length;
 

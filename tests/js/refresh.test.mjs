@@ -19,14 +19,10 @@ import {
   sleep,
   waitFor,
   mapStorage,
+  useServer,
 } from "./helpers.mjs";
 
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(() => server?.close());
-beforeEach(() => clearCounters(server));
+const server = useServer();
 
 const hits = (srv, path) => srv.log.filter((e) => e.path === path).length;
 

@@ -1,15 +1,10 @@
 // Retries: which calls are retried on what, how often, and what a caller finally sees.
 
-import { describe, it, before, after, beforeEach } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { AuthSession, startServer, DEMO, clearCounters, rejectsWith } from "./helpers.mjs";
+import { AuthSession, DEMO, clearCounters, rejectsWith, useServer } from "./helpers.mjs";
 
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(() => server?.close());
-beforeEach(() => clearCounters(server));
+const server = useServer();
 
 const hits = (path, method) => server.log.filter((e) => e.path === path && (!method || e.method === method)).length;
 

@@ -15,14 +15,10 @@ import {
   asyncMapStorage,
   waitFor,
   sleep,
+  useServer,
 } from "./helpers.mjs";
 
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(() => server?.close());
-beforeEach(() => clearCounters(server));
+const server = useServer();
 
 const newSession = (extra = {}) => new AuthSession({ host: server.url, autoRefresh: false, ...extra });
 

@@ -18,17 +18,13 @@ import {
   mapStorage,
   sleep,
   waitFor,
+  useServer,
 } from "./helpers.mjs";
 
 const PASSWORD = "canary-PASSWORD-7f3a";
 const USER = "canary";
 
-let server;
-before(async () => {
-  server = await startServer({ users: { [USER]: PASSWORD }, accessTtlMs: 60_000 });
-});
-after(() => server?.close());
-beforeEach(() => clearCounters(server));
+const server = useServer({ users: { [USER]: PASSWORD }, accessTtlMs: 60_000 });
 
 /** Replaces console.* while `fn` runs; returns everything written through it. */
 async function captureConsole(fn) {
