@@ -480,15 +480,20 @@ describe("auth failures on refresh keep the session when temporary", () => {
   });
 });
 
+/** json, fetch, refresh and getAccessToken all reject with `expected`, and nothing is sent. */
+async function everyCallRejects(session, expected) {
+  await rejectsWith(session.json("/api/v1/products"), expected);
+  await rejectsWith(session.fetch("/api/v1/products"), expected);
+  await rejectsWith(session.refresh(), expected);
+  await rejectsWith(session.getAccessToken(), expected);
+  assert.equal(server.stats.requests, 0);
+}
+
 describe("session-state errors", () => {
   it("NOT_AUTHENTICATED: before login", async () => {
     const session = session0();
     const expected = { code: "NOT_AUTHENTICATED", status: 0, retryable: false };
-    await rejectsWith(session.json("/api/v1/products"), expected);
-    await rejectsWith(session.fetch("/api/v1/products"), expected);
-    await rejectsWith(session.refresh(), expected);
-    await rejectsWith(session.getAccessToken(), expected);
-    assert.equal(server.stats.requests, 0);
+    await everyCallRejects(session, expected);
     session.dispose();
   });
 
@@ -497,11 +502,7 @@ describe("session-state errors", () => {
     await session.revoke();
     clearCounters(server);
     const expected = { code: "NOT_AUTHENTICATED" };
-    await rejectsWith(session.json("/api/v1/products"), expected);
-    await rejectsWith(session.fetch("/api/v1/products"), expected);
-    await rejectsWith(session.refresh(), expected);
-    await rejectsWith(session.getAccessToken(), expected);
-    assert.equal(server.stats.requests, 0);
+    await everyCallRejects(session, expected);
     session.dispose();
   });
 
