@@ -3,11 +3,9 @@
 // shipped. Only the wasm location differs: CommonJS has __dirname, not import.meta.url.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { initSync, AuthSession } from "./auth_session.js";
-import { AuthError } from "./@@AUTH_ERROR_SNIPPET@@";
-import { addSessionExtras } from "./session-extras.js";
+import { initSync } from "./auth_session.js";
 
 initSync({ module: readFileSync(join(__dirname, "auth_session_bg.wasm")) });
-addSessionExtras(AuthSession);
 
-export { AuthSession, AuthError };
+export { AuthSession } from "./session.js";
+export { AuthError } from "./auth-error.js";

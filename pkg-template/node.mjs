@@ -2,11 +2,9 @@
 // synchronously, so the exports are ready when the import resolves. (Node's fetch cannot
 // read file: URLs, so the web entry's loader does not work here.)
 import { readFileSync } from "node:fs";
-import { initSync, AuthSession } from "./auth_session.js";
-import { AuthError } from "./@@AUTH_ERROR_SNIPPET@@";
-import { addSessionExtras } from "./session-extras.js";
+import { initSync } from "./auth_session.js";
 
 initSync({ module: readFileSync(new URL("./auth_session_bg.wasm", import.meta.url)) });
-addSessionExtras(AuthSession);
 
-export { AuthSession, AuthError };
+export { AuthSession } from "./session.js";
+export { AuthError } from "./auth-error.js";

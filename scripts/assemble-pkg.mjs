@@ -8,9 +8,10 @@
 //   AUTH_SESSION_CRATE_DIR    crate whose Cargo.toml gives the version (the repository)
 //   AUTH_SESSION_PKG_DIR      output                             (pkg)
 //
-// The package: the glue (auth_session.js), the wasm, wasm-bindgen's snippets, one entry per
-// runtime from pkg-template/ (with the snippet path filled in), node.cjs bundled from
-// pkg-template/node-cjs.source.mjs, and the hand-written index.d.ts (+ index.d.cts).
+// The package: the glue (auth_session.js), the wasm, wasm-bindgen's snippets (if any), the
+// driver (session.js) and AuthError (auth-error.js), one entry per runtime from
+// pkg-template/, node.cjs bundled from pkg-template/node-cjs.source.mjs, and the
+// hand-written index.d.ts (+ index.d.cts).
 
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
@@ -28,10 +29,6 @@ const templateDir = join(root, "pkg-template");
 
 const GLUE = "auth_session.js";
 const WASM = "auth_session_bg.wasm";
-const PLACEHOLDER = "@@AUTH_ERROR_SNIPPET@@";
-// The module the Rust side imports with #[wasm_bindgen(module = "/src/wasm/auth_error.js")];
-// wasm-bindgen copies it to snippets/<crate>-<hash>/src/wasm/auth_error.js.
-const SNIPPET_SUFFIX = ["src", "wasm", "auth_error.js"].join(sep);
 // Template files that are build inputs, not package contents.
 const BUILD_ONLY = new Set(["node-cjs.source.mjs"]);
 
@@ -62,16 +59,6 @@ for (const path of [join(bindgenDir, GLUE), wasmPath, join(templateDir, "package
 }
 const snippetsDir = join(bindgenDir, "snippets");
 const snippets = existsSync(snippetsDir) ? filesUnder(snippetsDir) : [];
-const authErrorSnippets = snippets.filter((path) => path.endsWith(sep + SNIPPET_SUFFIX));
-if (authErrorSnippets.length !== 1) {
-  fail(
-    `expected one snippets/*/${SNIPPET_SUFFIX} in ${bindgenDir}, found ${authErrorSnippets.length}` +
-      " (does the Rust side import /src/wasm/auth_error.js? is target/wasm-bindgen stale?)",
-  );
-}
-// "snippets/auth-session-<hash>/src/wasm/auth_error.js", with / on every platform.
-const snippetPath = relative(bindgenDir, authErrorSnippets[0]).split(sep).join("/");
-
 // --- Start from an empty pkg/ -------------------------------------------------------------
 rmSync(pkgDir, { recursive: true, force: true });
 mkdirSync(pkgDir, { recursive: true });
@@ -93,7 +80,7 @@ for (const name of readdirSync(templateDir)) {
   const source = join(templateDir, name);
   if (!statSync(source).isFile()) fail(`unexpected directory in pkg-template: ${name}`);
   if (/\.(m?js|cjs)$/.test(name)) {
-    writeFileSync(join(pkgDir, name), readFileSync(source, "utf8").replaceAll(PLACEHOLDER, snippetPath));
+    writeFileSync(join(pkgDir, name), readFileSync(source, "utf8"));
   } else {
     cpSync(source, join(pkgDir, name));
   }
@@ -108,9 +95,8 @@ writeFileSync(join(pkgDir, "package.json"), JSON.stringify(manifest, null, 2) + 
 
 // --- node.cjs: the Node entry's logic as one CommonJS file --------------------------------
 // Bundled rather than re-exported from the ESM files, so that require() users get a plain
-// CJS module (no require(esm), which Node 20 lacks) whose AuthError is the class the wasm
-// constructs in that same module system.
-const cjsSource = readFileSync(join(templateDir, "node-cjs.source.mjs"), "utf8").replaceAll(PLACEHOLDER, snippetPath);
+// CJS module (no require(esm), which Node 20 lacks).
+const cjsSource = readFileSync(join(templateDir, "node-cjs.source.mjs"), "utf8");
 await build({
   stdin: { contents: cjsSource, resolveDir: pkgDir, sourcefile: "node-cjs.source.mjs", loader: "js" },
   outfile: join(pkgDir, "node.cjs"),
@@ -129,11 +115,6 @@ await build({
 });
 
 // --- Check what ships ---------------------------------------------------------------------
-for (const name of readdirSync(pkgDir)) {
-  if (name.endsWith(".mjs") || name.endsWith(".js") || name.endsWith(".cjs")) {
-    if (readFileSync(join(pkgDir, name), "utf8").includes(PLACEHOLDER)) fail(`${name} still holds ${PLACEHOLDER}`);
-  }
-}
 const shipped = new Set(["package.json", "README.md", "LICENSE", ...manifest.files.map((f) => f.replace(/\/$/, ""))]);
 for (const name of readdirSync(pkgDir)) {
   if (!shipped.has(name)) fail(`pkg/${name} is not listed in pkg-template/package.json "files"`);
@@ -142,4 +123,4 @@ for (const name of shipped) {
   if (!existsSync(join(pkgDir, name))) fail(`"files" lists ${name}, which the build did not produce`);
 }
 
-console.log(`assemble-pkg: ${relative(process.cwd(), pkgDir) || "."} is auth-session@${manifest.version} (AuthError from ${snippetPath})`);
+console.log(`assemble-pkg: ${relative(process.cwd(), pkgDir) || "."} is auth-session@${manifest.version}`);

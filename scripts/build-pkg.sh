@@ -64,15 +64,15 @@ size_row() { # label, files...
   local label="$1"; shift
   printf '%-34s %9s %9s\n' "$label" "$(cat "$@" | wc -c)" "$(cat "$@" | gzip -9 | wc -c)"
 }
-snippet="$(cd "$pkg" && find snippets -name auth_error.js | head -n1)"
-esm_common=("$pkg/auth_session.js" "$pkg/session-extras.js" "$pkg/$snippet")
+esm_common=("$pkg/auth_session.js" "$pkg/session.js" "$pkg/auth-error.js")
 echo
 printf '%-34s %9s %9s\n' "bytes" "raw" "gzip -9"
 size_row "auth_session_bg.wasm (pre-opt)" "$AUTH_SESSION_BINDGEN_DIR/auth_session_bg.wasm"
 size_row "auth_session_bg.wasm" "$pkg/auth_session_bg.wasm"
 size_row "auth_session.js (glue)" "$pkg/auth_session.js"
-size_row "node.mjs + glue/extras/snippet" "$pkg/node.mjs" "${esm_common[@]}"
+size_row "node.mjs + glue/driver/error" "$pkg/node.mjs" "${esm_common[@]}"
 size_row "node.cjs (bundled)" "$pkg/node.cjs"
-size_row "workerd.mjs + glue/extras/snippet" "$pkg/workerd.mjs" "${esm_common[@]}"
-size_row "web.mjs + glue/extras/snippet" "$pkg/web.mjs" "${esm_common[@]}"
+size_row "workerd.mjs + glue/driver/error" "$pkg/workerd.mjs" "${esm_common[@]}"
+size_row "web.mjs + glue/driver/error" "$pkg/web.mjs" "${esm_common[@]}"
+size_row "node.mjs: wasm + glue + driver" "$pkg/node.mjs" "${esm_common[@]}" "$pkg/auth_session_bg.wasm"
 size_row "index.d.ts" "$pkg/index.d.ts"

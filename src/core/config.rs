@@ -193,6 +193,12 @@ impl Config {
     pub fn may_receive_token(&self, origin: &Origin) -> bool {
         origin == self.base.origin() || self.allowed_origins.contains(origin)
     }
+
+    /// [`Config::may_receive_token`] for an origin as WHATWG `URL#origin` serialises it
+    /// (lowercase scheme and host, default port omitted: the same form as [`Origin`]).
+    pub fn may_receive_origin(&self, origin: &str) -> bool {
+        self.base.origin().as_str() == origin || self.allowed_origins.iter().any(|o| o.as_str() == origin)
+    }
 }
 
 #[cfg(test)]

@@ -23,36 +23,39 @@ pub struct TokenPair {
 /// Largest integer a JavaScript number holds exactly.
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
-/// Reads an auth endpoint's answer: the `data` of a success envelope, or the error it reports.
-pub fn read_auth_response(status: u16, body: &[u8]) -> Result<Json, AuthError> {
-    let parsed = json::parse(body);
-    if let Ok(doc) = &parsed {
-        if let Some(e) = server_error(status, doc) {
+/// A response body as the driver read it: `JSON.parse` ran on the platform.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AuthBody {
+    /// No bytes at all.
+    Empty,
+    /// Text that `JSON.parse` refused.
+    NotJson,
+    Json(Json),
+}
+
+/// Reads an auth endpoint's answer: the `data` of a success envelope, or the error it
+/// reports. `secrets` are scrubbed from whatever the server says.
+pub fn read_auth_response(status: u16, body: &AuthBody, secrets: &[&str]) -> Result<Json, AuthError> {
+    if let AuthBody::Json(doc) = body {
+        if let Some(e) = server_error(status, doc, secrets) {
             return Err(e);
         }
     }
     if !(200..300).contains(&status) {
         return Err(AuthError::from_status(status));
     }
-    let doc = parsed
-        .map_err(|e| AuthError::invalid_response(format!("the response is not JSON ({e})")).with_status(status))?;
+    let AuthBody::Json(doc) = body else {
+        return Err(AuthError::invalid_response("the response is not JSON").with_status(status));
+    };
     match (doc.get("success").and_then(Json::as_bool), doc.get("data")) {
-        (Some(true), Some(_)) => match doc {
-            Json::Object(members) => Ok(members
-                .into_iter()
-                .rev()
-                .find(|(k, _)| k == "data")
-                .map(|(_, v)| v)
-                .unwrap_or(Json::Null)),
-            _ => unreachable!("get() only succeeds on objects"),
-        },
+        (Some(true), Some(data)) => Ok(data.clone()),
         _ => Err(AuthError::invalid_response("the response is not a success envelope").with_status(status)),
     }
 }
 
 /// The server's error envelope, if the document is one. `code` must be a string; `name` and
 /// `message` default when missing.
-pub fn server_error(status: u16, doc: &Json) -> Option<AuthError> {
+pub fn server_error(status: u16, doc: &Json, secrets: &[&str]) -> Option<AuthError> {
     let err = doc.get("error")?;
     let code = err.get("code")?.as_str()?;
     if code.is_empty() {
@@ -63,7 +66,7 @@ pub fn server_error(status: u16, doc: &Json) -> Option<AuthError> {
         .get("message")
         .and_then(Json::as_str)
         .unwrap_or("the server reported an error");
-    Some(AuthError::from_server(status, name, code, message))
+    Some(AuthError::from_server(status, name, code, message, secrets))
 }
 
 fn field<'a>(data: &'a Json, name: &str) -> Result<&'a Json, AuthError> {
@@ -135,13 +138,14 @@ pub enum ApiJson {
 /// Decides `json()`'s outcome: an error envelope is the server's error whatever the status;
 /// another non-2xx is SERVER_ERROR / RATE_LIMITED / HTTP_ERROR; a 2xx must be a success
 /// envelope (or empty).
-pub fn api_json(status: u16, body: &ApiBody) -> Result<ApiJson, AuthError> {
+pub fn api_json(status: u16, body: &ApiBody, secrets: &[&str]) -> Result<ApiJson, AuthError> {
     if let Some((name, code, message)) = &body.error {
         return Err(AuthError::from_server(
             status,
             name.as_deref().unwrap_or("ServerError"),
             code,
             message.as_deref().unwrap_or("the server reported an error"),
+            secrets,
         ));
     }
     if !(200..300).contains(&status) {
@@ -202,34 +206,33 @@ pub fn write_record(pair: &TokenPair) -> String {
     out
 }
 
-/// Reads a record written by [`write_record`].
-pub fn read_record(text: &str) -> Result<TokenPair, AuthError> {
-    let bad = |why: &str| {
-        AuthError::new(
-            crate::core::error::ErrorCode::Storage,
-            format!("the stored session record {why}"),
-        )
-    };
-    let doc = json::parse(text.as_bytes()).map_err(|_| bad("is not JSON"))?;
+/// Reads a record written by [`write_record`], after the driver's `JSON.parse`.
+pub fn read_record(doc: &Json) -> Result<TokenPair, AuthError> {
+    let bad = |why: &'static str| AuthError::new(crate::core::error::ErrorCode::Storage, why);
     if doc.get("v").and_then(Json::as_f64) != Some(RECORD_VERSION) {
-        return Err(bad("has an unknown format version"));
+        return Err(bad("the stored session record has an unknown format version"));
     }
     let time = |name: &str| match doc.get(name).and_then(Json::as_f64) {
         Some(n) if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER => Ok(n as i64),
-        _ => Err(bad("has an invalid expiry time")),
+        _ => Err(bad("the stored session record has an invalid expiry time")),
     };
-    let token = |name: &str| doc.get(name).and_then(Json::as_str).ok_or_else(|| bad("has no tokens"));
+    let token = |name: &str| {
+        doc.get(name)
+            .and_then(Json::as_str)
+            .ok_or_else(|| bad("the stored session record has no tokens"))
+    };
     Ok(TokenPair {
-        access_token: AccessToken::parse(token("access_token")?).map_err(|_| bad("holds an invalid access token"))?,
+        access_token: AccessToken::parse(token("access_token")?)
+            .map_err(|_| bad("the stored session record holds an invalid access token"))?,
         refresh_token: RefreshToken::parse(token("refresh_token")?)
-            .map_err(|_| bad("holds an invalid refresh token"))?,
+            .map_err(|_| bad("the stored session record holds an invalid refresh token"))?,
         access_expires_at: time("access_expires_at")?,
         refresh_expires_at: time("refresh_expires_at")?,
         client_id: match doc.get("client_id") {
             None | Some(Json::Null) => None,
             Some(v) => match v.as_f64() {
                 Some(n) if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER => Some(n as i64),
-                _ => return Err(bad("has an invalid client_id")),
+                _ => return Err(bad("the stored session record has an invalid client_id")),
             },
         },
     })
@@ -242,8 +245,24 @@ mod tests {
     const PAIR: &str = r#"{"success":true,"data":{"access_token":"eyJ.a.1","refresh_token":"eyJ.r.1",
         "access_expires_at":"2024-01-15T10:30:00Z","refresh_expires_at":"2024-01-22T09:30:00.5+01:00","client_id":123456}}"#;
 
+    fn body(text: &[u8]) -> AuthBody {
+        match json::parse(text) {
+            _ if text.is_empty() => AuthBody::Empty,
+            Ok(doc) => AuthBody::Json(doc),
+            Err(_) => AuthBody::NotJson,
+        }
+    }
+
+    fn read(status: u16, text: &[u8]) -> Result<Json, AuthError> {
+        read_auth_response(status, &body(text), &[])
+    }
+
+    fn record(text: &str) -> Result<TokenPair, AuthError> {
+        read_record(&json::parse(text.as_bytes()).map_err(|_| AuthError::new(crate::core::error::ErrorCode::Storage, "not JSON"))?)
+    }
+
     fn pair_of(body: &str) -> Result<TokenPair, AuthError> {
-        parse_token_pair(&read_auth_response(200, body.as_bytes())?)
+        parse_token_pair(&read(200, body.as_bytes())?)
     }
 
     #[test]
@@ -259,23 +278,23 @@ mod tests {
     #[test]
     fn error_envelopes_become_server_errors() {
         let body = br#"{"error":{"name":"UnauthorizedError","code":"UNAUTHORIZED","message":"Invalid credentials"}}"#;
-        let e = read_auth_response(401, body).unwrap_err();
+        let e = read(401, body).unwrap_err();
         assert_eq!(
             (e.code(), e.name(), e.status(), e.message()),
             ("UNAUTHORIZED", "UnauthorizedError", 401, "Invalid credentials")
         );
-        let e = read_auth_response(403, br#"{"error":{"code":"FORBIDDEN"}}"#).unwrap_err();
+        let e = read(403, br#"{"error":{"code":"FORBIDDEN"}}"#).unwrap_err();
         assert_eq!((e.code(), e.name()), ("FORBIDDEN", "ServerError"));
     }
 
     #[test]
     fn bodies_without_envelopes_map_by_status() {
         assert_eq!(
-            read_auth_response(502, b"<html>Bad gateway</html>").unwrap_err().code(),
+            read(502, b"<html>Bad gateway</html>").unwrap_err().code(),
             "SERVER_ERROR"
         );
-        assert_eq!(read_auth_response(429, b"").unwrap_err().code(), "RATE_LIMITED");
-        let e = read_auth_response(404, b"not found").unwrap_err();
+        assert_eq!(read(429, b"").unwrap_err().code(), "RATE_LIMITED");
+        let e = read(404, b"not found").unwrap_err();
         assert_eq!((e.code(), e.status()), ("HTTP_ERROR", 404));
         for body in [
             "",
@@ -286,7 +305,7 @@ mod tests {
             r#"{"data":{}}"#,
         ] {
             assert_eq!(
-                read_auth_response(200, body.as_bytes()).unwrap_err().code(),
+                read(200, body.as_bytes()).unwrap_err().code(),
                 "INVALID_RESPONSE",
                 "{body}"
             );
@@ -322,15 +341,12 @@ mod tests {
             has_data: true,
             ..ApiBody::default()
         };
-        assert_eq!(api_json(200, &data), Ok(ApiJson::Data));
+        assert_eq!(api_json(200, &data, &[]), Ok(ApiJson::Data));
         assert_eq!(
-            api_json(
-                204,
-                &ApiBody {
+            api_json(204, &ApiBody {
                     empty: true,
                     ..ApiBody::default()
-                }
-            ),
+                }, &[]),
             Ok(ApiJson::Nothing)
         );
         let err = ApiBody {
@@ -338,36 +354,33 @@ mod tests {
             error: Some((None, "FORBIDDEN".into(), Some("no".into()))),
             ..ApiBody::default()
         };
-        let e = api_json(403, &err).unwrap_err();
+        let e = api_json(403, &err, &[]).unwrap_err();
         assert_eq!(
             (e.code(), e.name(), e.status(), e.message()),
             ("FORBIDDEN", "ServerError", 403, "no")
         );
-        assert_eq!(api_json(200, &err).unwrap_err().code(), "FORBIDDEN");
+        assert_eq!(api_json(200, &err, &[]).unwrap_err().code(), "FORBIDDEN");
         assert_eq!(
-            api_json(
-                503,
-                &ApiBody {
+            api_json(503, &ApiBody {
                     json: false,
                     ..ApiBody::default()
-                }
-            )
+                }, &[])
             .unwrap_err()
             .code(),
             "SERVER_ERROR"
         );
-        assert_eq!(api_json(429, &data).unwrap_err().code(), "RATE_LIMITED");
-        let e = api_json(404, &data).unwrap_err();
+        assert_eq!(api_json(429, &data, &[]).unwrap_err().code(), "RATE_LIMITED");
+        let e = api_json(404, &data, &[]).unwrap_err();
         assert_eq!((e.code(), e.status()), ("HTTP_ERROR", 404));
         assert_eq!(
-            api_json(200, &ApiBody::default()).unwrap_err().code(),
+            api_json(200, &ApiBody::default(), &[]).unwrap_err().code(),
             "INVALID_RESPONSE"
         );
         let not_envelope = ApiBody {
             json: true,
             ..ApiBody::default()
         };
-        assert_eq!(api_json(200, &not_envelope).unwrap_err().code(), "INVALID_RESPONSE");
+        assert_eq!(api_json(200, &not_envelope, &[]).unwrap_err().code(), "INVALID_RESPONSE");
     }
 
     #[test]
@@ -383,11 +396,11 @@ mod tests {
     #[test]
     fn storage_records_round_trip_and_reject_garbage() {
         let p = pair_of(PAIR).unwrap();
-        assert_eq!(read_record(&write_record(&p)).unwrap(), p);
+        assert_eq!(record(&write_record(&p)).unwrap(), p);
         let no_id = TokenPair { client_id: None, ..p };
-        assert_eq!(read_record(&write_record(&no_id)).unwrap(), no_id);
+        assert_eq!(record(&write_record(&no_id)).unwrap(), no_id);
         for bad in ["", "{}", r#"{"v":2}"#, r#"{"v":1,"access_token":"a"}"#, "null"] {
-            let e = read_record(bad).unwrap_err();
+            let e = record(bad).unwrap_err();
             assert_eq!(e.code(), "STORAGE_ERROR", "{bad}");
         }
     }

@@ -80,6 +80,31 @@ impl ErrorCode {
     }
 }
 
+/// The underlying error of a network or storage failure, as JavaScript described it: its
+/// `name` and `code` (e.g. `TypeError`, `ECONNREFUSED`), never its message, which could
+/// echo a URL, a header or a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cause {
+    pub name: String,
+    pub code: Option<String>,
+}
+
+impl Cause {
+    /// Keeps only short identifier-like text: a name or code is a word, not a sentence.
+    pub fn new(name: &str, code: Option<&str>) -> Cause {
+        let word = |s: &str| -> String {
+            s.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                .take(64)
+                .collect()
+        };
+        Cause {
+            name: word(name),
+            code: code.map(word).filter(|c| !c.is_empty()),
+        }
+    }
+}
+
 /// A failure of a session operation. Cheap to clone: one refresh failure is handed to every
 /// caller that waited for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +113,7 @@ pub struct AuthError {
     message: String,
     status: u16,
     retryable: bool,
+    cause: Option<Cause>,
 }
 
 /// Longest server-provided message we keep: enough for any real explanation, too short to
@@ -107,19 +133,35 @@ impl AuthError {
             message: message.into(),
             status: 0,
             retryable,
+            cause: None,
         }
     }
 
     /// An error the server described in its error envelope. Retryable only for 5xx and 429.
-    pub fn from_server(status: u16, name: &str, code: &str, message: &str) -> Self {
+    ///
+    /// Every secret in `secrets` is removed from the whole text first, then control and
+    /// bidi characters are stripped, then the text is shortened: in the other order a secret
+    /// cut by the shortening would leave its prefix behind. A name or code that held a
+    /// secret is replaced by the client's generic one.
+    pub fn from_server(status: u16, name: &str, code: &str, message: &str, secrets: &[&str]) -> Self {
+        let holds_secret = |s: &str| secrets.iter().any(|x| !x.is_empty() && s.contains(x));
+        // Judged on the text as sent, before stripping or shortening could cut a secret.
+        let tainted = holds_secret(name) || holds_secret(code) || holds_secret(&strip(name)) || holds_secret(&strip(code));
+        let (name, code) = (clean(name, 64), clean(code, 64));
+        let (name, code) = if tainted || code.is_empty() {
+            ("ServerError".to_owned(), "SERVER_ERROR".to_owned())
+        } else {
+            (name, code)
+        };
         AuthError {
-            code: ErrorCode::Server {
-                name: clean(name, 64),
-                code: clean(code, 64),
-            },
-            message: clean(message, MAX_SERVER_MESSAGE),
+            code: ErrorCode::Server { name, code },
+            // Scrubbed before and after stripping: an invisible character inside a secret
+            // must not save it from the first pass, nor a secret inside a password from the
+            // second.
+            message: clean(&scrub(&strip(&scrub(message, secrets)), secrets), MAX_SERVER_MESSAGE),
             status,
             retryable: status >= 500 || status == 429,
+            cause: None,
         }
     }
 
@@ -145,6 +187,15 @@ impl AuthError {
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = status;
         self
+    }
+
+    pub fn with_cause(mut self, cause: Option<Cause>) -> Self {
+        self.cause = cause;
+        self
+    }
+
+    pub fn cause(&self) -> Option<&Cause> {
+        self.cause.as_ref()
     }
 
     pub fn code(&self) -> &str {
@@ -176,30 +227,52 @@ impl AuthError {
         self.status == 401
     }
 
-    /// Removes every occurrence of the given secrets from the message. Servers echo input in
-    /// error messages more often than they should; we do not pass that on.
+    /// Removes every occurrence of the given secrets (however short) from the message, name
+    /// and code. Server text is already scrubbed by [`AuthError::from_server`]; this is the
+    /// second line for text assembled elsewhere.
     pub fn redact(mut self, secrets: &[&str]) -> Self {
-        for secret in secrets.iter().filter(|s| s.len() >= 4) {
-            if self.message.contains(secret) {
-                self.message = self.message.replace(secret, "[redacted]");
-            }
-        }
+        self.message = scrub(&self.message, secrets);
         if let ErrorCode::Server { name, code } = &mut self.code {
-            for secret in secrets.iter().filter(|s| s.len() >= 4) {
-                if name.contains(secret) || code.contains(secret) {
-                    *name = "ServerError".into();
-                    *code = "SERVER_ERROR".into();
-                }
+            if secrets.iter().any(|s| !s.is_empty() && (name.contains(s) || code.contains(s))) {
+                *name = "ServerError".into();
+                *code = "SERVER_ERROR".into();
             }
         }
         self
     }
 }
 
-/// Keeps printable text only (no control characters: they forge log lines) and caps length.
+/// Replaces every occurrence of every non-empty secret, longest first (so a secret that
+/// contains another is removed whole).
+fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut sorted: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_owned();
+    for secret in sorted {
+        if out.contains(secret) {
+            out = out.replace(secret, "[redacted]");
+        }
+    }
+    out
+}
+
+/// Characters that reorder or hide text when shown: bidi embeddings, overrides and
+/// isolates, and the invisible marks.
+fn is_bidi_or_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+}
+
+/// Printable text only: no control characters (they forge log lines), no bidi controls
+/// (they disguise them).
+fn strip(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control() && !is_bidi_or_invisible(*c)).collect()
+}
+
+/// [`strip`], then at most `max_chars` characters.
 fn clean(text: &str, max_chars: usize) -> String {
-    let mut out: String = text.chars().filter(|c| !c.is_control()).take(max_chars).collect();
-    if text.chars().count() > max_chars {
+    let mut kept = text.chars().filter(|c| !c.is_control() && !is_bidi_or_invisible(*c));
+    let mut out: String = kept.by_ref().take(max_chars).collect();
+    if kept.next().is_some() {
         out.push('…');
     }
     out

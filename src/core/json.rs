@@ -1,13 +1,14 @@
-//! A strict RFC 8259 JSON reader and a JSON string writer.
+//! The JSON tree the core reads documents from, a JSON string writer, and (natively only) a
+//! strict RFC 8259 reader.
 //!
-//! The core compiles to WebAssembly, where every byte of code is downloaded on each cold start,
-//! so instead of serde_json this is a small single-pass reader for the few documents the protocol
-//! exchanges (token responses and error bodies). It is strict on purpose: whatever a standard
-//! parser such as `JSON.parse` would reject is rejected here too, and errors never quote the
-//! input, because responses carry tokens.
+//! In the package, `JSON.parse` reads every document (the platform does it well, and it costs
+//! no bytes of wasm); the wasm glue turns its result into a [`Json`]. The reader below is not
+//! compiled for wasm: it serves native tests and tools, which have no `JSON.parse`, and it is
+//! as strict as `JSON.parse` so both agree on what a document is.
 #![forbid(unsafe_code)]
 
 /// Containers nested deeper than this are rejected, which bounds the recursion of the reader.
+#[cfg(not(target_arch = "wasm32"))]
 const MAX_DEPTH: usize = 64;
 
 /// A parsed JSON value.
@@ -74,6 +75,7 @@ impl Json {
 ///
 /// Carries a byte offset and a static reason only — NEVER any of the input text: responses can
 /// contain tokens, and errors end up in logs and in exceptions thrown to JavaScript.
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonError {
     /// Byte offset into the input where the problem was found.
@@ -82,14 +84,17 @@ pub struct JsonError {
     pub reason: &'static str,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl ::core::fmt::Display for JsonError {
     fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
         write!(f, "invalid JSON at byte {}: {}", self.offset, self.reason)
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl std::error::Error for JsonError {}
 
+#[cfg(not(target_arch = "wasm32"))]
 const EOF: &str = "unexpected end of input";
 
 /// Parses one complete JSON document (RFC 8259, strictly).
@@ -103,6 +108,7 @@ const EOF: &str = "unexpected end of input";
 ///
 /// A [`JsonError`] with the byte offset of the first problem, for any input that is not exactly
 /// one such document.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn parse(input: &[u8]) -> Result<Json, JsonError> {
     let mut p = Parser { bytes: input, pos: 0 };
     let value = p.value(0)?;
@@ -151,11 +157,13 @@ pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 struct Parser<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Parser<'_> {
     fn err(&self, reason: &'static str) -> JsonError {
         JsonError {
@@ -425,6 +433,7 @@ impl Parser<'_> {
 /// number the protocol carries (client ids, epoch milliseconds) — and within a few ULPs for
 /// anything else, which is all a reader of token responses needs. std's correctly rounded
 /// float parser would add several KiB to the wasm every user downloads.
+#[cfg(not(target_arch = "wasm32"))]
 fn number_value(text: &[u8]) -> f64 {
     let (negative, text) = match text.split_first() {
         Some((b'-', rest)) => (true, rest),

@@ -1,25 +1,21 @@
 //! The pure-Rust core: protocol, session state machine, refresh timing, single-flight,
-//! retries and the error model. It knows nothing of wasm-bindgen or JavaScript; the world
-//! reaches it through the traits in [`platform`], so every behaviour is tested natively with
-//! a fake clock and a scripted server.
+//! retries and the error model. It knows nothing of wasm-bindgen, JavaScript, futures or
+//! clocks: [`machine::Machine`] takes inputs with `now` and hands out what to do next, so
+//! every behaviour is tested natively with straight-line tests.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod envelope;
 pub mod error;
-pub mod flight;
 pub mod http_date;
 pub mod json;
-pub mod platform;
-pub mod race;
+pub mod machine;
 pub mod retry;
 pub mod rfc3339;
 pub mod secret;
-pub mod session;
 pub mod timing;
 pub mod url;
 
 pub use config::{Config, Credentials, Options};
-pub use error::{AuthError, ErrorCode};
-pub use platform::{Event, Incoming, LocalFuture, Outgoing, OutgoingBody, Platform, Storage};
-pub use session::{Abort, Phase, Session, SessionInfo};
+pub use error::{AuthError, Cause, ErrorCode};
+pub use machine::{Machine, Phase, SessionInfo};

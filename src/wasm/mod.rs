@@ -1,17 +1,12 @@
-//! The WebAssembly layer: glue only. It implements the core's [`Platform`] over the
-//! runtime's own `fetch`, `setTimeout` and `Date.now()`, reads options and storage from
-//! JavaScript, and exports the `AuthSession` class. No protocol decision is made here.
+//! The WebAssembly layer: glue only. It exports [`Core`], the core's [`Machine`] as a
+//! JavaScript class, converts what JavaScript hands in (numbers, strings, `JSON.parse`d
+//! values) into the core's inputs, and hands the core's outputs to the JavaScript driver
+//! (`pkg-template/session.js`), which performs them. No decision is made here, and nothing
+//! here awaits: there are no futures, no executor and no timers in the wasm.
 //!
-//! [`Platform`]: crate::core::Platform
+//! [`Machine`]: crate::core::Machine
 
-mod bindings;
-mod error;
-mod executor;
-mod options;
-mod platform;
-mod session;
+mod core;
+mod json;
 
-pub use session::AuthSession;
-mod storage;
-mod timers;
-mod wake;
+pub use self::core::Core;

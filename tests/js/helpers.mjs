@@ -262,7 +262,14 @@ export function assertNoSecrets(texts, secrets, context = "output") {
 
 /** Checks a SessionInfo's shape: exactly the four fields, with the right types. */
 export function checkInfo(info, state) {
-  assert.deepEqual(Object.keys(info).sort(), ["accessExpiresAt", "clientId", "refreshExpiresAt", "state"]);
+  // A `tokens` event's payload is the SessionInfo plus why it fired.
+  const keys = ["accessExpiresAt", "clientId", "refreshExpiresAt", "state"];
+  if ("reason" in info) {
+    assert.ok(["login", "refresh", "restore", "adopt"].includes(info.reason), `reason ${info.reason}`);
+    keys.splice(1, 0, "reason");
+    keys.sort();
+  }
+  assert.deepEqual(Object.keys(info).sort(), keys);
   assert.equal(info.state, state);
   if (state === "active") {
     assert.equal(typeof info.clientId, "number");

@@ -1,0 +1,858 @@
+// The AuthSession class: the JavaScript driver of the Rust state machine (`Core`, in the
+// wasm). Rust decides; this file performs. It makes no protocol decision of its own: it
+// runs `fetch`, storage calls and one timer, parses bodies with the platform's
+// `JSON.parse` and `URL`, owns the promises (one per flight), and hands every result back
+// to the machine, which answers with what to do next (see src/core/machine.rs).
+//
+// Rules this file keeps:
+// - The machine is never re-entered: everything it asks for (`send`, `storage`, `settle`,
+//   `event`, `arm`) only starts work, and events reach listeners after the machine call
+//   that raised them has returned.
+// - Every promise settles: each I/O has a deadline in the machine (auth calls, storage)
+//   or here (API attempts), and a failure of the machine itself ends the session with
+//   every pending flight rejected.
+// - No secret leaves: errors are built from the machine's descriptors (already redacted)
+//   plus the underlying error's `name` and `code`, never its message.
+
+import { Core } from "./auth_session.js";
+import { AuthError } from "./auth-error.js";
+
+const KNOWN = new Set([
+  "host", "credentials", "refreshMarginSeconds", "autoRefresh", "timeoutMs", "retries",
+  "maxRetryAfterSeconds", "maxResponseBytes", "paths", "fetch", "storage", "storageKey",
+  "allowedOrigins", "allowInsecureHttp", "waitUntil",
+]);
+const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_RESPONSE_BYTES = 10_485_760;
+const MAX_TIMER_MS = 2_147_483_647;
+
+// The small integers the wasm glue uses for the core's enums (src/wasm/core.rs).
+const NEED_STRICT = 0, NEED_LENIENT = 1, NEED_BACKGROUND = 2, NEED_REPLAY = 3;
+const WAITED_NOTHING = 0, WAITED_DONE = 1, WAITED_RETRYABLE = 2, WAITED_FINAL = 3;
+const DONE = 0, NOTHING = 1, FAILED = 2, AGAIN = 3;
+const BODY_EMPTY = 0, BODY_NOT_JSON = 1, BODY_JSON = 2;
+const EVENTS = ["tokens", "expired", "revoked", "error"];
+
+const DESCRIPTOR = Symbol("auth-session.descriptor");
+
+/** An error descriptor of the machine (or of this file) as the AuthError users get. */
+function toError(d) {
+  const err = new AuthError(d.message, d.name, d.code, d.status, d.retryable);
+  if (d.cause) Object.defineProperty(err, "cause", { value: d.cause, writable: true, configurable: true });
+  return err;
+}
+
+function describe(code, name, message, status = 0, retryable = false) {
+  return { [DESCRIPTOR]: true, code, name, message, status, retryable, cause: undefined };
+}
+
+const configError = (message) => toError(describe("CONFIG_ERROR", "ConfigError", message));
+
+/** `name` and `code` of a thrown value (and of its `cause`, as undici nests them). */
+function causeOf(e) {
+  try {
+    if (e === null || (typeof e !== "object" && typeof e !== "function")) return [typeof e, undefined];
+    const name = typeof e.name === "string" ? e.name : "Error";
+    let code = typeof e.code === "string" ? e.code : undefined;
+    const inner = e.cause;
+    if (code === undefined && inner && typeof inner === "object" && typeof inner.code === "string") code = inner.code;
+    return [name, code];
+  } catch {
+    return ["Error", undefined];
+  }
+}
+
+const now = () => Date.now();
+const isAbort = (signal) => signal != null && signal.aborted === true;
+
+/** A plain check that `res` can be read as a Response (a custom fetch may return anything). */
+function responseParts(res) {
+  try {
+    if (res === null || typeof res !== "object") return null;
+    const status = res.status;
+    const headers = res.headers;
+    if (typeof status !== "number" || !Number.isInteger(status) || status < 0 || status > 999) return null;
+    if (headers === null || typeof headers !== "object" || typeof headers.get !== "function") return null;
+    return { status, headers, type: typeof res.type === "string" ? res.type : "basic" };
+  } catch {
+    return null;
+  }
+}
+
+function header(headers, name) {
+  try {
+    const v = headers.get(name);
+    return typeof v === "string" ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function discard(res) {
+  try {
+    const p = res.body?.cancel?.();
+    if (p && typeof p.catch === "function") p.catch(() => {});
+  } catch {
+    // Nothing left to release.
+  }
+}
+
+class TooLarge extends Error {}
+
+/**
+ * Reads a whole body as text, at most `limit` bytes; over it the stream is cancelled and
+ * TooLarge thrown. A declared Content-Length over the limit fails before reading.
+ */
+async function readText(res, limit) {
+  const declared = Number(header(res.headers, "content-length"));
+  if (declared > limit) {
+    discard(res);
+    throw new TooLarge();
+  }
+  const body = res.body;
+  if (body == null || typeof body.getReader !== "function") {
+    if (typeof res.text !== "function") return "";
+    const text = await res.text();
+    if (typeof text !== "string") return "";
+    if (text.length > limit) throw new TooLarge();
+    return text;
+  }
+  const reader = body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      reader.cancel().catch(() => {});
+      throw new TooLarge();
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return new TextDecoder().decode(chunks[0]);
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.byteLength;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/** [kind, value] of a body text for the machine. */
+function parseBody(text) {
+  if (text === "") return [BODY_EMPTY, undefined];
+  try {
+    return [BODY_JSON, JSON.parse(text)];
+  } catch {
+    return [BODY_NOT_JSON, undefined];
+  }
+}
+
+function checkType(value, type, field) {
+  if (value !== undefined && typeof value !== type) throw configError(`${field} must be a ${type}`);
+  return value;
+}
+
+/** Reads `ctx.waitUntil` given as a function or as the context itself. */
+function readWaitUntil(value, field) {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === "function") return (p) => value(p);
+  if (typeof value === "object" && typeof value.waitUntil === "function") return (p) => value.waitUntil(p);
+  throw configError(`${field} must be a function such as ctx.waitUntil.bind(ctx), or the context itself`);
+}
+
+function readFetch(value) {
+  if (value === undefined) return (input, init) => globalThis.fetch(input, init);
+  if (typeof value === "function") return (input, init) => value(input, init);
+  if (value !== null && typeof value === "object" && typeof value.fetch === "function") {
+    // A Workers service binding: called as a method, with the binding as `this`.
+    return (input, init) => value.fetch(input, init);
+  }
+  throw configError("fetch must be a function (or an object with a fetch method)");
+}
+
+function readStorage(value) {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "object" && typeof value !== "function") {
+    throw configError("storage must be an object with get, put and delete methods");
+  }
+  for (const m of ["get", "put", "delete"]) {
+    if (typeof value[m] !== "function") throw configError(`storage.${m} must be a function`);
+  }
+  return value;
+}
+
+/** What an API attempt needs, built once per call. */
+function isStream(body) {
+  return (
+    body != null &&
+    typeof body === "object" &&
+    (typeof body.getReader === "function" || typeof body[Symbol.asyncIterator] === "function")
+  );
+}
+
+export class AuthSession {
+  #core;
+  #d;
+  #fetch;
+  #storage;
+  #waitUntil;
+  #timeoutMs;
+  #maxBytes;
+  #listeners = { tokens: new Set(), expired: new Set(), revoked: new Set(), error: new Set() };
+  /** flight id -> { promise, resolve } */
+  #flights = new Map();
+  /** Outcomes of flights settled before anyone asked for their promise. */
+  #early = new Map();
+  /** io id -> AbortController (auth) or true (storage): what is still expected. */
+  #io = new Map();
+  #timer = undefined;
+  #events = [];
+  #broken = undefined;
+  /** AbortControllers of API attempts in flight: dispose() aborts them. */
+  #attemptsLive = new Set();
+
+  constructor(options) {
+    if (options === null || typeof options !== "object" || Array.isArray(options)) {
+      throw configError('options must be an object, e.g. { host: "https://api.example.com" }');
+    }
+    for (const key of Object.keys(options)) {
+      if (!KNOWN.has(key)) {
+        const shown = String(key).replace(/[\u0000-\u001f\u007f-\u009f]/g, "").slice(0, 64);
+        throw configError(`unknown option "${shown}"; known options: ${[...KNOWN].join(", ")}`);
+      }
+    }
+    const o = options;
+    checkType(o.host, "string", "host");
+    let username, password;
+    if (o.credentials !== undefined && o.credentials !== null) {
+      if (typeof o.credentials !== "object") throw configError("credentials must be an object { username, password }");
+      username = o.credentials.username;
+      password = o.credentials.password;
+      if (typeof username !== "string") throw configError("credentials.username must be a string");
+      if (typeof password !== "string") throw configError("credentials.password must be a string");
+    }
+    const numbers = ["refreshMarginSeconds", "timeoutMs", "retries", "maxRetryAfterSeconds"].map((k) =>
+      checkType(o[k], "number", k),
+    );
+    checkType(o.autoRefresh, "boolean", "autoRefresh");
+    checkType(o.allowInsecureHttp, "boolean", "allowInsecureHttp");
+    checkType(o.storageKey, "string", "storageKey");
+    let paths = ["", "", ""];
+    if (o.paths !== undefined) {
+      if (o.paths === null || typeof o.paths !== "object") throw configError("paths must be an object { login?, refresh?, revoke? }");
+      paths = ["login", "refresh", "revoke"].map((k) => checkType(o.paths[k], "string", `paths.${k}`) ?? "");
+      if (paths.some((p, i) => p === "" && o.paths[["login", "refresh", "revoke"][i]] === "")) {
+        throw configError("paths must be non-empty paths starting with a single \"/\"");
+      }
+    }
+    let origins = [];
+    if (o.allowedOrigins !== undefined) {
+      if (!Array.isArray(o.allowedOrigins)) throw configError("allowedOrigins must be an array of origins");
+      origins = o.allowedOrigins.map((v, i) => checkType(v, "string", `allowedOrigins[${i}]`) ?? String(v));
+    }
+    const maxBytes = checkType(o.maxResponseBytes, "number", "maxResponseBytes") ?? DEFAULT_MAX_RESPONSE_BYTES;
+    if (!Number.isInteger(maxBytes) || maxBytes < 1 || maxBytes > 2 ** 31 - 1) {
+      throw configError("maxResponseBytes must be an integer from 1 to 2147483647");
+    }
+    this.#fetch = readFetch(o.fetch);
+    this.#storage = readStorage(o.storage);
+    this.#waitUntil = readWaitUntil(o.waitUntil, "waitUntil");
+    this.#maxBytes = maxBytes;
+    this.#d = this.#driver();
+    try {
+      this.#core = new Core(
+        this.#d,
+        o.host,
+        username,
+        password,
+        ...numbers,
+        o.autoRefresh,
+        paths,
+        o.storageKey,
+        origins,
+        o.allowInsecureHttp,
+        this.#storage !== undefined,
+        Math.random(),
+      );
+    } catch (e) {
+      throw this.#error(e);
+    }
+    // Validated by the core above; kept for the API attempts this file times.
+    this.#timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  // ----- the driver: what the machine asks for ---------------------------------------------
+
+  #driver() {
+    return {
+      send: (io, endpoint, url, body, bearer, maxBytes) => this.#send(io, url, body, bearer, maxBytes),
+      cancel: (io) => {
+        const c = this.#io.get(io);
+        this.#io.delete(io);
+        if (c instanceof AbortController) c.abort();
+      },
+      storage: (op, io, key, value) => this.#storageCall(op, io, key, value),
+      settle: (flight, outcome, error) => {
+        const f = this.#flights.get(flight);
+        if (f) {
+          this.#flights.delete(flight);
+          f.resolve([outcome, error]);
+        } else {
+          this.#early.set(flight, [outcome, error]);
+        }
+      },
+      event: (kind, payload, reason) => {
+        if (kind === 0) payload.reason = reason;
+        this.#events.push([EVENTS[kind], payload]);
+      },
+      arm: (at, keep) => this.#arm(at, keep),
+      info: (state, clientId, access, refresh) => ({
+        state,
+        clientId: clientId ?? null,
+        accessExpiresAt: access === undefined ? null : new Date(access),
+        refreshExpiresAt: refresh === undefined ? null : new Date(refresh),
+      }),
+      error: (code, name, message, status, retryable, causeName, causeCode) => {
+        const d = describe(code, name, message, status, retryable);
+        if (causeName !== undefined) d.cause = causeCode === undefined ? { name: causeName } : { name: causeName, code: causeCode };
+        return d;
+      },
+    };
+  }
+
+  /**
+   * Runs one machine call, then delivers the events it raised. A failure of the machine
+   * itself (a bug: it never throws anything but descriptors) ends the session.
+   */
+  #call(fn) {
+    if (this.#broken) throw this.#broken;
+    try {
+      return fn(this.#core, this.#d);
+    } catch (e) {
+      if (e && e[DESCRIPTOR]) throw e;
+      this.#break(e);
+      throw this.#broken;
+    } finally {
+      this.#flush();
+    }
+  }
+
+  #flush() {
+    while (this.#events.length > 0) {
+      const [name, payload] = this.#events.shift();
+      // Each listener of an `error` event gets its own AuthError, built here.
+      for (const listener of [...this.#listeners[name]]) {
+        try {
+          listener(name === "error" ? toError(payload) : payload);
+        } catch {
+          // A listener's failure is its own; the session goes on.
+        }
+      }
+    }
+  }
+
+  /** The machine failed: nothing it holds can be trusted, so every waiter is released. */
+  #break(e) {
+    const [name] = causeOf(e);
+    this.#broken = describe("DISPOSED", "DisposedError", `the session stopped after an internal error (${name})`);
+    for (const [, c] of this.#io) if (c instanceof AbortController) c.abort();
+    this.#io.clear();
+    clearTimeout(this.#timer);
+    for (const [, f] of this.#flights) f.resolve([FAILED, this.#broken]);
+    this.#flights.clear();
+  }
+
+  /** A thrown descriptor as an AuthError (anything else is passed on as is). */
+  #error(e) {
+    return e && e[DESCRIPTOR] ? toError(e) : e;
+  }
+
+  #arm(at, keep) {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (at < 0) return;
+    // Longer delays fire at once in Node: the machine is told early and re-arms.
+    const delay = Math.min(Math.max(at - now(), 0), MAX_TIMER_MS);
+    const t = setTimeout(() => {
+      this.#timer = undefined;
+      try {
+        this.#call((c, d) => c.timeout(d, now()));
+      } catch {
+        // #call has ended the session; nobody awaits the timer itself.
+      }
+    }, delay);
+    // An idle auto-refresh never keeps a process alive; a retry someone awaits does.
+    if (!keep) {
+      if (typeof t?.unref === "function") t.unref();
+      else if (typeof globalThis.Deno?.unrefTimer === "function") globalThis.Deno.unrefTimer(t);
+    }
+    this.#timer = t;
+  }
+
+  /** An auth request for the machine: POST, JSON, no redirects, the machine's deadline. */
+  #send(io, url, body, bearer, maxBytes) {
+    const ctrl = new AbortController();
+    this.#io.set(io, ctrl);
+    const headers = { "content-type": "application/json" };
+    if (bearer !== undefined) headers.authorization = `Bearer ${bearer}`;
+    const init = { method: "POST", headers, body, redirect: "manual", signal: ctrl.signal };
+    const live = () => this.#io.get(io) === ctrl;
+    const report = (fn) => {
+      if (!live()) return;
+      this.#io.delete(io);
+      try {
+        this.#call(fn);
+      } catch {
+        // Already reported to the waiters by the machine (or #break).
+      }
+    };
+    (async () => {
+      let res;
+      try {
+        res = await this.#fetch(url, init);
+      } catch (e) {
+        const [name, code] = causeOf(e);
+        return report((c, d) => c.auth_failed(d, now(), io, 0, name, code));
+      }
+      const parts = responseParts(res);
+      if (parts === null) return report((c, d) => c.auth_failed(d, now(), io, 1, undefined, undefined));
+      if (!live()) return discard(res);
+      const { status, headers: h, type } = parts;
+      const redirected = type === "opaqueredirect" || (status >= 300 && status < 400);
+      const date = header(h, "date");
+      const retryAfter = status === 429 || status >= 500 ? header(h, "retry-after") : undefined;
+      let text;
+      if (redirected) {
+        discard(res);
+        text = "";
+      } else {
+        try {
+          text = await readText(res, maxBytes);
+        } catch (e) {
+          if (e instanceof TooLarge) return report((c, d) => c.auth_failed(d, now(), io, 2, undefined, undefined));
+          const [name, code] = causeOf(e);
+          return report((c, d) => c.auth_failed(d, now(), io, 0, name, code));
+        }
+      }
+      const [kind, value] = parseBody(text);
+      report((c, d) => c.auth_reply(d, now(), io, status, redirected, date, retryAfter, kind, value));
+    })();
+  }
+
+  /** A storage call for the machine, run after the current call (never re-entering it). */
+  #storageCall(op, io, key, value) {
+    this.#io.set(io, true);
+    const s = this.#storage;
+    const report = (fn) => {
+      if (!this.#io.has(io)) return;
+      this.#io.delete(io);
+      try {
+        this.#call(fn);
+      } catch {
+        // Reported by the machine.
+      }
+    };
+    Promise.resolve()
+      .then(() => (op === 0 ? s.get(key) : op === 1 ? s.put(key, value) : s.delete(key)))
+      .then(
+        (v) => {
+          if (op !== 0 || v === null || v === undefined) {
+            return report((c, d) => c.storage_reply(d, now(), io, 0, undefined, undefined, undefined));
+          }
+          let parsed;
+          try {
+            parsed = typeof v === "string" ? JSON.parse(v) : undefined;
+          } catch {
+            parsed = undefined;
+          }
+          const kind = parsed !== null && typeof parsed === "object" ? 1 : 2;
+          report((c, d) => c.storage_reply(d, now(), io, kind, parsed, undefined, undefined));
+        },
+        (e) => {
+          const [name, code] = causeOf(e);
+          report((c, d) => c.storage_reply(d, now(), io, 3, undefined, name, code));
+        },
+      );
+  }
+
+  // ----- flights ---------------------------------------------------------------------------
+
+  /** The promise of `flight`, resolving with [outcome, descriptor]. */
+  #promise(flight) {
+    const early = this.#early.get(flight);
+    if (early) {
+      this.#early.delete(flight);
+      return Promise.resolve(early);
+    }
+    let f = this.#flights.get(flight);
+    if (!f) {
+      let resolve;
+      const promise = new Promise((r) => (resolve = r));
+      f = { promise, resolve };
+      this.#flights.set(flight, f);
+    }
+    return f.promise;
+  }
+
+  /** Awaits a flight, or the caller's signal (ABORTED at once; the flight goes on). */
+  #wait(flight, signal, waitUntil) {
+    const p = this.#promise(flight);
+    if (waitUntil) waitUntil(p.then(() => undefined));
+    if (signal == null) return p;
+    if (signal.aborted) return Promise.reject(toError(aborted()));
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(toError(aborted()));
+      signal.addEventListener("abort", onAbort, { once: true });
+      p.then((v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      });
+    });
+  }
+
+  /** Runs a user operation that may wait for flights (login, refresh, revoke, restore). */
+  async #operation(start) {
+    let flight = this.#call(start);
+    let outcome = DONE;
+    while (flight > 0) {
+      const [o, err] = await this.#wait(flight);
+      if (o === FAILED) throw toError(err);
+      if (o !== AGAIN) {
+        outcome = o;
+        break;
+      }
+      flight = this.#call((c, d) => c.rejoin(d));
+    }
+    return outcome;
+  }
+
+  /** A token for a call: `need` as the machine knows it; waits for flights as told. */
+  async #token(need, signal, waitUntil, after401Serial) {
+    let waited = WAITED_NOTHING;
+    let failure;
+    for (let round = 0; ; round++) {
+      const step =
+        after401Serial !== undefined && round === 0
+          ? this.#call((c, d) => c.token_after_401(d, now(), after401Serial))
+          : this.#call((c, d) => c.token(d, now(), need, waited, round));
+      if (typeof step === "string") {
+        const background = this.#core.background;
+        if (background > 0 && waitUntil) waitUntil(this.#promise(background).then(() => undefined));
+        return [step, this.#core.serial];
+      }
+      if (step === undefined) throw toError(failure);
+      const [o, err] = await this.#wait(step, signal, waitUntil);
+      failure = err;
+      waited = o === FAILED ? (err.retryable ? WAITED_RETRYABLE : WAITED_FINAL) : o === AGAIN ? WAITED_NOTHING : WAITED_DONE;
+    }
+  }
+
+  // ----- the public API --------------------------------------------------------------------
+
+  get info() {
+    return this.#core.info(this.#d);
+  }
+
+  toJSON() {
+    return this.info;
+  }
+
+  on(event, listener) {
+    if (!EVENTS.includes(event)) throw configError(`unknown event "${String(event).slice(0, 32)}"; events: ${EVENTS.join(", ")}`);
+    if (typeof listener !== "function") throw configError("listener must be a function");
+    this.#listeners[event].add(listener);
+    return () => this.#listeners[event].delete(listener);
+  }
+
+  async login(username, password) {
+    if ((username === undefined) !== (password === undefined)) {
+      throw configError("login() takes both a username and a password, or neither");
+    }
+    if (username !== undefined && (typeof username !== "string" || typeof password !== "string")) {
+      throw configError("login() username and password must be strings");
+    }
+    try {
+      await this.#operation((c, d) => c.login(d, now(), username, password));
+      return this.#call((c, d) => c.result(d));
+    } catch (e) {
+      throw this.#error(e);
+    }
+  }
+
+  async refresh() {
+    try {
+      await this.#operation((c, d) => c.refresh(d, now()));
+      return this.#call((c, d) => c.result(d));
+    } catch (e) {
+      throw this.#error(e);
+    }
+  }
+
+  async revoke() {
+    try {
+      await this.#operation((c, d) => c.revoke(d, now()));
+    } catch (e) {
+      throw this.#error(e);
+    }
+  }
+
+  async restore() {
+    try {
+      const outcome = await this.#operation((c, d) => c.restore(d, now()));
+      return outcome === DONE ? this.info : null;
+    } catch (e) {
+      throw this.#error(e);
+    }
+  }
+
+  async getAccessToken(init) {
+    try {
+      const [token] = await this.#token(NEED_STRICT, init?.signal);
+      return token;
+    } catch (e) {
+      throw this.#error(e);
+    }
+  }
+
+  dispose() {
+    if (this.#broken) return;
+    this.#call((c, d) => c.dispose(d));
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const ctrl of this.#attemptsLive) ctrl.abort();
+    this.#attemptsLive.clear();
+  }
+
+  fetch(input, init) {
+    return this.#api(input, init, false);
+  }
+
+  json(input, init) {
+    return this.#api(input, init, true);
+  }
+
+  /** Builds what every attempt of `fetch`/`json` sends; throws the runtime's TypeError for bad input. */
+  #prepare(input, init, asJson) {
+    const given = init ?? {};
+    let url;
+    let template;
+    if (typeof input === "string" || input instanceof URL) {
+      url = new URL(this.#core.resolve(String(input)));
+    } else if (input !== null && typeof input === "object" && typeof input.url === "string" && typeof input.method === "string") {
+      template = new Request(input, init);
+      url = new URL(template.url);
+    } else if (input !== null && typeof input === "object") {
+      url = new URL(this.#core.resolve(String(input)));
+    } else {
+      throw new TypeError("fetch() input must be a string, a URL or a Request");
+    }
+    this.#call((c, d) => c.check_origin(d, url.origin));
+    let body = given.body;
+    const headers = new Headers(template ? template.headers : given.headers);
+    if (given.json !== undefined) {
+      const m = String(given.method ?? template?.method ?? "GET").toUpperCase();
+      if (m === "GET" || m === "HEAD") throw configError("init.json cannot be sent with GET or HEAD");
+      if (body !== undefined && body !== null) throw configError("init.json and init.body cannot both be given");
+      body = JSON.stringify(given.json);
+      if (!headers.has("content-type")) headers.set("content-type", "application/json");
+    }
+    if (asJson && !headers.has("accept")) headers.set("accept", "application/json");
+    const method = String(template ? template.method : given.method ?? "GET").toUpperCase();
+    if (!template && isStream(body)) {
+      // A stream can be read once: a Request tees it for each replay.
+      template = new Request(url, { ...given, body, headers, method, duplex: "half" });
+    }
+    return { url, method, headers, body, template, init: given };
+  }
+
+  async #api(input, init, asJson) {
+    try {
+      if (this.#core.disposed()) throw toError(disposedError());
+      const call = this.#prepare(input, init, asJson);
+      const signal = call.init.signal ?? call.template?.signal;
+      const waitUntil = call.init.waitUntil !== undefined ? readWaitUntil(call.init.waitUntil, "init.waitUntil") : this.#waitUntil;
+      return await this.#attempts(call, signal, waitUntil, asJson);
+    } catch (e) {
+      throw this.#error(e);
+    }
+  }
+
+  async #attempts(call, signal, waitUntil, asJson) {
+    let { url, method, body } = call;
+    let attempt = 0;
+    let redirects = 0;
+    let replayed = false;
+    let after401;
+    const need = waitUntil ? NEED_BACKGROUND : NEED_LENIENT;
+    for (;;) {
+      const [token, serial] = await this.#token(after401 === undefined ? need : NEED_REPLAY, signal, waitUntil, after401);
+      after401 = undefined;
+      call.headers.set("authorization", `Bearer ${token}`);
+      const ctrl = new AbortController();
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        ctrl.abort();
+      }, this.#timeoutMs);
+      const onAbort = () => ctrl.abort();
+      signal?.addEventListener?.("abort", onAbort, { once: true });
+      this.#attemptsLive.add(ctrl);
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener?.("abort", onAbort);
+        this.#attemptsLive.delete(ctrl);
+      };
+      let res;
+      try {
+        if (isAbort(signal)) throw toError(aborted());
+        const request = call.template
+          ? new Request(call.template.clone(), { headers: call.headers, redirect: "manual", signal: ctrl.signal })
+          : undefined;
+        res = await (request
+          ? this.#fetch(request)
+          : this.#fetch(url.href, { ...call.init, method, headers: call.headers, body, redirect: "manual", signal: ctrl.signal }));
+      } catch (e) {
+        done();
+        if (isAbort(signal)) throw toError(aborted());
+        if (e && e[DESCRIPTOR]) throw e;
+        if (this.#core.disposed()) throw toError(disposedError());
+        const [name, code] = causeOf(e);
+        const delay = this.#call((c, d) => c.api_failure(d, timedOut ? 1 : 0, name, code, method, attempt));
+        await sleep(delay, signal);
+        attempt++;
+        continue;
+      }
+      const parts = responseParts(res);
+      if (parts === null) {
+        done();
+        this.#call((c, d) => c.api_failure(d, 2, undefined, undefined, method, attempt));
+        throw toError(describe("INVALID_RESPONSE", "InvalidResponseError", "fetch did not resolve to a Response"));
+      }
+      const { status, headers, type } = parts;
+      if (type === "opaqueredirect" || (status >= 300 && status < 400 && status !== 304)) {
+        const next = this.#location(headers, url);
+        const allowed = next !== undefined && this.#core.may_receive(next.origin);
+        const follow = this.#core.api_redirect(status, method, allowed, redirects);
+        if (follow === 0) {
+          done();
+          return res;
+        }
+        done();
+        discard(res);
+        url = next;
+        redirects++;
+        if (follow === 2) {
+          method = "GET";
+          body = undefined;
+          call.headers.delete("content-type");
+          call.template = undefined;
+        }
+        continue;
+      }
+      const retryAfter = status === 429 || status >= 500 ? header(headers, "retry-after") : undefined;
+      const step = this.#core.api_status(now(), status, retryAfter, method, attempt, replayed);
+      if (step === -2) {
+        done();
+        discard(res);
+        replayed = true;
+        after401 = serial;
+        continue;
+      }
+      if (step >= 0) {
+        done();
+        discard(res);
+        await sleep(step, signal);
+        attempt++;
+        continue;
+      }
+      if (!asJson) {
+        done();
+        return res;
+      }
+      return await this.#readJson(res, status, done, () => timedOut, signal);
+    }
+  }
+
+  /** `Location` resolved against the request URL, if it is a URL at all. */
+  #location(headers, base) {
+    const location = header(headers, "location");
+    if (location === undefined) return undefined;
+    try {
+      return new URL(location, base);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** json(): the body read within the attempt's deadline and the size cap, then judged. */
+  async #readJson(res, status, done, timedOut, signal) {
+    let text;
+    try {
+      text = await readText(res, this.#maxBytes);
+    } catch (e) {
+      if (e instanceof TooLarge) {
+        throw toError(describe("RESPONSE_TOO_LARGE", "ResponseTooLargeError", `the response body is larger than maxResponseBytes (${this.#maxBytes})`, status));
+      }
+      if (isAbort(signal)) throw toError(aborted());
+      if (this.#core.disposed()) throw toError(disposedError());
+      if (timedOut()) throw toError(describe("TIMEOUT", "TimeoutError", "no complete answer within timeoutMs", 0, true));
+      const [name, code] = causeOf(e);
+      const d = describe("NETWORK_ERROR", "NetworkError", "the response body could not be read", 0, true);
+      d.cause = code === undefined ? { name } : { name, code };
+      throw toError(d);
+    } finally {
+      done();
+    }
+    const [kind, value] = parseBody(text);
+    const data = this.#call((c, d) => c.api_json(d, status, kind, value));
+    return data ? value.data : undefined;
+  }
+}
+
+function disposedError() {
+  return describe("DISPOSED", "DisposedError", "the session was disposed");
+}
+
+function aborted() {
+  return describe("ABORTED", "AbortError", "the operation was aborted by its AbortSignal");
+}
+
+/** Resolves after `ms`, or rejects ABORTED when `signal` fires first. */
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (isAbort(signal)) return reject(toError(aborted()));
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(toError(aborted()));
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener?.("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener?.("abort", onAbort, { once: true });
+  });
+}
+
+// `using session = new AuthSession(…)` runs dispose(); Node/Deno/Bun's inspect shows the
+// info (never a token).
+const disposeSymbol = Symbol.dispose ?? Symbol.for("Symbol.dispose");
+Object.defineProperty(AuthSession.prototype, disposeSymbol, {
+  value() {
+    this.dispose();
+  },
+  writable: true,
+  configurable: true,
+});
+Object.defineProperty(AuthSession.prototype, Symbol.for("nodejs.util.inspect.custom"), {
+  value(depth, options, inspect) {
+    if (depth < 0) return typeof options?.stylize === "function" ? options.stylize("[AuthSession]", "special") : "[AuthSession]";
+    const info = this.info;
+    if (typeof inspect !== "function") return info;
+    return `AuthSession ${inspect(info, { ...options, depth: options.depth == null ? null : options.depth - 1 })}`;
+  },
+  writable: true,
+  configurable: true,
+});

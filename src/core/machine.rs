@@ -1,0 +1,1532 @@
+//! The session as a sans-IO state machine: every protocol decision, no I/O, no clock, no
+//! futures.
+//!
+//! The driver (the JavaScript class in the npm package, or a test) feeds it inputs — a user
+//! command, an auth response, a storage result, a timer firing — each with `now` (local epoch
+//! milliseconds), and after every input drains [`Machine::poll_output`] and re-reads
+//! [`Machine::poll_timeout`]. Outputs say what to do: send this auth request, cancel that one,
+//! read or write storage, settle a flight's promise, emit an event. The driver performs them
+//! and reports back with the same [`IoId`].
+//!
+//! **Flights.** A user call that has to wait (for a login, a refresh, a revoke, a restore) is
+//! given a [`FlightId`]; the driver makes one promise per flight, and everyone waiting on the
+//! same login or refresh awaits the same promise. That is what single-flight means here: at
+//! most one auth operation exists at a time ([`Machine::op`]), and with it at most one auth
+//! request open at the server. A flight ends with an [`Outcome`]; `Again` tells its waiters
+//! that the operation was superseded (a `login` replaced a refresh, a `revoke` ended the
+//! session) and that they should ask the machine again.
+//!
+//! **API calls** (`fetch`/`json`) keep their per-request state (attempt, replayed, the token
+//! serial they used) in the caller; every decision about them — which token, whether to
+//! replay, retry or follow a redirect, after how long, which error — is a method here.
+//!
+//! After `revoke` or `dispose`, no output carries the old tokens: the pair is dropped from the
+//! state before the revoke request is built, and a superseded attempt is cancelled, its late
+//! answer ignored (its [`IoId`] no longer matches anything).
+
+use std::collections::VecDeque;
+
+use crate::core::config::{Config, Credentials, MAX_AUTH_RESPONSE_BYTES};
+use crate::core::envelope::{self, read_auth_response, read_record, AuthBody, TokenPair};
+use crate::core::error::{AuthError, Cause, ErrorCode};
+use crate::core::json::Json;
+use crate::core::retry::{self, backoff_ms, RetryAfter};
+use crate::core::secret::{AccessToken, RefreshToken};
+use crate::core::timing::{clock_skew, effective_margin, retry_delay};
+
+/// Names a flight: one promise in the driver, any number of waiters.
+pub type FlightId = u32;
+/// Names one I/O the driver performs for the machine (an auth attempt or a storage call).
+pub type IoId = u32;
+
+/// A background refresh uses the current token only if it has at least this long to live,
+/// so the request it authorises cannot expire on the way.
+pub const BACKGROUND_MIN_LEFT_MS: i64 = 5_000;
+/// How many flights one call may wait for before the machine calls the server's tokens
+/// unusable: enough for a refresh, a re-login and a supersession, never a loop.
+pub const MAX_ROUNDS: u32 = 4;
+/// Same-origin redirects a `fetch` follows before it hands the redirect back.
+pub const MAX_REDIRECTS: u32 = 20;
+
+/// The `state` of `SessionInfo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Anonymous,
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Anonymous => "anonymous",
+            Phase::Active => "active",
+            Phase::Expired => "expired",
+            Phase::Revoked => "revoked",
+        }
+    }
+}
+
+/// What `session.info` shows: never a token. Times are the server's, in epoch ms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub state: Phase,
+    pub client_id: Option<i64>,
+    pub access_expires_at: Option<i64>,
+    pub refresh_expires_at: Option<i64>,
+}
+
+/// Why a `tokens` event fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Login,
+    Refresh,
+    Restore,
+    /// Another instance sharing the storage had already rotated the pair.
+    Adopt,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Login => "login",
+            Reason::Refresh => "refresh",
+            Reason::Restore => "restore",
+            Reason::Adopt => "adopt",
+        }
+    }
+}
+
+/// Something the session reports to `on(…)` listeners.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Tokens(SessionInfo, Reason),
+    Expired(SessionInfo),
+    Revoked(SessionInfo),
+    Error(AuthError),
+}
+
+/// How a flight ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The operation succeeded (for `restore`: a record was installed).
+    Done,
+    /// `restore` found no usable record (or a newer login or revoke made the read moot).
+    Nothing,
+    Failed(AuthError),
+    /// Superseded: ask the machine again ([`Machine::rejoin`], [`Machine::token`]).
+    Again,
+}
+
+/// Which auth endpoint a request goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Login,
+    Refresh,
+    Revoke,
+}
+
+/// An auth request to send: `POST url`, `Content-Type: application/json`, this body,
+/// redirects not followed. The driver bounds nothing itself: the machine's deadline covers
+/// the attempt (headers and body) and cancels it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuthRequest {
+    pub id: IoId,
+    pub endpoint: Endpoint,
+    pub url: String,
+    /// Holds a secret (password or refresh token): write it to the wire only.
+    pub body: String,
+    pub bearer: Option<AccessToken>,
+    /// The largest body to read; over it the driver answers [`IoFailure::TooLarge`].
+    pub max_bytes: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum StorageOp {
+    Get { id: IoId, key: String },
+    /// `value` holds the tokens: write it to the storage only.
+    Put { id: IoId, key: String, value: String },
+    Delete { id: IoId, key: String },
+}
+
+/// What the driver must do next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    Send(AuthRequest),
+    /// Abort this auth attempt or storage call; its answer, if any, will be ignored.
+    Cancel(IoId),
+    Storage(StorageOp),
+    Settle(FlightId, Outcome),
+    Event(Event),
+}
+
+/// An auth response as the driver read it: status, the two headers the machine reads, and
+/// the body after `JSON.parse`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuthReply {
+    pub status: u16,
+    /// A 3xx, or a redirect the runtime refused to expose (a browser's `opaqueredirect`).
+    pub redirected: bool,
+    pub date: Option<String>,
+    pub retry_after: Option<String>,
+    pub body: AuthBody,
+}
+
+/// An I/O attempt that produced no usable response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IoFailure {
+    /// The request never got an answer (refused, reset, DNS). `cause`: the underlying
+    /// error's `name` and `code`, never its message.
+    Network(Option<Cause>),
+    /// What came back is not a response at all (a custom `fetch` resolving to garbage).
+    NotAResponse,
+    /// The body was larger than the request's `max_bytes`.
+    TooLarge,
+}
+
+/// What a storage call produced.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StorageReply {
+    /// `put` or `delete` succeeded, or `get` found nothing.
+    Empty,
+    /// `get` found a record; the driver has run `JSON.parse` on it.
+    Record(Json),
+    /// `get` found something that is not a JSON record of ours.
+    Garbage,
+    /// The adapter threw or rejected. `cause` as for [`IoFailure::Network`].
+    Failed(Option<Cause>),
+}
+
+/// What a caller needs the token for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// `getAccessToken()`: valid for at least the margin.
+    Strict,
+    /// A `fetch`: when a refresh fails for a temporary reason, a token that is still valid
+    /// is better than no call.
+    Lenient,
+    /// A `fetch` with a `waitUntil`: inside the margin, use the current token now and
+    /// refresh behind the response.
+    Background,
+    /// The replay after a 401: only a token other than the rejected one will do.
+    Replay,
+}
+
+/// What happened to the flight a caller waited for before asking again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waited {
+    Nothing,
+    Done,
+    Failed { retryable: bool },
+}
+
+/// The answer to "which token do I send?".
+#[derive(Clone, Debug, PartialEq)]
+pub enum TokenStep {
+    /// Send this token. `serial` names the pair (pass it back after a 401); `background` is
+    /// a refresh started behind this call, for the caller's `waitUntil`.
+    Ready {
+        token: AccessToken,
+        serial: u32,
+        background: Option<FlightId>,
+    },
+    Wait(FlightId),
+    Fail(AuthError),
+    /// Fail with the error of the flight just waited for.
+    Rethrow,
+}
+
+/// What a caller of `login`/`refresh`/`revoke`/`restore` does next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    Wait(FlightId),
+    Fail(AuthError),
+    /// Nothing to wait for: read [`Machine::result`].
+    Ready,
+}
+
+/// The answer to an API attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApiStep {
+    /// Hand the response to the caller.
+    Return,
+    /// A 401 with a token that was current: get a token with [`Machine::token_after_401`]
+    /// and send once more.
+    Replay,
+    /// Send again after this many milliseconds (release the body first).
+    Retry(u32),
+    /// Follow the redirect; `to_get`: as a body-less GET.
+    Follow { to_get: bool },
+    Fail(AuthError),
+}
+
+/// A token pair as held: the server's pair plus local-clock deadlines.
+#[derive(Clone, Debug)]
+struct Held {
+    pair: TokenPair,
+    access_local: i64,
+    refresh_local: i64,
+    margin_ms: i64,
+    serial: u32,
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Anonymous,
+    Active(Held),
+    Expired,
+    Revoked,
+    /// Terminal. Keeps the phase shown before, with no tokens.
+    Disposed(Phase),
+}
+
+/// Who started an operation: a timer-driven refresh reports its failure as an `error`
+/// event and retries later; a user call reports to its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trigger {
+    User,
+    Timer,
+}
+
+#[derive(Clone, Debug)]
+enum OpKind {
+    /// `relogin`: a re-login after a rejected refresh (the session is already `expired`).
+    Login { creds: Credentials, relogin: bool },
+    Refresh { token: RefreshToken },
+    /// The pair being revoked left the state when the revoke began; `delete` is the storage
+    /// delete running beside the request, `failure` the first error to report.
+    Revoke {
+        pair: Option<TokenPair>,
+        bearer_ok: bool,
+        delete: Option<(IoId, i64)>,
+        failure: Option<AuthError>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Not started: waits for the revoke before it (at most one auth request at a time).
+    Queued,
+    Sending { io: IoId, deadline: i64 },
+    Backoff { until: i64 },
+    /// A refresh was rejected: reading storage for a pair another instance stored.
+    Adopting { io: IoId, deadline: i64 },
+    /// The new pair is in; waiting (at most the timeout) for its storage write.
+    Persisting { io: IoId, deadline: i64 },
+    /// A revoke whose request is done, waiting for its storage delete.
+    Finishing,
+}
+
+#[derive(Clone, Debug)]
+struct Op {
+    flight: FlightId,
+    kind: OpKind,
+    trigger: Trigger,
+    attempt: u32,
+    stage: Stage,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Restore {
+    flight: FlightId,
+    io: IoId,
+    deadline: i64,
+    /// The state's epoch when the read began: a read older than the current pair is moot.
+    epoch: u32,
+}
+
+/// The session state machine. See the module docs.
+pub struct Machine {
+    config: Config,
+    has_storage: bool,
+    state: State,
+    /// The server's clock minus ours.
+    skew_ms: i64,
+    op: Option<Op>,
+    /// A login asked for while a revoke was on the wire: starts when the revoke ends.
+    queued: Option<Op>,
+    restore: Option<Restore>,
+    /// When the auto-refresh timer is due (local clock), while a pair is held.
+    refresh_at: Option<i64>,
+    /// Bumped whenever the held pair or the session's standing changes.
+    epoch: u32,
+    serial: u32,
+    next_id: u32,
+    /// Fingerprints of refresh tokens spent (rotated away or rejected): never sent or
+    /// installed again. A small ring: the token itself is not kept.
+    spent: [u64; 4],
+    spent_next: usize,
+    rng: u64,
+    outputs: VecDeque<Output>,
+    /// The result of the last user operation that settled `Done`, for [`Machine::result`].
+    last_error: Option<AuthError>,
+    /// The status of the auth reply being handled.
+    reply_status: u16,
+}
+
+fn fingerprint(token: &str) -> u64 {
+    // FNV-1a: only to recognise a token we spent, never to protect one.
+    token
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+fn disposed() -> AuthError {
+    AuthError::new(ErrorCode::Disposed, "the session was disposed")
+}
+
+fn timeout_error() -> AuthError {
+    AuthError::new(ErrorCode::Timeout, "no complete answer within timeoutMs")
+}
+
+fn not_logged_in() -> AuthError {
+    AuthError::new(ErrorCode::NotAuthenticated, "not logged in; call login() first")
+}
+
+/// A storage failure, reported as an `error` event and never blocking the protocol.
+fn storage_error(what: &'static str, cause: Option<Cause>) -> AuthError {
+    AuthError::new(ErrorCode::Storage, what).with_cause(cause)
+}
+
+impl Machine {
+    /// A machine for validated options. `seed` feeds the retry jitter (the driver passes a
+    /// random number; tests a fixed one).
+    pub fn new(config: Config, has_storage: bool, seed: u64) -> Machine {
+        Machine {
+            config,
+            has_storage,
+            state: State::Anonymous,
+            skew_ms: 0,
+            op: None,
+            queued: None,
+            restore: None,
+            refresh_at: None,
+            epoch: 0,
+            serial: 0,
+            next_id: 1,
+            spent: [0; 4],
+            spent_next: 0,
+            rng: seed | 1,
+            outputs: VecDeque::new(),
+            last_error: None,
+            reply_status: 0,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ----- outputs ----------------------------------------------------------------------------
+
+    /// The next thing the driver must do. Drain it after every input.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Machine::handle_timeout`] must be called next (local epoch ms), and whether
+    /// that deadline is work a caller awaits (keep the process alive) rather than the idle
+    /// auto-refresh timer. Any input may change the answer: read it after each.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<(i64, Keep)> {
+        let mut work: Option<i64> = None;
+        let mut add = |t: i64| work = Some(work.map_or(t, |w: i64| w.min(t)));
+        for op in [&self.op, &self.queued].into_iter().flatten() {
+            match op.stage {
+                Stage::Sending { deadline, .. }
+                | Stage::Adopting { deadline, .. }
+                | Stage::Persisting { deadline, .. } => add(deadline),
+                Stage::Backoff { until } => add(until),
+                Stage::Queued | Stage::Finishing => {}
+            }
+            if let OpKind::Revoke {
+                delete: Some((_, deadline)),
+                ..
+            } = op.kind
+            {
+                add(deadline);
+            }
+        }
+        if let Some(r) = &self.restore {
+            add(r.deadline);
+        }
+        match (work, self.refresh_at) {
+            (Some(w), Some(r)) if r < w => Some((r, Keep::Alive)),
+            (Some(w), _) => Some((w, Keep::Alive)),
+            (None, Some(r)) => Some((r, Keep::Idle)),
+            (None, None) => None,
+        }
+    }
+
+    fn push(&mut self, output: Output) {
+        self.outputs.push_back(output);
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.push(Output::Event(event));
+    }
+
+    fn id(&mut self) -> IoId {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    fn random(&mut self) -> f64 {
+        // xorshift64*: jitter only.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    // ----- state ------------------------------------------------------------------------------
+
+    pub fn info(&self) -> SessionInfo {
+        let (state, held) = match &self.state {
+            State::Anonymous => (Phase::Anonymous, None),
+            State::Active(h) => (Phase::Active, Some(h)),
+            State::Expired => (Phase::Expired, None),
+            State::Revoked => (Phase::Revoked, None),
+            State::Disposed(p) => (*p, None),
+        };
+        SessionInfo {
+            state,
+            client_id: held.and_then(|h| h.pair.client_id),
+            access_expires_at: held.map(|h| h.pair.access_expires_at),
+            refresh_expires_at: held.map(|h| h.pair.refresh_expires_at),
+        }
+    }
+
+    pub fn is_disposed(&self) -> bool {
+        matches!(self.state, State::Disposed(_))
+    }
+
+    fn held(&self) -> Option<&Held> {
+        match &self.state {
+            State::Active(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The error a call gets when the session holds no tokens and cannot get any.
+    fn state_error(&self) -> Option<AuthError> {
+        let creds = self.config.credentials.is_some();
+        match self.state {
+            State::Disposed(_) => Some(disposed()),
+            State::Active(_) => None,
+            State::Revoked => Some(AuthError::new(
+                ErrorCode::NotAuthenticated,
+                "the session was revoked; call login() to start a new one",
+            )),
+            State::Anonymous if !creds => Some(not_logged_in()),
+            State::Expired if !creds => Some(AuthError::new(
+                ErrorCode::SessionExpired,
+                "the session has expired; call login() to start a new one",
+            )),
+            State::Anonymous | State::Expired => None,
+        }
+    }
+
+    /// What a settled `login`/`refresh` resolves with: the info of an active session, or
+    /// why there is none.
+    pub fn result(&self) -> Result<SessionInfo, AuthError> {
+        match self.state_error() {
+            Some(e) => Err(e),
+            None if self.held().is_some() => Ok(self.info()),
+            None => Err(self.last_error.clone().unwrap_or_else(not_logged_in)),
+        }
+    }
+
+    /// Every secret the session knows right now: scrubbed from whatever a server says.
+    fn secrets(&self) -> Vec<&str> {
+        self.secrets_with(None)
+    }
+
+    /// [`Machine::secrets`] plus those of `taken`, an op out of `self.op` while it is handled.
+    fn secrets_with<'a>(&'a self, taken: Option<&'a Op>) -> Vec<&'a str> {
+        let mut out = Vec::with_capacity(6);
+        if let Some(h) = self.held() {
+            out.push(h.pair.access_token.expose());
+            out.push(h.pair.refresh_token.expose());
+        }
+        if let Some(c) = &self.config.credentials {
+            out.push(c.password.expose());
+        }
+        for op in [self.op.as_ref(), self.queued.as_ref(), taken].into_iter().flatten() {
+            match &op.kind {
+                OpKind::Login { creds, .. } => out.push(creds.password.expose()),
+                OpKind::Refresh { token } => out.push(token.expose()),
+                OpKind::Revoke { pair: Some(p), .. } => {
+                    out.push(p.access_token.expose());
+                    out.push(p.refresh_token.expose());
+                }
+                OpKind::Revoke { pair: None, .. } => {}
+            }
+        }
+        out
+    }
+
+    /// Scrubs the secrets this session holds from an error that quotes a server's words
+    /// (an API error envelope read by `json()`).
+    pub fn redact(&self, error: AuthError) -> AuthError {
+        error.redact(&self.secrets())
+    }
+
+    fn is_spent(&self, token: &RefreshToken) -> bool {
+        self.spent.contains(&fingerprint(token.expose()))
+    }
+
+    fn mark_spent(&mut self, token: &RefreshToken) {
+        let f = fingerprint(token.expose());
+        if !self.spent.contains(&f) {
+            self.spent[self.spent_next] = f;
+            self.spent_next = (self.spent_next + 1) % self.spent.len();
+        }
+    }
+
+    // ----- user commands ----------------------------------------------------------------------
+
+    /// `login(username?, password?)`: `creds` given, else the configured credentials.
+    pub fn login(&mut self, now: i64, creds: Option<Credentials>) -> Step {
+        if self.is_disposed() {
+            return Step::Fail(disposed());
+        }
+        let Some(creds) = creds.or_else(|| self.config.credentials.clone()) else {
+            return Step::Fail(AuthError::config(
+                "login() needs a username and a password, or options.credentials",
+            ));
+        };
+        let kind = OpKind::Login { creds, relogin: false };
+        // A login replaces a login or refresh in progress; it waits for a revoke.
+        match &self.op {
+            Some(op) if matches!(op.kind, OpKind::Revoke { .. }) => {
+                let flight = match &self.queued {
+                    Some(q) => {
+                        self.push(Output::Settle(q.flight, Outcome::Again));
+                        self.id()
+                    }
+                    None => self.id(),
+                };
+                self.queued = Some(Op {
+                    flight,
+                    kind,
+                    trigger: Trigger::User,
+                    attempt: 0,
+                    stage: Stage::Queued,
+                });
+                Step::Wait(flight)
+            }
+            _ => {
+                self.abandon_op(Outcome::Again);
+                self.abandon_restore();
+                self.epoch = self.epoch.wrapping_add(1);
+                Step::Wait(self.start(now, kind, Trigger::User))
+            }
+        }
+    }
+
+    /// `refresh()`: joins the login or refresh in progress, or starts a refresh (a login
+    /// when only credentials are left).
+    pub fn refresh(&mut self, now: i64) -> Step {
+        if let Some(e) = self.state_error() {
+            return Step::Fail(e);
+        }
+        if let Some(f) = self.joinable() {
+            return Step::Wait(f);
+        }
+        match self.expire_if_due(now) {
+            Some(e) => Step::Fail(e),
+            None => match self.start_getting_tokens(now, Trigger::User) {
+                Some(f) => Step::Wait(f),
+                None => Step::Fail(self.state_error().unwrap_or_else(not_logged_in)),
+            },
+        }
+    }
+
+    /// After an `Again`: the login or refresh that superseded the caller's, if any.
+    pub fn rejoin(&mut self) -> Step {
+        if self.is_disposed() {
+            return Step::Fail(disposed());
+        }
+        match self.joinable() {
+            Some(f) => Step::Wait(f),
+            None => Step::Ready,
+        }
+    }
+
+    /// `revoke()`: local state is cleared at once (no later request carries the tokens, no
+    /// late refresh brings them back), then the storage delete and the server revoke run.
+    pub fn revoke(&mut self, now: i64) -> Step {
+        if self.is_disposed() {
+            return Step::Fail(disposed());
+        }
+        if let Some(op) = &self.op {
+            if matches!(op.kind, OpKind::Revoke { .. }) {
+                // A login queued behind the running revoke is superseded by this one.
+                let flight = op.flight;
+                if let Some(q) = self.queued.take() {
+                    self.push(Output::Settle(q.flight, Outcome::Again));
+                }
+                return Step::Wait(flight);
+            }
+        }
+        // A refresh being sent has the held refresh token on the wire: the revoke sends it
+        // too (revoking a spent token is harmless; the server revokes its family).
+        let pair = match std::mem::replace(&mut self.state, State::Revoked) {
+            State::Active(h) => Some((h.pair, now < h.access_local)),
+            _ => None,
+        };
+        self.abandon_op(Outcome::Again);
+        self.abandon_restore();
+        self.refresh_at = None;
+        self.epoch = self.epoch.wrapping_add(1);
+        let info = self.info();
+        self.emit(Event::Revoked(info));
+        let (pair, bearer_ok) = match pair {
+            Some((p, ok)) => (Some(p), ok),
+            None => (None, false),
+        };
+        let delete = self.has_storage.then(|| {
+            let io = self.id();
+            let key = self.config.storage_key.clone();
+            self.push(Output::Storage(StorageOp::Delete { id: io, key }));
+            (io, now + self.config.timeout_ms as i64)
+        });
+        let kind = OpKind::Revoke {
+            pair,
+            bearer_ok,
+            delete,
+            failure: None,
+        };
+        Step::Wait(self.start(now, kind, Trigger::User))
+    }
+
+    /// `restore()`: reads the stored record. Without storage: CONFIG_ERROR.
+    pub fn restore(&mut self, now: i64) -> Step {
+        if !self.has_storage {
+            return Step::Fail(AuthError::config("restore() needs options.storage"));
+        }
+        if self.is_disposed() {
+            return Step::Fail(disposed());
+        }
+        if let Some(r) = &self.restore {
+            return Step::Wait(r.flight);
+        }
+        let flight = self.id();
+        let io = self.id();
+        let key = self.config.storage_key.clone();
+        self.push(Output::Storage(StorageOp::Get { id: io, key }));
+        self.restore = Some(Restore {
+            flight,
+            io,
+            deadline: now + self.config.timeout_ms as i64,
+            epoch: self.epoch,
+        });
+        Step::Wait(flight)
+    }
+
+    /// `dispose()`: everything stops; every pending flight fails with DISPOSED. Idempotent.
+    /// The stored record is kept (another process may use it).
+    pub fn dispose(&mut self) {
+        if self.is_disposed() {
+            return;
+        }
+        let phase = self.info().state;
+        self.state = State::Disposed(phase);
+        self.refresh_at = None;
+        self.epoch = self.epoch.wrapping_add(1);
+        self.abandon_op(Outcome::Failed(disposed()));
+        if let Some(q) = self.queued.take() {
+            self.push(Output::Settle(q.flight, Outcome::Failed(disposed())));
+        }
+        if let Some(r) = self.restore.take() {
+            self.push(Output::Cancel(r.io));
+            self.push(Output::Settle(r.flight, Outcome::Failed(disposed())));
+        }
+    }
+
+    // ----- tokens for API calls ---------------------------------------------------------------
+
+    /// Which token a call sends. `waited` is what became of the flight this caller waited
+    /// for last time it asked; `round` counts those waits (per call).
+    pub fn token(&mut self, now: i64, need: Need, waited: Waited, round: u32) -> TokenStep {
+        if let Waited::Failed { retryable } = waited {
+            if retryable && matches!(need, Need::Lenient | Need::Background) {
+                if let Some(ready) = self.still_valid(now) {
+                    return ready;
+                }
+            }
+            return TokenStep::Rethrow;
+        }
+        if let Some(e) = self.state_error() {
+            return TokenStep::Fail(e);
+        }
+        if round >= MAX_ROUNDS {
+            return self.still_valid(now).unwrap_or_else(|| {
+                TokenStep::Fail(AuthError::invalid_response(
+                    "the server's tokens expire before they can be used",
+                ))
+            });
+        }
+        if let Some(e) = self.expire_if_due(now) {
+            return TokenStep::Fail(e);
+        }
+        if let Some(h) = self.held() {
+            if now + h.margin_ms < h.access_local {
+                return ready(h, None);
+            }
+            if need == Need::Background && now + BACKGROUND_MIN_LEFT_MS < h.access_local {
+                let h = h.clone();
+                // Nobody awaits a background refresh: its failure is an `error` event.
+                let flight = self.joinable().or_else(|| self.start_getting_tokens(now, Trigger::Timer));
+                return ready(&h, flight);
+            }
+        }
+        if let Some(f) = self.joinable() {
+            return TokenStep::Wait(f);
+        }
+        match self.start_getting_tokens(now, Trigger::User) {
+            Some(f) => TokenStep::Wait(f),
+            None => TokenStep::Fail(self.state_error().unwrap_or_else(not_logged_in)),
+        }
+    }
+
+    /// After a 401 to a request sent with the pair `serial`: a newer token if one exists,
+    /// else a refresh (shared with everyone else). Never refreshes for a token that was
+    /// already replaced.
+    pub fn token_after_401(&mut self, now: i64, serial: u32) -> TokenStep {
+        if let Some(e) = self.state_error() {
+            return TokenStep::Fail(e);
+        }
+        match self.held() {
+            Some(h) if h.serial != serial && now < h.access_local => ready(h, None),
+            _ => {
+                if let Some(e) = self.expire_if_due(now) {
+                    return TokenStep::Fail(e);
+                }
+                if let Some(f) = self.joinable() {
+                    return TokenStep::Wait(f);
+                }
+                match self.start_getting_tokens(now, Trigger::User) {
+                    Some(f) => TokenStep::Wait(f),
+                    None => TokenStep::Fail(self.state_error().unwrap_or_else(not_logged_in)),
+                }
+            }
+        }
+    }
+
+    fn still_valid(&self, now: i64) -> Option<TokenStep> {
+        self.held().filter(|h| now < h.access_local).map(|h| ready(h, None))
+    }
+
+    /// The login or refresh flight in progress (not a revoke: nothing to join there).
+    fn joinable(&self) -> Option<FlightId> {
+        match &self.queued {
+            Some(q) => Some(q.flight),
+            None => self
+                .op
+                .as_ref()
+                .filter(|op| !matches!(op.kind, OpKind::Revoke { .. }))
+                .map(|op| op.flight),
+        }
+    }
+
+    /// An active session whose refresh token has run out ends here (one `expired` event);
+    /// with credentials it is left to a re-login.
+    fn expire_if_due(&mut self, now: i64) -> Option<AuthError> {
+        let due = self.held().is_some_and(|h| now >= h.refresh_local);
+        if !due {
+            return None;
+        }
+        self.state = State::Expired;
+        self.refresh_at = None;
+        self.epoch = self.epoch.wrapping_add(1);
+        match self.config.credentials {
+            // A re-login follows; `expired` fires only if it fails.
+            Some(_) => None,
+            None => Some({
+                let info = self.info();
+                self.emit(Event::Expired(info));
+                AuthError::new(
+                    ErrorCode::SessionExpired,
+                    "the refresh token has expired; call login() again",
+                )
+            }),
+        }
+    }
+
+    /// Starts a refresh (a pair is held) or a login (credentials are configured).
+    fn start_getting_tokens(&mut self, now: i64, trigger: Trigger) -> Option<FlightId> {
+        if let Some(h) = self.held() {
+            let token = h.pair.refresh_token.clone();
+            return Some(self.start(now, OpKind::Refresh { token }, trigger));
+        }
+        let creds = self.config.credentials.clone()?;
+        let relogin = matches!(self.state, State::Expired);
+        Some(self.start(now, OpKind::Login { creds, relogin }, trigger))
+    }
+
+    // ----- operations -------------------------------------------------------------------------
+
+    fn start(&mut self, now: i64, kind: OpKind, trigger: Trigger) -> FlightId {
+        let flight = self.id();
+        let mut op = Op {
+            flight,
+            kind,
+            trigger,
+            attempt: 0,
+            stage: Stage::Queued,
+        };
+        self.send(now, &mut op);
+        if op.stage == Stage::Finishing && !matches!(op.kind, OpKind::Revoke { delete: Some(_), .. }) {
+            // A revoke with nothing to send and nothing to delete is done at once.
+            self.finish_revoke(now, op);
+        } else {
+            self.op = Some(op);
+        }
+        flight
+    }
+
+    /// Sends the op's next attempt.
+    fn send(&mut self, now: i64, op: &mut Op) {
+        let c = &self.config;
+        let (endpoint, url, body, bearer) = match &op.kind {
+            OpKind::Login { creds, .. } => (
+                Endpoint::Login,
+                c.login_url.clone(),
+                envelope::login_body(&creds.username, creds.password.expose()),
+                None,
+            ),
+            OpKind::Refresh { token } => (
+                Endpoint::Refresh,
+                c.refresh_url.clone(),
+                envelope::refresh_token_body(token),
+                None,
+            ),
+            OpKind::Revoke {
+                pair: Some(p),
+                bearer_ok,
+                ..
+            } => (
+                Endpoint::Revoke,
+                c.revoke_url.clone(),
+                envelope::refresh_token_body(&p.refresh_token),
+                bearer_ok.then(|| p.access_token.clone()),
+            ),
+            OpKind::Revoke { pair: None, .. } => {
+                // Nothing to tell the server: only the storage delete remains.
+                op.stage = Stage::Finishing;
+                return;
+            }
+        };
+        let io = self.id();
+        op.stage = Stage::Sending {
+            io,
+            deadline: now + self.config.timeout_ms as i64,
+        };
+        self.push(Output::Send(AuthRequest {
+            id: io,
+            endpoint,
+            url,
+            body,
+            bearer,
+            max_bytes: MAX_AUTH_RESPONSE_BYTES,
+        }));
+    }
+
+    /// Drops the op in progress: its attempt is cancelled, its flight settled.
+    fn abandon_op(&mut self, outcome: Outcome) {
+        if let Some(op) = self.op.take() {
+            match op.stage {
+                Stage::Sending { io, .. } | Stage::Adopting { io, .. } | Stage::Persisting { io, .. } => {
+                    self.push(Output::Cancel(io))
+                }
+                Stage::Queued | Stage::Backoff { .. } | Stage::Finishing => {}
+            }
+            if let OpKind::Revoke { delete: Some((io, _)), .. } = op.kind {
+                self.push(Output::Cancel(io));
+            }
+            self.push(Output::Settle(op.flight, outcome));
+        }
+    }
+
+    /// A restore's read is moot once a login or revoke has begun: it resolves `null`.
+    fn abandon_restore(&mut self) {
+        if let Some(r) = self.restore.take() {
+            self.push(Output::Cancel(r.io));
+            self.push(Output::Settle(r.flight, Outcome::Nothing));
+        }
+    }
+
+    /// Ends the op with `outcome` and starts what was queued behind it.
+    fn finish(&mut self, now: i64, op: Op, outcome: Outcome) {
+        if let Outcome::Failed(e) = &outcome {
+            if op.trigger == Trigger::Timer {
+                self.timer_failed(now, e);
+            }
+            if !matches!(op.kind, OpKind::Revoke { .. }) {
+                self.last_error = Some(e.clone());
+            }
+        } else if !matches!(op.kind, OpKind::Revoke { .. }) {
+            self.last_error = None;
+        }
+        self.push(Output::Settle(op.flight, outcome));
+        if let Some(mut next) = self.queued.take() {
+            self.epoch = self.epoch.wrapping_add(1);
+            self.send(now, &mut next);
+            self.op = Some(next);
+        }
+    }
+
+    /// A timer-driven refresh failed: nobody awaits it, so it is an `error` event (the end
+    /// of the session has its own), and a temporary failure is retried later.
+    fn timer_failed(&mut self, now: i64, e: &AuthError) {
+        if !matches!(e.kind(), ErrorCode::SessionExpired | ErrorCode::Disposed) {
+            self.emit(Event::Error(e.clone()));
+        }
+        if e.retryable() && self.config.auto_refresh {
+            if let Some(h) = self.held() {
+                self.refresh_at = retry_delay(h.access_local, now).map(|d| now + d as i64);
+            }
+        }
+    }
+
+    // ----- inputs: auth responses -------------------------------------------------------------
+
+    /// The answer to [`Output::Send`] `io`. Answers to cancelled or unknown ids are ignored.
+    pub fn handle_auth(&mut self, now: i64, io: IoId, reply: Result<AuthReply, IoFailure>) {
+        let Some(op) = self.op.take() else { return };
+        if !matches!(op.stage, Stage::Sending { io: i, .. } if i == io) {
+            self.op = Some(op);
+            return;
+        }
+        let (result, retry_after) = self.read_reply(now, &op, reply);
+        let error = match result {
+            Ok(data) => return self.succeeded(now, op, data),
+            Err(e) => e,
+        };
+        if let (OpKind::Refresh { .. }, true) = (&op.kind, error.is_unauthorized()) {
+            return self.refresh_rejected(now, op);
+        }
+        self.attempt_failed(now, op, error, retry_after.as_deref());
+    }
+
+    /// Reads an auth reply into the envelope's `data` or an error, redacted.
+    fn read_reply(
+        &mut self,
+        now: i64,
+        op: &Op,
+        reply: Result<AuthReply, IoFailure>,
+    ) -> (Result<Json, AuthError>, Option<String>) {
+        let reply = match reply {
+            Ok(r) => r,
+            Err(IoFailure::Network(cause)) => {
+                let e = AuthError::new(ErrorCode::Network, "the auth request failed: no answer from the server");
+                return (Err(e.with_cause(cause)), None);
+            }
+            Err(IoFailure::NotAResponse) => {
+                return (
+                    Err(AuthError::invalid_response("fetch did not resolve to a Response")),
+                    None,
+                )
+            }
+            Err(IoFailure::TooLarge) => {
+                return (
+                    Err(AuthError::new(
+                        ErrorCode::ResponseTooLarge,
+                        "the auth response is larger than the client accepts",
+                    )),
+                    None,
+                )
+            }
+        };
+        if reply.redirected {
+            let e = AuthError::new(
+                ErrorCode::RedirectBlocked,
+                "an auth endpoint answered with a redirect; it was not followed",
+            )
+            .with_status(reply.status);
+            return (Err(e), None);
+        }
+        if let Some(skew) = clock_skew(reply.date.as_deref(), now) {
+            self.skew_ms = skew;
+        }
+        let revoke = matches!(op.kind, OpKind::Revoke { .. });
+        if revoke && (200..300).contains(&reply.status) {
+            // RFC 7009: a 2xx is success whatever the body says.
+            return (Ok(Json::Null), None);
+        }
+        let secrets = self.secrets_with(Some(op));
+        let result = read_auth_response(reply.status, &reply.body, &secrets);
+        // A bad token pair is judged later; it keeps the status it came with.
+        self.reply_status = reply.status;
+        (result, reply.retry_after)
+    }
+
+    fn attempt_failed(&mut self, now: i64, mut op: Op, error: AuthError, retry_after: Option<&str>) {
+        if error.retryable() && op.attempt < self.config.retries {
+            let delay = match retry::retry_after(retry_after, now, self.config.max_retry_after_ms) {
+                RetryAfter::Backoff => Some(backoff_ms(op.attempt, self.random())),
+                RetryAfter::Wait(ms) => Some(ms),
+                RetryAfter::TooLong(_) => None,
+            };
+            if let Some(delay) = delay {
+                op.attempt += 1;
+                op.stage = Stage::Backoff {
+                    until: now + delay as i64,
+                };
+                self.op = Some(op);
+                return;
+            }
+        }
+        let error = match retry::retry_after(retry_after, now, self.config.max_retry_after_ms) {
+            RetryAfter::TooLong(ms) if error.retryable() => retry::too_long(ms, error.status()),
+            _ => error,
+        };
+        self.op_failed(now, op, error);
+    }
+
+    /// The op failed for good. A failed re-login ends the session (one `expired` event);
+    /// a failed revoke has cleared local state already.
+    fn op_failed(&mut self, now: i64, op: Op, error: AuthError) {
+        match &op.kind {
+            OpKind::Login { relogin: true, .. } => {
+                let info = self.info();
+                self.emit(Event::Expired(info));
+            }
+            OpKind::Revoke { delete: Some(_), .. } => {
+                // The storage delete is still out: finish when it answers.
+                let mut op = op;
+                if let OpKind::Revoke { failure, .. } = &mut op.kind {
+                    failure.get_or_insert(error);
+                }
+                op.stage = Stage::Finishing;
+                self.op = Some(op);
+                return;
+            }
+            _ => {}
+        }
+        self.finish(now, op, Outcome::Failed(error));
+    }
+
+    fn succeeded(&mut self, now: i64, mut op: Op, data: Json) {
+        let reason = match &op.kind {
+            OpKind::Revoke { .. } => return self.revoke_sent(now, op),
+            OpKind::Login { .. } => Reason::Login,
+            OpKind::Refresh { .. } => Reason::Refresh,
+        };
+        let pair = envelope::parse_token_pair(&data)
+            .and_then(|p| self.check_fresh(now, p))
+            .map_err(|e| e.with_status(self.reply_status));
+        let pair = match pair {
+            Ok(p) => p,
+            Err(e) => return self.op_failed(now, op, e),
+        };
+        if let OpKind::Refresh { token } = &op.kind {
+            let token = token.clone();
+            self.mark_spent(&token);
+        }
+        let record = self.has_storage.then(|| envelope::write_record(&pair));
+        self.install(now, pair, reason);
+        match record {
+            Some(value) => {
+                let io = self.id();
+                let key = self.config.storage_key.clone();
+                self.push(Output::Storage(StorageOp::Put { id: io, key, value }));
+                op.stage = Stage::Persisting {
+                    io,
+                    deadline: now + self.config.timeout_ms as i64,
+                };
+                self.op = Some(op);
+            }
+            None => self.finish(now, op, Outcome::Done),
+        }
+    }
+
+    /// A pair fresh from the server must be usable: unexpired on both tokens (judged on the
+    /// server's clock) and not a refresh token we spent.
+    fn check_fresh(&self, now: i64, pair: TokenPair) -> Result<TokenPair, AuthError> {
+        if pair.access_expires_at - self.skew_ms <= now {
+            return Err(AuthError::invalid_response(
+                "the server issued an access token that has already expired",
+            ));
+        }
+        if pair.refresh_expires_at - self.skew_ms <= now {
+            return Err(AuthError::invalid_response(
+                "the server issued a refresh token that has already expired",
+            ));
+        }
+        if self.is_spent(&pair.refresh_token) {
+            return Err(AuthError::invalid_response(
+                "the server issued a refresh token that was already spent",
+            ));
+        }
+        Ok(pair)
+    }
+
+    /// Takes a pair into the state, arms the auto-refresh and tells listeners.
+    fn install(&mut self, now: i64, pair: TokenPair, reason: Reason) {
+        let access_local = pair.access_expires_at - self.skew_ms;
+        let refresh_local = pair.refresh_expires_at - self.skew_ms;
+        let margin_ms = effective_margin(self.config.refresh_margin_ms, access_local, now);
+        self.serial = self.serial.wrapping_add(1);
+        self.epoch = self.epoch.wrapping_add(1);
+        self.refresh_at = self.config.auto_refresh.then_some(access_local - margin_ms);
+        self.state = State::Active(Held {
+            pair,
+            access_local,
+            refresh_local,
+            margin_ms,
+            serial: self.serial,
+        });
+        let info = self.info();
+        self.emit(Event::Tokens(info, reason));
+    }
+
+    /// The refresh token was rejected (401). Another instance sharing the storage may have
+    /// rotated it first: look there, else the session ends (or logs in again).
+    fn refresh_rejected(&mut self, now: i64, mut op: Op) {
+        if let OpKind::Refresh { token } = &op.kind {
+            let token = token.clone();
+            self.mark_spent(&token);
+        }
+        if self.has_storage {
+            let io = self.id();
+            let key = self.config.storage_key.clone();
+            self.push(Output::Storage(StorageOp::Get { id: io, key }));
+            op.stage = Stage::Adopting {
+                io,
+                deadline: now + self.config.timeout_ms as i64,
+            };
+            self.op = Some(op);
+            return;
+        }
+        self.session_over(now, op);
+    }
+
+    /// No newer pair anywhere: `expired`, then a re-login when credentials allow.
+    fn session_over(&mut self, now: i64, mut op: Op) {
+        self.state = State::Expired;
+        self.refresh_at = None;
+        self.epoch = self.epoch.wrapping_add(1);
+        match self.config.credentials.clone() {
+            Some(creds) => {
+                op.kind = OpKind::Login { creds, relogin: true };
+                op.attempt = 0;
+                self.send(now, &mut op);
+                self.op = Some(op);
+            }
+            None => {
+                let info = self.info();
+                self.emit(Event::Expired(info));
+                let e = AuthError::new(
+                    ErrorCode::SessionExpired,
+                    "the refresh token was rejected; the session has ended",
+                )
+                .with_status(401);
+                self.finish(now, op, Outcome::Failed(e));
+            }
+        }
+    }
+
+    /// The revoke request is done; the op ends once its storage delete has too.
+    fn revoke_sent(&mut self, now: i64, mut op: Op) {
+        if let OpKind::Revoke { delete: Some(_), .. } = op.kind {
+            op.stage = Stage::Finishing;
+            self.op = Some(op);
+            return;
+        }
+        self.finish_revoke(now, op);
+    }
+
+    fn finish_revoke(&mut self, now: i64, op: Op) {
+        let outcome = match &op.kind {
+            OpKind::Revoke {
+                failure: Some(e), ..
+            } => Outcome::Failed(e.clone()),
+            _ => Outcome::Done,
+        };
+        self.finish(now, op, outcome);
+    }
+
+    // ----- inputs: storage --------------------------------------------------------------------
+
+    /// The answer to [`Output::Storage`] `io`.
+    pub fn handle_storage(&mut self, now: i64, io: IoId, reply: StorageReply) {
+        if let Some(r) = self.restore.filter(|r| r.io == io) {
+            self.restore = None;
+            return self.restored(now, r, reply);
+        }
+        let Some(mut op) = self.op.take() else { return };
+        match op.stage {
+            Stage::Adopting { io: i, .. } if i == io => self.adopt(now, op, reply),
+            Stage::Persisting { io: i, .. } if i == io => {
+                if let StorageReply::Failed(cause) = reply {
+                    self.emit(Event::Error(storage_error(
+                        "the storage adapter failed to write the session",
+                        cause,
+                    )));
+                }
+                self.finish(now, op, Outcome::Done);
+            }
+            _ => {
+                if let OpKind::Revoke { delete, failure, .. } = &mut op.kind {
+                    if delete.is_some_and(|(i, _)| i == io) {
+                        *delete = None;
+                        if let StorageReply::Failed(cause) = reply {
+                            let e = storage_error("the storage adapter failed to delete the session", cause);
+                            self.outputs.push_back(Output::Event(Event::Error(e.clone())));
+                            failure.get_or_insert(e);
+                        }
+                        if op.stage == Stage::Finishing {
+                            return self.finish_revoke(now, op);
+                        }
+                    }
+                }
+                self.op = Some(op);
+            }
+        }
+    }
+
+    /// Reads a stored record into a pair, or nothing. A record is usable when it parses,
+    /// its refresh token is unexpired and not one we spent.
+    /// A record that is not ours to read is reported (`error` event) and treated as absent.
+    fn stored_pair(&mut self, now: i64, reply: &StorageReply) -> Result<Option<TokenPair>, AuthError> {
+        let garbage = || storage_error("the stored session record is not one this client can read", None);
+        let pair = match reply {
+            StorageReply::Record(doc) => match read_record(doc) {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    self.emit(Event::Error(garbage()));
+                    None
+                }
+            },
+            StorageReply::Garbage => {
+                self.emit(Event::Error(garbage()));
+                None
+            }
+            StorageReply::Empty => None,
+            StorageReply::Failed(cause) => {
+                return Err(storage_error(
+                    "the storage adapter failed to read the session",
+                    cause.clone(),
+                ))
+            }
+        };
+        Ok(pair.filter(|p| p.refresh_expires_at - self.skew_ms > now && !self.is_spent(&p.refresh_token)))
+    }
+
+    fn adopt(&mut self, now: i64, op: Op, reply: StorageReply) {
+        let pair = match self.stored_pair(now, &reply) {
+            Ok(p) => p,
+            Err(e) => {
+                self.emit(Event::Error(e));
+                None
+            }
+        };
+        // Only a pair issued after ours is newer. An older record (a write of ours that
+        // failed, a stale read of an eventually consistent store) holds a spent token.
+        let held_expiry = self.held().map(|h| h.pair.access_expires_at);
+        match pair.filter(|p| held_expiry.is_none_or(|x| p.access_expires_at > x)) {
+            Some(p) => {
+                self.install(now, p, Reason::Adopt);
+                self.finish(now, op, Outcome::Done);
+            }
+            None => self.session_over(now, op),
+        }
+    }
+
+    fn restored(&mut self, now: i64, r: Restore, reply: StorageReply) {
+        let pair = match self.stored_pair(now, &reply) {
+            Ok(p) => p,
+            Err(e) => return self.push(Output::Settle(r.flight, Outcome::Failed(e))),
+        };
+        if r.epoch != self.epoch || self.is_disposed() {
+            // A login, a refresh, a revoke or a dispose came after the read began.
+            return self.push(Output::Settle(r.flight, Outcome::Nothing));
+        }
+        match pair {
+            Some(p) => {
+                self.install(now, p, Reason::Restore);
+                self.push(Output::Settle(r.flight, Outcome::Done));
+            }
+            None => self.push(Output::Settle(r.flight, Outcome::Nothing)),
+        }
+    }
+
+    // ----- inputs: time -----------------------------------------------------------------------
+
+    /// The deadline of [`Machine::poll_timeout`] has passed (or any time: early calls do
+    /// nothing).
+    pub fn handle_timeout(&mut self, now: i64) {
+        if let Some(r) = self.restore.filter(|r| r.deadline <= now) {
+            self.restore = None;
+            self.push(Output::Cancel(r.io));
+            let e = storage_error("the storage adapter did not answer within timeoutMs", None);
+            self.push(Output::Settle(r.flight, Outcome::Failed(e)));
+        }
+        if let Some(mut op) = self.op.take() {
+            if let OpKind::Revoke { delete, failure, .. } = &mut op.kind {
+                if let Some((io, deadline)) = *delete {
+                    if deadline <= now {
+                        let e = storage_error("the storage adapter did not answer within timeoutMs", None);
+                        *delete = None;
+                        failure.get_or_insert(e.clone());
+                        self.outputs.push_back(Output::Cancel(io));
+                        self.outputs.push_back(Output::Event(Event::Error(e)));
+                    }
+                }
+            }
+            match op.stage {
+                Stage::Sending { io, deadline } if deadline <= now => {
+                    self.push(Output::Cancel(io));
+                    self.attempt_failed(now, op, timeout_error(), None);
+                }
+                Stage::Backoff { until } if until <= now => {
+                    self.send(now, &mut op);
+                    self.op = Some(op);
+                }
+                Stage::Adopting { io, deadline } if deadline <= now => {
+                    self.push(Output::Cancel(io));
+                    self.adopt(now, op, StorageReply::Failed(None));
+                }
+                Stage::Persisting { io, deadline } if deadline <= now => {
+                    self.push(Output::Cancel(io));
+                    let e = storage_error("the storage adapter did not answer within timeoutMs", None);
+                    self.emit(Event::Error(e));
+                    self.finish(now, op, Outcome::Done);
+                }
+                Stage::Finishing if !matches!(op.kind, OpKind::Revoke { delete: Some(_), .. }) => {
+                    self.finish_revoke(now, op);
+                }
+                _ => self.op = Some(op),
+            }
+        }
+        if self.refresh_at.is_some_and(|t| t <= now) {
+            self.refresh_at = None;
+            self.timer_fired(now);
+        }
+    }
+
+    /// The auto-refresh is due: refresh (or join the flight in progress).
+    fn timer_fired(&mut self, now: i64) {
+        if self.held().is_none() || self.op.is_some() {
+            return;
+        }
+        if self.expire_if_due(now).is_some() {
+            return;
+        }
+        if self.held().is_none() && self.config.credentials.is_none() {
+            return;
+        }
+        self.start_getting_tokens(now, Trigger::Timer);
+    }
+
+    // ----- API call decisions -----------------------------------------------------------------
+
+    /// Resolves a user's input against the host: absolute URLs pass through, anything else
+    /// is appended to the host (its path prefix included).
+    pub fn resolve(&self, input: &str) -> String {
+        if crate::core::url::has_scheme(input) {
+            input.to_owned()
+        } else {
+            self.config.base.join(input)
+        }
+    }
+
+    /// May a request to `origin` (as WHATWG `URL` serialises it) carry the bearer token?
+    pub fn check_origin(&self, origin: &str) -> Result<(), AuthError> {
+        if self.config.may_receive_origin(origin) {
+            return Ok(());
+        }
+        let shown: String = origin.chars().filter(|c| !c.is_control()).take(200).collect();
+        let mut message = shown;
+        message.push_str(" may not receive the bearer token; only the host's origin and allowedOrigins may");
+        Err(AuthError::new(ErrorCode::OriginNotAllowed, message))
+    }
+
+    /// An API attempt got no response. `attempt` counts from 0.
+    pub fn api_failure(&mut self, failure: ApiFailure, idempotent: bool, attempt: u32) -> ApiStep {
+        let error = match failure {
+            ApiFailure::Network(cause) => {
+                AuthError::new(ErrorCode::Network, "the request failed: no answer from the server").with_cause(cause)
+            }
+            ApiFailure::Timeout => timeout_error(),
+            ApiFailure::NotAResponse => AuthError::invalid_response("fetch did not resolve to a Response"),
+        };
+        if idempotent && error.retryable() && attempt < self.config.retries {
+            return ApiStep::Retry(backoff_ms(attempt, self.random()));
+        }
+        ApiStep::Fail(error)
+    }
+
+    /// An API attempt got a response with `status`.
+    pub fn api_status(
+        &mut self,
+        now: i64,
+        status: u16,
+        retry_after: Option<&str>,
+        idempotent: bool,
+        attempt: u32,
+        replayed: bool,
+    ) -> ApiStep {
+        if status == 401 && !replayed {
+            return ApiStep::Replay;
+        }
+        if idempotent && retry::is_retryable_api_status(status) && attempt < self.config.retries {
+            return match retry::retry_after(retry_after, now, self.config.max_retry_after_ms) {
+                RetryAfter::Backoff => ApiStep::Retry(backoff_ms(attempt, self.random())),
+                RetryAfter::Wait(ms) => ApiStep::Retry(ms),
+                RetryAfter::TooLong(_) => ApiStep::Return,
+            };
+        }
+        ApiStep::Return
+    }
+
+    /// A 3xx (other than 304) to an API request, whose `Location` resolved to an origin that
+    /// `location_allowed` says may (or may not) receive the token. Other origins, loops and
+    /// missing locations are handed back unfollowed.
+    pub fn api_redirect(&self, status: u16, method: &str, location_allowed: bool, redirects: u32) -> ApiStep {
+        if !location_allowed || redirects >= MAX_REDIRECTS {
+            return ApiStep::Return;
+        }
+        let to_get = (status == 303 && method != "HEAD") || (matches!(status, 301 | 302) && method == "POST");
+        ApiStep::Follow { to_get }
+    }
+
+    /// `json()`'s verdict on a response body; an error envelope's text is scrubbed of every
+    /// secret the session knows before it is shortened.
+    pub fn api_json(&self, status: u16, body: &crate::core::envelope::ApiBody) -> Result<crate::core::envelope::ApiJson, AuthError> {
+        crate::core::envelope::api_json(status, body, &self.secrets())
+    }
+}
+
+fn ready(h: &Held, background: Option<FlightId>) -> TokenStep {
+    TokenStep::Ready {
+        token: h.pair.access_token.clone(),
+        serial: h.serial,
+        background,
+    }
+}
+
+/// Whether the deadline of [`Machine::poll_timeout`] is awaited work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// A retry, an attempt's timeout or a storage deadline: someone awaits it.
+    Alive,
+    /// Only the auto-refresh: must not keep a process alive.
+    Idle,
+}
+
+/// An API attempt that produced no response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiFailure {
+    Network(Option<Cause>),
+    Timeout,
+    NotAResponse,
+}
