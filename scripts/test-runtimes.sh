@@ -93,16 +93,15 @@ tgz_bytes="$(stat -c %s "$tgz")"
 unpacked_bytes="$(node -e 'console.log(JSON.parse(process.argv[1])[0].unpackedSize)' "$pack_json")"
 note "$(basename "$tgz"): $tgz_bytes bytes (unpacked $unpacked_bytes bytes)"
 
-# Exactly what a user needs: the entries, the glue, the wasm, wasm-bindgen's AuthError snippet,
-# the hand-written types, the manifest, README and LICENSE. Nothing of the build (target/,
+# Exactly what a user needs: the entries, the glue, the wasm, the driver (session.js) and
+# AuthError (auth-error.js), the hand-written types, the manifest, README and LICENSE. Nothing of the build (target/,
 # Rust sources, wasm-bindgen's own .d.ts, node-cjs.source.mjs), no tarballs, no node_modules.
 expected_files=(
   LICENSE README.md package.json
-  auth_session.js auth_session_bg.wasm session-extras.js
+  auth_session.js auth_session_bg.wasm session.js auth-error.js
   node.mjs node.cjs web.mjs workerd.mjs
   index.d.ts index.d.cts
 )
-snippet_re='^snippets/auth-session-[0-9a-f]+/src/wasm/auth_error\.js$'
 listing="$(tar tzf "$tgz")"
 problems=()
 while IFS= read -r entry; do
@@ -113,7 +112,6 @@ while IFS= read -r entry; do
     target/* | */target/* | *.rs | *.tgz | node_modules/* | node-cjs.source.mjs | auth_session.d.ts | auth_session_bg.wasm.d.ts | *.opt.wasm)
       problems+=("must not ship: $file"); continue ;;
   esac
-  if [[ "$file" =~ $snippet_re ]]; then continue; fi
   found=0
   for want in "${expected_files[@]}"; do [ "$file" = "$want" ] && found=1; done
   [ "$found" = 1 ] || problems+=("unexpected file: $file")
@@ -121,7 +119,6 @@ done <<<"$listing"
 for want in "${expected_files[@]}"; do
   grep -qx "package/$want" <<<"$listing" || problems+=("missing: $want")
 done
-[ "$(grep -cE "^package/${snippet_re#^}" <<<"$listing" || true)" = 1 ] || problems+=("expected exactly one snippets/auth-session-*/src/wasm/auth_error.js")
 file_count="$(grep -c . <<<"$listing")"
 if [ "${#problems[@]}" = 0 ]; then
   pass "tarball holds exactly the $file_count files a user needs"
@@ -300,11 +297,10 @@ measure() {
 # Bytes a runtime loads for one entry: the entry, what it imports, and the wasm. gzip -9 is
 # summed per file (each file is fetched or read on its own).
 installed="$consumer/node_modules/auth-session"
-snippet="$(cd "$installed" && find snippets -name auth_error.js | head -n 1)"
 entry_files() { # entry -> files
   case "$1" in
-    node.cjs) echo "node.cjs auth_session_bg.wasm" ;; # node.cjs bundles the glue, snippet and extras
-    *) echo "$1 auth_session.js $snippet session-extras.js auth_session_bg.wasm" ;;
+    node.cjs) echo "node.cjs auth_session_bg.wasm" ;; # node.cjs bundles the glue, driver and AuthError
+    *) echo "$1 auth_session.js session.js auth-error.js auth_session_bg.wasm" ;;
   esac
 }
 size_of() { # entry -> "raw gzip"
