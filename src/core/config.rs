@@ -6,6 +6,7 @@
 
 use crate::core::error::AuthError;
 use crate::core::secret::Password;
+use crate::core::text::{cat, int};
 use crate::core::url::{parse_absolute, BaseUrl, Origin};
 
 /// Options as given, before validation. `None` means "not given": the default applies.
@@ -63,10 +64,15 @@ fn number(field: &str, value: Option<f64>, default: f64, min: f64, max: f64, int
     let v = value.unwrap_or(default);
     if !v.is_finite() || v < min || v > max || (integer && v.fract() != 0.0) {
         let kind = if integer { "an integer" } else { "a number" };
-        return Err(AuthError::config(format!(
-            "{field} must be {kind} from {} to {}",
-            min as i64, max as i64
-        )));
+        return Err(AuthError::config(cat(&[
+            field,
+            " must be ",
+            kind,
+            " from ",
+            &int(min as i64),
+            " to ",
+            &int(max as i64),
+        ])));
     }
     Ok(v)
 }
@@ -79,9 +85,10 @@ fn path(field: &str, value: Option<String>, default: &str) -> Result<String, Aut
         && p.bytes().all(|b| (0x21..=0x7e).contains(&b))
         && !p.contains(['#', '\\']);
     if !ok {
-        return Err(AuthError::config(format!(
-            "{field} must be a path starting with a single \"/\", without spaces, control characters or a fragment"
-        )));
+        return Err(AuthError::config(cat(&[
+            field,
+            " must be a path starting with a single \"/\", without spaces, control characters or a fragment",
+        ])));
     }
     Ok(p)
 }
@@ -90,9 +97,10 @@ fn check_scheme(field: &str, origin: &Origin, allow_insecure_http: bool) -> Resu
     if origin.is_https() || origin.is_loopback() || allow_insecure_http {
         Ok(())
     } else {
-        Err(AuthError::config(format!(
-            "{field} uses http:// with a host other than localhost or 127.0.0.1; use https:// (or set allowInsecureHttp)"
-        )))
+        Err(AuthError::config(cat(&[
+            field,
+            " uses http:// with a host other than localhost or 127.0.0.1; use https:// (or set allowInsecureHttp)",
+        ])))
     }
 }
 
@@ -100,8 +108,13 @@ impl Options {
     /// Validates every option and applies the defaults of API.md.
     pub fn validate(self) -> Result<Config, AuthError> {
         let host = self.host.ok_or_else(|| AuthError::config("host is required"))?;
-        let base = BaseUrl::parse(host.trim())
-            .map_err(|e| AuthError::config(format!("host {e} (expected e.g. \"https://api.example.com\")")))?;
+        let base = BaseUrl::parse(host.trim()).map_err(|e| {
+            AuthError::config(cat(&[
+                "host ",
+                e.as_str(),
+                " (expected e.g. \"https://api.example.com\")",
+            ]))
+        })?;
         let allow_insecure_http = self.allow_insecure_http.unwrap_or(false);
         check_scheme("host", base.origin(), allow_insecure_http)?;
 
@@ -155,17 +168,18 @@ impl Options {
                 ))
             }
             Some(k) => k,
-            None => format!("auth-session:{}", base.as_string()),
+            None => cat(&["auth-session:", &base.as_string()]),
         };
 
         let mut allowed_origins = Vec::with_capacity(self.allowed_origins.len());
         for (i, o) in self.allowed_origins.iter().enumerate() {
-            let field = format!("allowedOrigins[{i}]");
-            let url = parse_absolute(o.trim()).map_err(|e| AuthError::config(format!("{field} {e}")))?;
+            let field = cat(&["allowedOrigins[", &int(i as i64), "]"]);
+            let url = parse_absolute(o.trim()).map_err(|e| AuthError::config(cat(&[&field, " ", e.as_str()])))?;
             if url.rest != "/" {
-                return Err(AuthError::config(format!(
-                    "{field} must be an origin (scheme://host[:port]) without a path, query or fragment"
-                )));
+                return Err(AuthError::config(cat(&[
+                    &field,
+                    " must be an origin (scheme://host[:port]) without a path, query or fragment",
+                ])));
             }
             check_scheme(&field, &url.origin, allow_insecure_http)?;
             allowed_origins.push(url.origin);

@@ -9,6 +9,7 @@ use crate::core::error::AuthError;
 use crate::core::json::{self, Json};
 use crate::core::rfc3339::parse_rfc3339;
 use crate::core::secret::{AccessToken, RefreshToken};
+use crate::core::text::{cat, int};
 
 /// The `data` of a login or refresh response. Times are the server's, in epoch milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,18 +72,18 @@ pub fn server_error(status: u16, doc: &Json, secrets: &[&str]) -> Option<AuthErr
 
 fn field<'a>(data: &'a Json, name: &str) -> Result<&'a Json, AuthError> {
     data.get(name)
-        .ok_or_else(|| AuthError::invalid_response(format!("the token pair has no {name}")))
+        .ok_or_else(|| AuthError::invalid_response(cat(&["the token pair has no ", name])))
 }
 
 fn string<'a>(data: &'a Json, name: &str) -> Result<&'a str, AuthError> {
     field(data, name)?
         .as_str()
-        .ok_or_else(|| AuthError::invalid_response(format!("{name} is not a string")))
+        .ok_or_else(|| AuthError::invalid_response(cat(&[name, " is not a string"])))
 }
 
 fn timestamp(data: &Json, name: &str) -> Result<i64, AuthError> {
     parse_rfc3339(string(data, name)?)
-        .ok_or_else(|| AuthError::invalid_response(format!("{name} is not an RFC 3339 date-time with an offset")))
+        .ok_or_else(|| AuthError::invalid_response(cat(&[name, " is not an RFC 3339 date-time with an offset"])))
 }
 
 /// Parses the token pair of a login or refresh response.
@@ -195,12 +196,16 @@ pub fn write_record(pair: &TokenPair) -> String {
     json::write_string(&mut out, pair.access_token.expose());
     out.push_str(",\"refresh_token\":");
     json::write_string(&mut out, pair.refresh_token.expose());
-    out.push_str(&format!(
-        ",\"access_expires_at\":{},\"refresh_expires_at\":{}",
-        pair.access_expires_at, pair.refresh_expires_at
-    ));
+    out.push_str(",\"access_expires_at\":");
+    out.push_str(&int(pair.access_expires_at));
+    out.push_str(",\"refresh_expires_at\":");
+    out.push_str(&int(pair.refresh_expires_at));
     match pair.client_id {
-        Some(id) => out.push_str(&format!(",\"client_id\":{id}}}")),
+        Some(id) => {
+            out.push_str(",\"client_id\":");
+            out.push_str(&int(id));
+            out.push('}');
+        }
         None => out.push_str(",\"client_id\":null}"),
     }
     out
@@ -258,7 +263,10 @@ mod tests {
     }
 
     fn record(text: &str) -> Result<TokenPair, AuthError> {
-        read_record(&json::parse(text.as_bytes()).map_err(|_| AuthError::new(crate::core::error::ErrorCode::Storage, "not JSON"))?)
+        read_record(
+            &json::parse(text.as_bytes())
+                .map_err(|_| AuthError::new(crate::core::error::ErrorCode::Storage, "not JSON"))?,
+        )
     }
 
     fn pair_of(body: &str) -> Result<TokenPair, AuthError> {
@@ -343,10 +351,14 @@ mod tests {
         };
         assert_eq!(api_json(200, &data, &[]), Ok(ApiJson::Data));
         assert_eq!(
-            api_json(204, &ApiBody {
+            api_json(
+                204,
+                &ApiBody {
                     empty: true,
                     ..ApiBody::default()
-                }, &[]),
+                },
+                &[]
+            ),
             Ok(ApiJson::Nothing)
         );
         let err = ApiBody {
@@ -361,10 +373,14 @@ mod tests {
         );
         assert_eq!(api_json(200, &err, &[]).unwrap_err().code(), "FORBIDDEN");
         assert_eq!(
-            api_json(503, &ApiBody {
+            api_json(
+                503,
+                &ApiBody {
                     json: false,
                     ..ApiBody::default()
-                }, &[])
+                },
+                &[]
+            )
             .unwrap_err()
             .code(),
             "SERVER_ERROR"
@@ -380,7 +396,10 @@ mod tests {
             json: true,
             ..ApiBody::default()
         };
-        assert_eq!(api_json(200, &not_envelope, &[]).unwrap_err().code(), "INVALID_RESPONSE");
+        assert_eq!(
+            api_json(200, &not_envelope, &[]).unwrap_err().code(),
+            "INVALID_RESPONSE"
+        );
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub struct AuthError {
     message: String,
     status: u16,
     retryable: bool,
-    cause: Option<Cause>,
+    cause: Option<Box<Cause>>,
 }
 
 /// Longest server-provided message we keep: enough for any real explanation, too short to
@@ -146,7 +146,8 @@ impl AuthError {
     pub fn from_server(status: u16, name: &str, code: &str, message: &str, secrets: &[&str]) -> Self {
         let holds_secret = |s: &str| secrets.iter().any(|x| !x.is_empty() && s.contains(x));
         // Judged on the text as sent, before stripping or shortening could cut a secret.
-        let tainted = holds_secret(name) || holds_secret(code) || holds_secret(&strip(name)) || holds_secret(&strip(code));
+        let tainted =
+            holds_secret(name) || holds_secret(code) || holds_secret(&strip(name)) || holds_secret(&strip(code));
         let (name, code) = (clean(name, 64), clean(code, 64));
         let (name, code) = if tainted || code.is_empty() {
             ("ServerError".to_owned(), "SERVER_ERROR".to_owned())
@@ -173,7 +174,11 @@ impl AuthError {
             500..=599 => ErrorCode::ServerError,
             _ => ErrorCode::Http,
         };
-        AuthError::new(code, format!("the server answered HTTP {status}")).with_status(status)
+        AuthError::new(
+            code,
+            crate::core::text::cat(&["the server answered HTTP ", &crate::core::text::int(status as i64)]),
+        )
+        .with_status(status)
     }
 
     pub fn config(message: impl Into<String>) -> Self {
@@ -190,12 +195,12 @@ impl AuthError {
     }
 
     pub fn with_cause(mut self, cause: Option<Cause>) -> Self {
-        self.cause = cause;
+        self.cause = cause.map(Box::new);
         self
     }
 
     pub fn cause(&self) -> Option<&Cause> {
-        self.cause.as_ref()
+        self.cause.as_deref()
     }
 
     pub fn code(&self) -> &str {
@@ -233,7 +238,10 @@ impl AuthError {
     pub fn redact(mut self, secrets: &[&str]) -> Self {
         self.message = scrub(&self.message, secrets);
         if let ErrorCode::Server { name, code } = &mut self.code {
-            if secrets.iter().any(|s| !s.is_empty() && (name.contains(s) || code.contains(s))) {
+            if secrets
+                .iter()
+                .any(|s| !s.is_empty() && (name.contains(s) || code.contains(s)))
+            {
                 *name = "ServerError".into();
                 *code = "SERVER_ERROR".into();
             }
@@ -246,7 +254,14 @@ impl AuthError {
 /// contains another is removed whole).
 fn scrub(text: &str, secrets: &[&str]) -> String {
     let mut sorted: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
-    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    // A handful of secrets: an insertion sort is all it takes (and no sort routine in the wasm).
+    for i in 1..sorted.len() {
+        let mut j = i;
+        while j > 0 && sorted[j - 1].len() < sorted[j].len() {
+            sorted.swap(j - 1, j);
+            j -= 1;
+        }
+    }
     let mut out = text.to_owned();
     for secret in sorted {
         if out.contains(secret) {
@@ -265,7 +280,9 @@ fn is_bidi_or_invisible(c: char) -> bool {
 /// Printable text only: no control characters (they forge log lines), no bidi controls
 /// (they disguise them).
 fn strip(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control() && !is_bidi_or_invisible(*c)).collect()
+    text.chars()
+        .filter(|c| !c.is_control() && !is_bidi_or_invisible(*c))
+        .collect()
 }
 
 /// [`strip`], then at most `max_chars` characters.
@@ -350,14 +367,14 @@ mod tests {
 
     #[test]
     fn server_errors_keep_name_and_code_and_are_retryable_only_for_5xx_and_429() {
-        let e = AuthError::from_server(403, "ForbiddenError", "FORBIDDEN", "IP address not authorized");
+        let e = AuthError::from_server(403, "ForbiddenError", "FORBIDDEN", "IP address not authorized", &[]);
         assert_eq!(
             (e.code(), e.name(), e.status(), e.retryable()),
             ("FORBIDDEN", "ForbiddenError", 403, false)
         );
-        assert!(AuthError::from_server(503, "X", "Y", "").retryable());
-        assert!(AuthError::from_server(429, "X", "Y", "").retryable());
-        assert!(!AuthError::from_server(401, "X", "Y", "").retryable());
+        assert!(AuthError::from_server(503, "X", "Y", "", &[]).retryable());
+        assert!(AuthError::from_server(429, "X", "Y", "", &[]).retryable());
+        assert!(!AuthError::from_server(401, "X", "Y", "", &[]).retryable());
     }
 
     #[test]
@@ -371,14 +388,14 @@ mod tests {
     #[test]
     fn server_messages_are_cleaned_capped_and_redacted() {
         let long = "x".repeat(1000);
-        let e = AuthError::from_server(400, "N", "C", &long);
+        let e = AuthError::from_server(400, "N", "C", &long, &[]);
         assert!(e.message().chars().count() <= MAX_SERVER_MESSAGE + 1);
-        let e = AuthError::from_server(400, "N", "C", "bad\r\nInjected: line");
+        let e = AuthError::from_server(400, "N", "C", "bad\r\nInjected: line", &[]);
         assert!(!e.message().contains('\n') && !e.message().contains('\r'));
-        let e =
-            AuthError::from_server(401, "N", "C", "token sekret-token-123 is unknown").redact(&["sekret-token-123"]);
+        let e = AuthError::from_server(401, "N", "C", "token sekret-token-123 is unknown", &[])
+            .redact(&["sekret-token-123"]);
         assert_eq!(e.message(), "token [redacted] is unknown");
-        let e = AuthError::from_server(401, "sekret-token-123", "C", "m").redact(&["sekret-token-123"]);
+        let e = AuthError::from_server(401, "sekret-token-123", "C", "m", &[]).redact(&["sekret-token-123"]);
         assert_eq!(e.name(), "ServerError");
     }
 }

@@ -144,10 +144,20 @@ pub struct AuthRequest {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum StorageOp {
-    Get { id: IoId, key: String },
+    Get {
+        id: IoId,
+        key: String,
+    },
     /// `value` holds the tokens: write it to the storage only.
-    Put { id: IoId, key: String, value: String },
-    Delete { id: IoId, key: String },
+    Put {
+        id: IoId,
+        key: String,
+        value: String,
+    },
+    Delete {
+        id: IoId,
+        key: String,
+    },
 }
 
 /// What the driver must do next.
@@ -257,7 +267,9 @@ pub enum ApiStep {
     /// Send again after this many milliseconds (release the body first).
     Retry(u32),
     /// Follow the redirect; `to_get`: as a body-less GET.
-    Follow { to_get: bool },
+    Follow {
+        to_get: bool,
+    },
     Fail(AuthError),
 }
 
@@ -292,8 +304,13 @@ enum Trigger {
 #[derive(Clone, Debug)]
 enum OpKind {
     /// `relogin`: a re-login after a rejected refresh (the session is already `expired`).
-    Login { creds: Credentials, relogin: bool },
-    Refresh { token: RefreshToken },
+    Login {
+        creds: Credentials,
+        relogin: bool,
+    },
+    Refresh {
+        token: RefreshToken,
+    },
     /// The pair being revoked left the state when the revoke began; `delete` is the storage
     /// delete running beside the request, `failure` the first error to report.
     Revoke {
@@ -308,12 +325,23 @@ enum OpKind {
 enum Stage {
     /// Not started: waits for the revoke before it (at most one auth request at a time).
     Queued,
-    Sending { io: IoId, deadline: i64 },
-    Backoff { until: i64 },
+    Sending {
+        io: IoId,
+        deadline: i64,
+    },
+    Backoff {
+        until: i64,
+    },
     /// A refresh was rejected: reading storage for a pair another instance stored.
-    Adopting { io: IoId, deadline: i64 },
+    Adopting {
+        io: IoId,
+        deadline: i64,
+    },
     /// The new pair is in; waiting (at most the timeout) for its storage write.
-    Persisting { io: IoId, deadline: i64 },
+    Persisting {
+        io: IoId,
+        deadline: i64,
+    },
     /// A revoke whose request is done, waiting for its storage delete.
     Finishing,
 }
@@ -367,9 +395,9 @@ pub struct Machine {
 
 fn fingerprint(token: &str) -> u64 {
     // FNV-1a: only to recognise a token we spent, never to protect one.
-    token
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    token.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn disposed() -> AuthError {
@@ -691,6 +719,12 @@ impl Machine {
             Some((p, ok)) => (Some(p), ok),
             None => (None, false),
         };
+        if let Some(p) = &pair {
+            // A revoked refresh token counts as spent: a restore (or adoption) that reads the
+            // record before the delete lands, or after it failed, must not bring it back.
+            let token = p.refresh_token.clone();
+            self.mark_spent(&token);
+        }
         let delete = self.has_storage.then(|| {
             let io = self.id();
             let key = self.config.storage_key.clone();
@@ -783,7 +817,9 @@ impl Machine {
             if need == Need::Background && now + BACKGROUND_MIN_LEFT_MS < h.access_local {
                 let h = h.clone();
                 // Nobody awaits a background refresh: its failure is an `error` event.
-                let flight = self.joinable().or_else(|| self.start_getting_tokens(now, Trigger::Timer));
+                let flight = self
+                    .joinable()
+                    .or_else(|| self.start_getting_tokens(now, Trigger::Timer));
                 return ready(&h, flight);
             }
         }
@@ -948,7 +984,10 @@ impl Machine {
                 }
                 Stage::Queued | Stage::Backoff { .. } | Stage::Finishing => {}
             }
-            if let OpKind::Revoke { delete: Some((io, _)), .. } = op.kind {
+            if let OpKind::Revoke {
+                delete: Some((io, _)), ..
+            } = op.kind
+            {
                 self.push(Output::Cancel(io));
             }
             self.push(Output::Settle(op.flight, outcome));
@@ -1246,9 +1285,7 @@ impl Machine {
 
     fn finish_revoke(&mut self, now: i64, op: Op) {
         let outcome = match &op.kind {
-            OpKind::Revoke {
-                failure: Some(e), ..
-            } => Outcome::Failed(e.clone()),
+            OpKind::Revoke { failure: Some(e), .. } => Outcome::Failed(e.clone()),
             _ => Outcome::Done,
         };
         self.finish(now, op, outcome);
@@ -1362,8 +1399,20 @@ impl Machine {
     // ----- inputs: time -----------------------------------------------------------------------
 
     /// The deadline of [`Machine::poll_timeout`] has passed (or any time: early calls do
-    /// nothing).
+    /// nothing). Afterwards every deadline is later than `now`.
     pub fn handle_timeout(&mut self, now: i64) {
+        // One call does all that is due at `now`: an attempt that timed out and whose
+        // jittered backoff is 0 ms is retried at once, not handed back as a deadline that
+        // has already passed. Each pass moves every due item on; the bound is a guard.
+        for _ in 0..4 {
+            self.handle_timeout_once(now);
+            if !self.poll_timeout().is_some_and(|(t, _)| t <= now) {
+                break;
+            }
+        }
+    }
+
+    fn handle_timeout_once(&mut self, now: i64) {
         if let Some(r) = self.restore.filter(|r| r.deadline <= now) {
             self.restore = None;
             self.push(Output::Cancel(r.io));
@@ -1501,7 +1550,11 @@ impl Machine {
 
     /// `json()`'s verdict on a response body; an error envelope's text is scrubbed of every
     /// secret the session knows before it is shortened.
-    pub fn api_json(&self, status: u16, body: &crate::core::envelope::ApiBody) -> Result<crate::core::envelope::ApiJson, AuthError> {
+    pub fn api_json(
+        &self,
+        status: u16,
+        body: &crate::core::envelope::ApiBody,
+    ) -> Result<crate::core::envelope::ApiJson, AuthError> {
         crate::core::envelope::api_json(status, body, &self.secrets())
     }
 }

@@ -13,6 +13,7 @@ pub mod machine;
 pub mod retry;
 pub mod rfc3339;
 pub mod secret;
+pub mod text;
 pub mod timing;
 pub mod url;
 

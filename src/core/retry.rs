@@ -7,6 +7,7 @@
 
 use crate::core::error::{AuthError, ErrorCode};
 use crate::core::http_date::parse_retry_after;
+use crate::core::text::{cat, int};
 
 pub const BACKOFF_BASE_MS: f64 = 200.0;
 pub const BACKOFF_CAP_MS: f64 = 5_000.0;
@@ -43,11 +44,15 @@ pub fn too_long(wait_ms: u64, status: u16) -> AuthError {
     let shown = if seconds > 86_400 * 365 {
         "more than a year".to_owned()
     } else {
-        format!("{seconds} s")
+        cat(&[&int(seconds as i64), " s"])
     };
     AuthError::new(
         ErrorCode::RateLimited,
-        format!("the server asked to retry after {shown}, longer than maxRetryAfterSeconds"),
+        cat(&[
+            "the server asked to retry after ",
+            &shown,
+            ", longer than maxRetryAfterSeconds",
+        ]),
     )
     .with_status(status)
 }

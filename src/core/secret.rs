@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::core::error::AuthError;
+use crate::core::text::{cat, int};
 
 macro_rules! secret {
     ($(#[$doc:meta])* $name:ident) => {
@@ -51,17 +52,21 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// error that quotes the whole value.
 fn check_token(field: &str, value: &str) -> Result<(), AuthError> {
     if value.is_empty() {
-        return Err(AuthError::invalid_response(format!("{field} is empty")));
+        return Err(AuthError::invalid_response(cat(&[field, " is empty"])));
     }
     if value.len() > MAX_TOKEN_BYTES {
-        return Err(AuthError::invalid_response(format!(
-            "{field} is longer than {MAX_TOKEN_BYTES} bytes"
-        )));
+        return Err(AuthError::invalid_response(cat(&[
+            field,
+            " is longer than ",
+            &int(MAX_TOKEN_BYTES as i64),
+            " bytes",
+        ])));
     }
     if !value.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        return Err(AuthError::invalid_response(format!(
-            "{field} contains whitespace, control or non-ASCII characters"
-        )));
+        return Err(AuthError::invalid_response(cat(&[
+            field,
+            " contains whitespace, control or non-ASCII characters",
+        ])));
     }
     Ok(())
 }

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use crate::core::text::{cat, int};
+
 /// `scheme://host[:port]`, lowercase, default port omitted: the unit the bearer token is
 /// scoped to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,16 +62,23 @@ pub enum UrlError {
     BadCharacter,
 }
 
-impl fmt::Display for UrlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl UrlError {
+    /// Why, as the end of a sentence that names the URL's field.
+    pub fn as_str(&self) -> &'static str {
+        match self {
             UrlError::NotAbsolute => "is not an absolute URL",
             UrlError::UnsupportedScheme => "must use http: or https:",
             UrlError::HasUserInfo => "must not contain a user name or password",
             UrlError::BadHost => "has an invalid host",
             UrlError::BadPort => "has an invalid port",
             UrlError::BadCharacter => "contains whitespace or control characters",
-        })
+        }
+    }
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -104,15 +113,15 @@ pub fn parse_absolute(input: &str) -> Result<AbsoluteUrl, UrlError> {
         return Err(UrlError::HasUserInfo);
     }
     let (host, port) = split_host_port(authority)?;
-    let mut origin = format!("{scheme}://{host}");
+    let mut origin = cat(&[&scheme, "://", &host]);
     if let Some(port) = port.filter(|p| *p != default_port) {
         origin.push(':');
-        origin.push_str(&port.to_string());
+        origin.push_str(&int(port as i64));
     }
     let rest = if rest.starts_with('/') {
         rest.to_owned()
     } else {
-        format!("/{rest}")
+        cat(&["/", rest])
     };
     Ok(AbsoluteUrl {
         origin: Origin(origin),
@@ -132,7 +141,7 @@ fn split_host_port(authority: &str) -> Result<(String, Option<u16>), UrlError> {
             "" => None,
             p => Some(p.strip_prefix(':').ok_or(UrlError::BadPort)?),
         };
-        (format!("[{}]", inner.to_ascii_lowercase()), port)
+        (cat(&["[", &inner.to_ascii_lowercase(), "]"]), port)
     } else {
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -186,12 +195,12 @@ impl BaseUrl {
     /// `https://x.test/v2` + `/auth/login` = `https://x.test/v2/auth/login`.
     pub fn join(&self, path: &str) -> String {
         let sep = if path.starts_with('/') { "" } else { "/" };
-        format!("{}{}{sep}{path}", self.origin, self.prefix)
+        cat(&[self.origin.as_str(), &self.prefix, sep, path])
     }
 
     /// The base as a string, used as the default storage key.
     pub fn as_string(&self) -> String {
-        format!("{}{}", self.origin, self.prefix)
+        cat(&[self.origin.as_str(), &self.prefix])
     }
 }
 
