@@ -58,10 +58,10 @@ const CONFIG = quick
 const JOB_TIMEOUT_MS = 240_000;
 
 const GOALS = {
-  sizeGzipBytes: 20_000, // wasm + glue, gzip -9
-  startupMs: 5, // median, minus the empty-script baseline
-  throughputRatio: 0.97, // × raw fetch, at every concurrency
-  vsHandwritten: 0.98, // "not behind the hand-written client", with a 2 % noise allowance
+  sizeGzipBytes: 24_000, // wasm + glue + driver of the Node entry, JS minified, gzip -9 (issue 7)
+  startupVsHandwrittenMs: 3, // median minus the empty script, at most this much over the hand-written client (ESM and CJS)
+  throughputRatio: 0.95, // × the hand-written client in the same run, at every concurrency (raw fetch is the floor, not a goal)
+  cpuVsHandwritten: 1.05, // client CPU per request, × the hand-written client
   stormSlackMs: 5, // time ≤ valid-token time + one refresh round trip + 5 ms
   memoryBeyondTokens: 2048, // bytes per idle session beyond the token bytes
 };
@@ -233,17 +233,6 @@ function pkgDir() {
   return path.dirname(entry);
 }
 
-function findFile(dir, name) {
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) {
-      const f = findFile(p, name);
-      if (f) return f;
-    } else if (e.name === name) return p;
-  }
-  return null;
-}
-
 async function figureSize() {
   const esbuild = await import("esbuild");
   const bundle = async (contents, { platform = "browser", external = [] } = {}) => {
@@ -288,10 +277,10 @@ async function figureSize() {
   // Ours, per entry, from the package files.
   const dir = pkgDir();
   const read = (f) => readFileSync(path.join(dir, f));
-  const snippet = path.relative(dir, findFile(path.join(dir, "snippets"), "auth_error.js"));
   const wasm = read("auth_session_bg.wasm");
   const glue = read("auth_session.js");
-  const common = ["auth_session.js", "session-extras.js", snippet];
+  // The wasm-bindgen glue, the driver (session.js) and AuthError: what every ESM entry loads.
+  const common = ["auth_session.js", "session.js", "auth-error.js"];
   const entryFile = (f) => path.join(dir, f);
   const ours = [];
   const entries = [
@@ -324,13 +313,15 @@ async function figureSize() {
     });
   }
   const wasmGlueGzip = gz(wasm) + gz(glue);
+  // The goal's figure: what the Node entry loads, its JS minified, each file gzip -9.
+  const nodeEntry = ours.find((o) => o.entry === "node.mjs");
   return {
     contenders: rows,
     ours,
     wasm: { raw: wasm.length, gzip: gz(wasm) },
     glue: { raw: glue.length, gzip: gz(glue) },
     wasmGlueGzip,
-    goal: { value: wasmGlueGzip, ok: wasmGlueGzip <= GOALS.sizeGzipBytes },
+    goal: { value: nodeEntry.minGzip, ok: nodeEntry.minGzip <= GOALS.sizeGzipBytes },
   };
 }
 
@@ -367,8 +358,8 @@ function printSize(s) {
       ["", "ours", "goal", "ok"],
       [
         [
-          `wasm ${fmt.kb(s.wasm.gzip)} + glue auth_session.js ${fmt.kb(s.glue.gzip)}, gzip -9`,
-          fmt.kb(s.wasmGlueGzip),
+          `node.mjs: wasm ${fmt.kb(s.wasm.gzip)} + glue, driver and entry minified ${fmt.kb(s.goal.value - s.wasm.gzip)}, gzip -9`,
+          fmt.kb(s.goal.value),
           `≤ ${fmt.kb(GOALS.sizeGzipBytes)}`,
           fmt.mark(s.goal.ok),
         ],
@@ -410,8 +401,14 @@ async function figureStartup() {
     };
   });
   const ours = rows.find((r) => r.contender === "auth-session");
+  const oursCjs = rows.find((r) => r.contender === "auth-session-cjs");
+  const hand = rows.find((r) => r.contender === "handwritten");
   for (const r of rows) r.minMinusEmptyMinMs = r.minMs == null ? null : r.minMs - baseMin;
-  return { runs: CONFIG.startupRuns, samples, rows, failures: startupFailures, goal: { value: ours.minusEmptyMs, ok: ours.minusEmptyMs != null && ours.minusEmptyMs <= GOALS.startupMs } };
+  // The goal: ESM and CJS each within a few ms of the hand-written client (both minus the empty script).
+  const over = (r) => (r?.minusEmptyMs == null || hand?.minusEmptyMs == null ? null : r.minusEmptyMs - hand.minusEmptyMs);
+  const worst = [over(ours), over(oursCjs)].filter((v) => v != null);
+  const value = worst.length ? Math.max(...worst) : null;
+  return { runs: CONFIG.startupRuns, samples, rows, failures: startupFailures, goal: { value, ok: value != null && worst.length === 2 && value <= GOALS.startupVsHandwrittenMs } };
 }
 
 function printStartup(s) {
@@ -423,8 +420,8 @@ function printStartup(s) {
     fmt.ms(r.minMs, 2),
     r.contender === "empty" ? "—" : fmt.ms(r.minMinusEmptyMinMs, 2),
     `${r.runs}${r.failures ? ` (${r.failures} failed)` : ""}`,
-    r.contender === "auth-session" ? `≤ ${GOALS.startupMs} ms` : "",
-    r.contender === "auth-session" ? fmt.mark(s.goal.ok) : "",
+    r.contender.startsWith("auth-session") ? `≤ hand-written + ${GOALS.startupVsHandwrittenMs} ms` : "",
+    r.contender.startsWith("auth-session") ? fmt.mark(s.goal.ok) : "",
   ]);
   console.log(
     table(
@@ -485,6 +482,13 @@ async function figureThroughput(host) {
         refreshes: mine.reduce((a, r) => a + (r.refreshes ?? 0), 0),
         ratioToRaw: ratio("raw-fetch"),
         ratioToHandwritten: ratio("handwritten"),
+        cpuUsPerRequest: median(mine.map((r) => r.cpuUsPerRequest)),
+        cpuToHandwritten: median(
+          mine.map((r) => {
+            const o = runs.find((x) => x.round === r.round && x.concurrency === concurrency && x.contender === "handwritten" && !x.error);
+            return o && o.cpuUsPerRequest > 0 ? r.cpuUsPerRequest / o.cpuUsPerRequest : null;
+          }),
+        ),
         failed: runs.filter((r) => r.concurrency === concurrency && r.contender === contender && r.error).map((r) => r.error),
       });
     }
@@ -492,7 +496,14 @@ async function figureThroughput(host) {
   const ours = summary.filter((s) => s.contender === "auth-session");
   const ok =
     ours.length > 0 &&
-    ours.every((s) => s.ratioToRaw != null && s.ratioToRaw >= GOALS.throughputRatio && s.ratioToHandwritten != null && s.ratioToHandwritten >= GOALS.vsHandwritten && s.errors === 0);
+    ours.every(
+      (s) =>
+        s.ratioToHandwritten != null &&
+        s.ratioToHandwritten >= GOALS.throughputRatio &&
+        s.cpuToHandwritten != null &&
+        s.cpuToHandwritten <= GOALS.cpuVsHandwritten &&
+        s.errors === 0,
+    );
   return { config: CONFIG.throughput, runs, summary, goal: { ok } };
 }
 
@@ -501,8 +512,8 @@ function printThroughput(t) {
   const rows = [];
   for (const s of t.summary) {
     const isOurs = s.contender === "auth-session";
-    const okRaw = s.ratioToRaw != null && s.ratioToRaw >= GOALS.throughputRatio;
-    const okHw = s.ratioToHandwritten != null && s.ratioToHandwritten >= GOALS.vsHandwritten;
+    const okHw = s.ratioToHandwritten != null && s.ratioToHandwritten >= GOALS.throughputRatio;
+    const okCpu = s.cpuToHandwritten != null && s.cpuToHandwritten <= GOALS.cpuVsHandwritten;
     rows.push([
       String(s.concurrency),
       LABELS[s.contender],
@@ -511,17 +522,19 @@ function printThroughput(t) {
       fmt.ms(s.p99, 2),
       s.contender === "raw-fetch" ? "1.000×" : fmt.ratio(s.ratioToRaw),
       s.contender === "handwritten" ? "1.000×" : fmt.ratio(s.ratioToHandwritten),
+      s.cpuUsPerRequest == null ? "—" : `${s.cpuUsPerRequest.toFixed(1)} µs`,
+      s.contender === "handwritten" ? "1.000×" : fmt.ratio(s.cpuToHandwritten),
       String(s.errors),
-      isOurs ? `≥ ${GOALS.throughputRatio}× raw, ≥ ${GOALS.vsHandwritten}× hand` : "",
-      isOurs ? fmt.mark(okRaw && okHw && s.errors === 0) : "",
+      isOurs ? `≥ ${GOALS.throughputRatio}× hand req/s, ≤ ${GOALS.cpuVsHandwritten}× hand CPU` : "",
+      isOurs ? fmt.mark(okHw && okCpu && s.errors === 0) : "",
     ]);
   }
   console.log(
     table(
       `3. PER-REQUEST OVERHEAD — authenticated GET /api/v1/products, valid token (${rounds} interleaved round${rounds > 1 ? "s" : ""} × ${durationMs / 1000} s per contender and concurrency; medians)`,
-      ["conc", "contender", "req/s", "p50", "p99", "÷ raw fetch", "÷ hand-written", "errors", "goal", "ok"],
+      ["conc", "contender", "req/s", "p50", "p99", "÷ raw fetch", "÷ hand-written", "client CPU/req", "CPU ÷ hand", "errors", "goal", "ok"],
       rows,
-      { align: "rlrrrrrrll", notes: ["ratios are medians of per-round ratios (same round, same concurrency); \"not behind the hand-written client\" allows 2 % noise."] },
+      { align: "rlrrrrrrrrll", notes: ["ratios are medians of per-round ratios (same round, same concurrency); client CPU: process.cpuUsage() of the client process (user + system) over the measured phase, per request."] },
     ),
   );
 }
@@ -801,13 +814,13 @@ if (interrupted) process.exit(130);
 // Summary of the goals.
 const g = [];
 const unsupported = "@supabase/auth-js cannot speak this protocol (GoTrue: POST /token?grant_type=password with email/password, a bare token JSON, no {success,data} envelope, /auth/login is not a GoTrue route): size and start-up only.";
-if (results.size) g.push(["size: wasm + glue, gzip -9", fmt.kb(results.size.goal.value), `≤ ${fmt.kb(GOALS.sizeGzipBytes)}`, fmt.mark(results.size.goal.ok)]);
-if (results.startup) g.push(["start-up (Node ESM), median minus empty script", fmt.ms(results.startup.goal.value, 2), `≤ ${GOALS.startupMs} ms`, fmt.mark(results.startup.goal.ok)]);
+if (results.size) g.push(["size: node.mjs wasm + glue + driver, min + gzip -9", fmt.kb(results.size.goal.value), `≤ ${fmt.kb(GOALS.sizeGzipBytes)}`, fmt.mark(results.size.goal.ok)]);
+if (results.startup) g.push(["start-up, worst of ESM/CJS: (ours − empty) − (hand-written − empty)", fmt.ms(results.startup.goal.value, 2), `≤ ${GOALS.startupVsHandwrittenMs} ms`, fmt.mark(results.startup.goal.ok)]);
 if (results.throughput) {
   const ours = results.throughput.summary.filter((s) => s.contender === "auth-session");
-  const worst = ours.reduce((a, s) => (a == null || (s.ratioToRaw ?? 0) < a ? s.ratioToRaw : a), null);
   const worstHw = ours.reduce((a, s) => (a == null || (s.ratioToHandwritten ?? 0) < a ? s.ratioToHandwritten : a), null);
-  g.push(["throughput, worst concurrency: ÷ raw fetch / ÷ hand-written", `${fmt.ratio(worst)} / ${fmt.ratio(worstHw)}`, `≥ ${GOALS.throughputRatio}× / ≥ ${GOALS.vsHandwritten}×`, fmt.mark(results.throughput.goal.ok)]);
+  const worstCpu = ours.reduce((a, s) => (a == null || (s.cpuToHandwritten ?? Infinity) > a ? s.cpuToHandwritten : a), null);
+  g.push(["throughput, worst concurrency: req/s ÷ hand-written / client CPU per request ÷ hand-written", `${fmt.ratio(worstHw)} / ${fmt.ratio(worstCpu)}`, `≥ ${GOALS.throughputRatio}× / ≤ ${GOALS.cpuVsHandwritten}×`, fmt.mark(results.throughput.goal.ok)]);
 }
 if (results.storm) {
   const sg = results.storm.goal;

@@ -26,8 +26,8 @@ source "$root/scripts/ensure-tools.sh" --
 
 step() { echo "build-pkg: $*" >&2; }
 
-step "cargo build --release --target wasm32-unknown-unknown --lib ($crate_dir)"
-(cd "$crate_dir" && CARGO_TARGET_DIR="$target_dir" cargo build --release --target wasm32-unknown-unknown --lib)
+step "cargo build --release --target wasm32-unknown-unknown --lib --features package ($crate_dir)"
+(cd "$crate_dir" && CARGO_TARGET_DIR="$target_dir" cargo build --release --target wasm32-unknown-unknown --lib --features package)
 # The file is named after the crate (auth-session -> auth_session); the glue and the
 # entries depend on that name.
 wasm_in="$target_dir/wasm32-unknown-unknown/release/auth_session.wasm"

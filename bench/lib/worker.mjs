@@ -89,9 +89,13 @@ async function loadFor(client, concurrency, ms, record) {
     }
   };
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   await Promise.all(Array.from({ length: concurrency }, loop));
+  const cpu = process.cpuUsage(cpu0);
   const elapsed = performance.now() - t0;
-  return { ok, errors, elapsed, lat };
+  // The client's own CPU (the server runs in another process): user + system, per request.
+  const cpuUsPerRequest = (cpu.user + cpu.system) / Math.max(1, ok + errors);
+  return { ok, errors, elapsed, lat, cpuUsPerRequest };
 }
 
 async function throughput({ contender, concurrency, durationMs, warmupMs }) {
@@ -99,7 +103,7 @@ async function throughput({ contender, concurrency, durationMs, warmupMs }) {
   const client = await makeClient(contender, { host });
   await client.login();
   await loadFor(client, concurrency, warmupMs, false);
-  const { ok, errors, elapsed, lat } = await loadFor(client, concurrency, durationMs, true);
+  const { ok, errors, elapsed, lat, cpuUsPerRequest } = await loadFor(client, concurrency, durationMs, true);
   lat.sort((a, b) => a - b);
   const s = await stats();
   client.dispose();
@@ -110,6 +114,7 @@ async function throughput({ contender, concurrency, durationMs, warmupMs }) {
     reqPerSec: (ok / elapsed) * 1000,
     p50: percentile(lat, 50),
     p99: percentile(lat, 99),
+    cpuUsPerRequest,
     refreshes: s.refresh,
   };
 }

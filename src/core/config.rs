@@ -4,6 +4,9 @@
 //! wrong JS types itself); [`Config`] is what the session runs on. Every check names the
 //! option at fault, so a CONFIG_ERROR tells the user exactly what to fix.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use crate::core::error::AuthError;
 use crate::core::secret::Password;
 use crate::core::text::{cat, int};
@@ -62,7 +65,8 @@ pub const MAX_TIMER_DELAY_MS: u32 = 2_147_483_647;
 
 fn number(field: &str, value: Option<f64>, default: f64, min: f64, max: f64, integer: bool) -> Result<f64, AuthError> {
     let v = value.unwrap_or(default);
-    if !v.is_finite() || v < min || v > max || (integer && v.fract() != 0.0) {
+    // Within [min, max] (at most 2^31) `as i64` is exact for integers: no `fract` (std-only).
+    if !v.is_finite() || v < min || v > max || (integer && (v as i64) as f64 != v) {
         let kind = if integer { "an integer" } else { "a number" };
         return Err(AuthError::config(cat(&[
             field,
@@ -191,11 +195,11 @@ impl Options {
             revoke_url: base.join(&revoke),
             base,
             credentials,
-            refresh_margin_ms: (margin * 1000.0).round() as i64,
+            refresh_margin_ms: (margin * 1000.0 + 0.5) as i64,
             auto_refresh: self.auto_refresh.unwrap_or(true),
             timeout_ms: timeout as u32,
             retries: retries as u32,
-            max_retry_after_ms: (max_retry_after * 1000.0).round() as u64,
+            max_retry_after_ms: (max_retry_after * 1000.0 + 0.5) as u64,
             storage_key,
             allowed_origins,
         })

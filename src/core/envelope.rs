@@ -5,6 +5,9 @@
 //! well-formed token pair is INVALID_RESPONSE, because acting on half a token pair loses the
 //! session.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use crate::core::error::AuthError;
 use crate::core::json::{self, Json};
 use crate::core::rfc3339::parse_rfc3339;
@@ -23,6 +26,12 @@ pub struct TokenPair {
 
 /// Largest integer a JavaScript number holds exactly.
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// An integer a JavaScript number holds exactly (`Number.isSafeInteger`). NaN fails the
+/// comparisons; within the bounds `as i64` is exact, so the round trip finds fractions.
+fn is_safe_integer(n: f64) -> bool {
+    (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&n) && (n as i64) as f64 == n
+}
 
 /// A response body as the driver read it: `JSON.parse` ran on the platform.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,7 +107,7 @@ pub fn parse_token_pair(data: &Json) -> Result<TokenPair, AuthError> {
     let client_id = match data.get("client_id") {
         None | Some(Json::Null) => None,
         Some(v) => match v.as_f64() {
-            Some(n) if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER => Some(n as i64),
+            Some(n) if is_safe_integer(n) => Some(n as i64),
             _ => return Err(AuthError::invalid_response("client_id is not an integer")),
         },
     };
@@ -218,7 +227,7 @@ pub fn read_record(doc: &Json) -> Result<TokenPair, AuthError> {
         return Err(bad("the stored session record has an unknown format version"));
     }
     let time = |name: &str| match doc.get(name).and_then(Json::as_f64) {
-        Some(n) if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER => Ok(n as i64),
+        Some(n) if is_safe_integer(n) => Ok(n as i64),
         _ => Err(bad("the stored session record has an invalid expiry time")),
     };
     let token = |name: &str| {
@@ -236,7 +245,7 @@ pub fn read_record(doc: &Json) -> Result<TokenPair, AuthError> {
         client_id: match doc.get("client_id") {
             None | Some(Json::Null) => None,
             Some(v) => match v.as_f64() {
-                Some(n) if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER => Some(n as i64),
+                Some(n) if is_safe_integer(n) => Some(n as i64),
                 _ => return Err(bad("the stored session record has an invalid client_id")),
             },
         },

@@ -5,7 +5,10 @@
 //! was none) and whether retrying later may help. Messages are written here or copied from
 //! the server after [`AuthError::redact`]; they never carry a token or a password.
 
-use std::fmt;
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use ::core::fmt;
 
 /// What went wrong, as the stable `code` users branch on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -301,7 +304,7 @@ impl fmt::Display for AuthError {
     }
 }
 
-impl std::error::Error for AuthError {}
+impl ::core::error::Error for AuthError {}
 
 #[cfg(test)]
 mod tests {

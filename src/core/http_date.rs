@@ -5,6 +5,9 @@
 //! rest of the core, to keep the WebAssembly small.
 #![forbid(unsafe_code)]
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use super::rfc3339::{checked_epoch_ms, digits};
 
 const DAY_NAMES: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];

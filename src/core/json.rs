@@ -7,6 +7,9 @@
 //! as strict as `JSON.parse` so both agree on what a document is.
 #![forbid(unsafe_code)]
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 /// Containers nested deeper than this are rejected, which bounds the recursion of the reader.
 #[cfg(not(target_arch = "wasm32"))]
 const MAX_DEPTH: usize = 64;
@@ -92,7 +95,7 @@ impl ::core::fmt::Display for JsonError {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-impl std::error::Error for JsonError {}
+impl ::core::error::Error for JsonError {}
 
 #[cfg(not(target_arch = "wasm32"))]
 const EOF: &str = "unexpected end of input";

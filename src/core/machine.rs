@@ -24,7 +24,10 @@
 //! state before the revoke request is built, and a superseded attempt is cancelled, its late
 //! answer ignored (its [`IoId`] no longer matches anything).
 
-use std::collections::VecDeque;
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
 
 use crate::core::config::{Config, Credentials, MAX_AUTH_RESPONSE_BYTES};
 use crate::core::envelope::{self, read_auth_response, read_record, AuthBody, TokenPair};
@@ -385,6 +388,10 @@ pub struct Machine {
     /// installed again. A small ring: the token itself is not kept.
     spent: [u64; 4],
     spent_next: usize,
+    /// The latest `access_expires_at` of any pair held so far. A stored record older than
+    /// this is one we rotated away from (its refresh token is spent, maybe long since out
+    /// of `spent`): `restore` never installs it.
+    newest: i64,
     rng: u64,
     outputs: VecDeque<Output>,
     /// The result of the last user operation that settled `Done`, for [`Machine::result`].
@@ -435,6 +442,7 @@ impl Machine {
             next_id: 1,
             spent: [0; 4],
             spent_next: 0,
+            newest: i64::MIN,
             rng: seed | 1,
             outputs: VecDeque::new(),
             last_error: None,
@@ -705,7 +713,7 @@ impl Machine {
         }
         // A refresh being sent has the held refresh token on the wire: the revoke sends it
         // too (revoking a spent token is harmless; the server revokes its family).
-        let pair = match std::mem::replace(&mut self.state, State::Revoked) {
+        let pair = match ::core::mem::replace(&mut self.state, State::Revoked) {
             State::Active(h) => Some((h.pair, now < h.access_local)),
             _ => None,
         };
@@ -900,6 +908,22 @@ impl Machine {
     fn start_getting_tokens(&mut self, now: i64, trigger: Trigger) -> Option<FlightId> {
         if let Some(h) = self.held() {
             let token = h.pair.refresh_token.clone();
+            if self.is_spent(&token) {
+                // The held refresh token was rejected already (a login superseded the
+                // adoption that followed the 401, then failed): it is never sent again; go
+                // on as after that 401 (adopt from storage, else expire or log in again).
+                let flight = self.id();
+                let kind = OpKind::Refresh { token };
+                let op = Op {
+                    flight,
+                    kind,
+                    trigger,
+                    attempt: 0,
+                    stage: Stage::Queued,
+                };
+                self.refresh_rejected(now, op);
+                return Some(flight);
+            }
             return Some(self.start(now, OpKind::Refresh { token }, trigger));
         }
         let creds = self.config.credentials.clone()?;
@@ -1210,6 +1234,7 @@ impl Machine {
 
     /// Takes a pair into the state, arms the auto-refresh and tells listeners.
     fn install(&mut self, now: i64, pair: TokenPair, reason: Reason) {
+        self.newest = self.newest.max(pair.access_expires_at);
         let access_local = pair.access_expires_at - self.skew_ms;
         let refresh_local = pair.refresh_expires_at - self.skew_ms;
         let margin_ms = effective_margin(self.config.refresh_margin_ms, access_local, now);
@@ -1383,11 +1408,23 @@ impl Machine {
             Ok(p) => p,
             Err(e) => return self.push(Output::Settle(r.flight, Outcome::Failed(e))),
         };
-        if r.epoch != self.epoch || self.is_disposed() {
+        // A revoke still running keeps the session revoked until it ends (a login waits for
+        // it too): a pair restored now would sit beside the revoke op, and the next refresh
+        // would replace that op, leaving two requests open and the revoke never settled.
+        let revoking = matches!(
+            &self.op,
+            Some(Op {
+                kind: OpKind::Revoke { .. },
+                ..
+            })
+        );
+        if r.epoch != self.epoch || self.is_disposed() || revoking {
             // A login, a refresh, a revoke or a dispose came after the read began.
             return self.push(Output::Settle(r.flight, Outcome::Nothing));
         }
-        match pair {
+        // Only a pair at least as new as any held before (a stale read, or a record our
+        // failed writes left behind, holds a spent refresh token).
+        match pair.filter(|p| p.access_expires_at >= self.newest) {
             Some(p) => {
                 self.install(now, p, Reason::Restore);
                 self.push(Output::Settle(r.flight, Outcome::Done));
@@ -1437,8 +1474,19 @@ impl Machine {
                     self.attempt_failed(now, op, timeout_error(), None);
                 }
                 Stage::Backoff { until } if until <= now => {
-                    self.send(now, &mut op);
-                    self.op = Some(op);
+                    let ran_out = matches!(op.kind, OpKind::Refresh { .. })
+                        && self.held().is_some_and(|h| now >= h.refresh_local);
+                    if !ran_out {
+                        self.send(now, &mut op);
+                        self.op = Some(op);
+                    } else if let Some(e) = self.expire_if_due(now) {
+                        // The refresh token ran out while the retry waited: it is not sent.
+                        // The session ends here, as it would for a call made now...
+                        self.finish(now, op, Outcome::Failed(e));
+                    } else {
+                        // ...or, with credentials, logs in again in the same flight.
+                        self.session_over(now, op);
+                    }
                 }
                 Stage::Adopting { io, deadline } if deadline <= now => {
                     self.push(Output::Cancel(io));

@@ -5,6 +5,9 @@
 //! of retrying in lockstep. A server's `Retry-After` replaces the backoff, within a cap;
 //! beyond the cap the caller fails at once with RATE_LIMITED rather than hang for minutes.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use crate::core::error::{AuthError, ErrorCode};
 use crate::core::http_date::parse_retry_after;
 use crate::core::text::{cat, int};
@@ -15,7 +18,7 @@ pub const BACKOFF_CAP_MS: f64 = 5_000.0;
 /// The jittered delay before retry number `attempt + 1` (`attempt` counts from 0).
 /// `random` is uniform in [0, 1).
 pub fn backoff_ms(attempt: u32, random: f64) -> u32 {
-    let ceiling = (BACKOFF_BASE_MS * 2f64.powi(attempt.min(30) as i32)).min(BACKOFF_CAP_MS);
+    let ceiling = (BACKOFF_BASE_MS * (1u64 << attempt.min(30)) as f64).min(BACKOFF_CAP_MS);
     (ceiling * random.clamp(0.0, 1.0)) as u32
 }
 

@@ -4,6 +4,9 @@
 //! must stay tiny. Instants are plain `i64` milliseconds since the Unix epoch, as in JavaScript.
 #![forbid(unsafe_code)]
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 const MS_PER_DAY: i64 = 86_400_000;
 
 /// Parses an RFC 3339 date-time into milliseconds since the Unix epoch (UTC).

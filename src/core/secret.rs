@@ -4,7 +4,10 @@
 //! explicit [`expose`](AccessToken::expose) at the few places that write a header, a request
 //! body or a storage record.
 
-use std::fmt;
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use ::core::fmt;
 
 use crate::core::error::AuthError;
 use crate::core::text::{cat, int};

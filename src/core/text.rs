@@ -4,6 +4,9 @@
 //! in the wasm that users download it cost more than every parser of the protocol together.
 //! Messages here are a few fixed pieces and integers, so concatenation does the job.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 /// The pieces, joined.
 pub fn cat(parts: &[&str]) -> String {
     let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());

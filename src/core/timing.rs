@@ -1,6 +1,9 @@
 //! Refresh timing: when a token counts as due for refresh, when the timer fires, and how the
 //! server's clock is trusted over ours.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use crate::core::config::MAX_TIMER_DELAY_MS;
 use crate::core::http_date::parse_http_date;
 

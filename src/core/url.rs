@@ -7,7 +7,10 @@
 //! the core; this parser is strict about what it accepts rather than forgiving, because a
 //! mistake here sends a token to the wrong place.
 
-use std::fmt;
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use ::core::fmt;
 
 use crate::core::text::{cat, int};
 

@@ -17,6 +17,9 @@
 //! Small integers stand for the core's enums (`need`, `waited`, body kinds, outcomes,
 //! events); `session.js` holds the same table.
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+
 use wasm_bindgen::prelude::*;
 
 use super::json::{string_at, to_json};
@@ -202,7 +205,13 @@ impl Core {
         }
     }
 
-    pub fn login(&mut self, d: &Driver, now: f64, username: Option<String>, password: Option<String>) -> Result<u32, JsValue> {
+    pub fn login(
+        &mut self,
+        d: &Driver,
+        now: f64,
+        username: Option<String>,
+        password: Option<String>,
+    ) -> Result<u32, JsValue> {
         let creds = username.zip(password).map(|(username, p)| Credentials {
             username,
             password: Password::new(p),
@@ -445,10 +454,14 @@ impl Core {
         replayed: bool,
     ) -> f64 {
         let idempotent = crate::core::retry::is_idempotent(method);
-        match self
-            .machine
-            .api_status(now as i64, status, retry_after.as_deref(), idempotent, attempt, replayed)
-        {
+        match self.machine.api_status(
+            now as i64,
+            status,
+            retry_after.as_deref(),
+            idempotent,
+            attempt,
+            replayed,
+        ) {
             ApiStep::Replay => -2.0,
             ApiStep::Retry(ms) => ms as f64,
             _ => -1.0,
