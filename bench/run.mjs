@@ -2,7 +2,7 @@
 // axios-auth-refresh and @supabase/auth-js. Run it through `bash bench/run.sh [--quick]`,
 // which installs what this needs first; see bench/README.md for what each figure means.
 //
-//   node bench/run.mjs [--quick] [--only size,startup,throughput,storm,memory]
+//   node bench/run.mjs [--quick] [--only size,startup,throughput,storm,memory,leak]
 //
 // Prints a table per figure, writes bench/results.json (git-ignored) and bench/chart.svg.
 // Every comparison runs the contenders interleaved in the same run (each in a fresh child
@@ -29,14 +29,14 @@ const argv = process.argv.slice(2);
 if (argv.includes("-h") || argv.includes("--help")) {
   console.log(`usage: bash bench/run.sh [--quick] [--only FIGURES]
   --quick         ~1 minute smoke run (fewer rounds, shorter rounds, smaller sizes)
-  --only LIST     comma-separated subset of: size,startup,throughput,storm,memory
+  --only LIST     comma-separated subset of: size,startup,throughput,storm,memory,leak
 environment: BENCH_SKIP_BUILD=1 (run.sh: use the pkg/ already built), AUTH_SESSION_PKG_DIR`);
   process.exit(0);
 }
 const quick = argv.includes("--quick");
 const onlyArg = argv.find((a) => a.startsWith("--only"));
 const onlyValue = onlyArg?.includes("=") ? onlyArg.split("=")[1] : onlyArg ? argv[argv.indexOf(onlyArg) + 1] : null;
-const FIGURES = ["size", "startup", "throughput", "storm", "memory"];
+const FIGURES = ["size", "startup", "throughput", "storm", "memory", "leak"];
 const only = new Set(onlyValue ? onlyValue.split(",").map((s) => s.trim()) : FIGURES);
 for (const f of only) if (!FIGURES.includes(f)) throw new Error(`--only: unknown figure ${f}`);
 
@@ -802,6 +802,21 @@ try {
     results.memory = await figureMemory(server.url);
     printMemory(results.memory);
   }
+  if (only.has("leak") && !interrupted) {
+    const cycles = quick ? 10_000 : 100_000;
+    progress(`leak check (${cycles} refresh cycles, scripted fetch)`);
+    console.log(`\n6. LEAK CHECK — ${cycles} refresh cycles in one process (bench/leak.mjs), after GC at each tenth`);
+    let out;
+    let ok = true;
+    try {
+      out = execFileSync(process.execPath, ["--expose-gc", path.join(benchDir, "leak.mjs"), String(cycles), pkgDir()], { encoding: "utf8" });
+    } catch (e) {
+      out = `${e.stdout ?? ""}${e.stderr ?? ""}`;
+      ok = false;
+    }
+    console.log(out.trimEnd().replace(/^/gm, "   "));
+    results.leak = { cycles, ok, output: out };
+  }
 } finally {
   shuttingDown = true;
   if (server) {
@@ -832,6 +847,9 @@ if (results.memory) {
   for (const r of results.memory.runs.filter((x) => x.contender === "auth-session")) {
     g.push([`memory, ${fmt.int(r.sessions)} idle sessions: beyond token bytes`, r.error ? "failed" : fmt.bytes(r.beyondTokens), `≤ ${fmt.bytes(GOALS.memoryBeyondTokens)}`, fmt.mark(!r.error && r.beyondTokens <= GOALS.memoryBeyondTokens)]);
   }
+}
+if (results.leak) {
+  g.push([`leak: ${fmt.int(results.leak.cycles)} refresh cycles, wasm memory and heap after GC`, results.leak.ok ? "flat" : "grew", "flat", fmt.mark(results.leak.ok)]);
 }
 console.log(table("GOALS — auth-session (ours)", ["goal", "ours", "target", "ok"], g, { align: "lrrl", notes: [unsupported] }));
 

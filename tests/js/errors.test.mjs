@@ -147,6 +147,30 @@ describe("transport errors", () => {
     session.dispose();
   });
 
+  it("NETWORK_ERROR carries the underlying error's name and code as its cause, and a stack of the caller", async () => {
+    const port = await closedPort();
+    const session = new AuthSession({ host: `http://127.0.0.1:${port}`, retries: 0, autoRefresh: false });
+    // V8 keeps an async caller in the stack when it awaits (a bare `return promise` drops it).
+    async function callerOfLogin() {
+      return await session.login(DEMO.username, DEMO.password);
+    }
+    const err = await rejectsWith(callerOfLogin(), { code: "NETWORK_ERROR", status: 0, retryable: true });
+    // Node's fetch: TypeError("fetch failed") with cause.code ECONNREFUSED. Only name and code.
+    assert.deepEqual(err.cause, { name: "TypeError", code: "ECONNREFUSED" });
+    assert.ok(!/wasm-function|wasm:\/\//.test(err.stack), `no wasm frames in the stack:\n${err.stack}`);
+    assert.match(err.stack, /callerOfLogin/, "the stack shows the user's call");
+    const api = new AuthSession({ host: `http://127.0.0.1:${port}`, retries: 0, autoRefresh: false, fetch: async () => {
+      const e = new Error("connect ECONNRESET 10.0.0.1:443 with Bearer eyJ.secret");
+      e.code = "ECONNRESET";
+      throw e;
+    } });
+    const e2 = await rejectsWith(api.login(DEMO.username, DEMO.password), { code: "NETWORK_ERROR" });
+    assert.deepEqual(e2.cause, { name: "Error", code: "ECONNRESET" });
+    assert.ok(!JSON.stringify({ c: e2.cause, m: e2.message }).includes("eyJ"), "the underlying message is not copied");
+    session.dispose();
+    api.dispose();
+  });
+
   it("NETWORK_ERROR: a dropped connection on login, and on a GET via fetch()", async () => {
     server.fault({ path: "/auth/login" }, { drop: true });
     const session = session0({ retries: 0 });
