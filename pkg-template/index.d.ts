@@ -81,14 +81,17 @@ export class AuthSession {
   /**
    * An access token valid for at least `refreshMarginSeconds`, refreshing first if needed.
    * For callers that must set the header themselves; prefer {@link AuthSession.fetch}.
+   * `init.signal` stops the wait for a shared refresh (`ABORTED`).
    */
-  getAccessToken(): Promise<string>;
+  getAccessToken(init?: { signal?: AbortSignal }): Promise<string>;
 
   /**
    * Loads the tokens saved in `options.storage` (for example after a restart). Resolves
-   * with the restored session info, or `null` when the storage holds no session or one
-   * whose refresh token has expired.
-   * @throws {AuthError} `STORAGE_ERROR` when the storage throws or holds a malformed record.
+   * with the restored session info, or `null` when the storage holds no session, one whose
+   * refresh token has expired, or a record this client cannot read (that one is also an
+   * `error` event with `STORAGE_ERROR`), or when a `login`/`revoke` came first.
+   * @throws {AuthError} `STORAGE_ERROR` when the storage throws or does not answer within
+   * `timeoutMs`.
    */
   restore(): Promise<SessionInfo | null>;
 
@@ -97,7 +100,8 @@ export class AuthSession {
 
   /**
    * Subscribes to session events. Returns a function that unsubscribes.
-   * - `tokens`: a login or refresh stored new tokens (payload: the new info);
+   * - `tokens`: the session holds new tokens (payload: the new info, plus `reason`: `login`,
+   *   `refresh`, `restore`, or `adopt` for a pair another instance stored);
    * - `expired`: the session ended because the refresh token was rejected or expired;
    * - `revoked`: `revoke()` ended the session;
    * - `error`: a background failure (e.g. a timer-driven refresh); never an unhandled
@@ -105,7 +109,8 @@ export class AuthSession {
    *
    * No payload ever holds a token.
    */
-  on(event: "tokens" | "expired" | "revoked", listener: (info: SessionInfo) => void): () => void;
+  on(event: "tokens", listener: (info: TokensEvent) => void): () => void;
+  on(event: "expired" | "revoked", listener: (info: SessionInfo) => void): () => void;
   on(event: "error", listener: (error: AuthError) => void): () => void;
   on(event: AuthSessionEvent, listener: (payload: SessionInfo | AuthError) => void): () => void;
 
@@ -150,8 +155,17 @@ export interface AuthSessionOptions {
    */
   autoRefresh?: boolean;
 
-  /** Milliseconds per HTTP attempt (headers and body for auth calls and `json`). Default 10000. */
+  /**
+   * Milliseconds per HTTP attempt (headers and body for auth calls and `json`; when it fires
+   * the body read is aborted and the connection released), and per storage call. Default 10000.
+   */
   timeoutMs?: number;
+
+  /**
+   * The largest body `json()` reads; over it, `RESPONSE_TOO_LARGE` and the body stream is
+   * cancelled. Default 10485760 (10 MiB). Auth responses have their own 64 KiB cap.
+   */
+  maxResponseBytes?: number;
 
   /**
    * Extra attempts after the first for temporary failures (network, timeout, 5xx, 429),
@@ -193,9 +207,20 @@ export interface AuthSessionOptions {
 /** `ctx.waitUntil` as a function, or the execution context that has it. */
 export type WaitUntil = ((promise: Promise<unknown>) => void) | { waitUntil(promise: Promise<unknown>): void };
 
-/** `RequestInit` plus the per-call `waitUntil` (see {@link AuthSessionOptions.waitUntil}). */
+/** `RequestInit` plus the per-call `waitUntil` (see {@link AuthSessionOptions.waitUntil}) and `json`. */
 export interface AuthRequestInit extends RequestInit {
   waitUntil?: WaitUntil;
+  /**
+   * A JSON body: sent as `JSON.stringify(json)` with `content-type: application/json`
+   * (unless `headers` set one). The method is not changed: with `GET`/`HEAD`, or together
+   * with a `body`, it is a `CONFIG_ERROR`.
+   */
+  json?: unknown;
+}
+
+/** The payload of the `tokens` event: the new info and why the tokens changed. */
+export interface TokensEvent extends SessionInfo {
+  reason: "login" | "refresh" | "restore" | "adopt";
 }
 
 /**
@@ -279,6 +304,11 @@ export class AuthError extends Error {
   status: number;
   /** Whether trying again later may succeed (network, timeout, 5xx, 429). */
   retryable: boolean;
+  /**
+   * For network and storage failures: the underlying error's `name` and `code` (e.g.
+   * `{ name: "TypeError", code: "ECONNREFUSED" }`), never its message.
+   */
+  cause?: { name: string; code?: string };
 }
 
 declare global {

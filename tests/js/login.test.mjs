@@ -170,6 +170,28 @@ describe("json() and fetch()", () => {
     assert.equal(server.log[0].hasAuthorization, true);
   });
 
+  it("init.json sends a JSON body with content-type application/json, on fetch() and json()", async () => {
+    const order = { sku: "team", seats: 5, note: "naïve \"quoted\"" };
+    const echoed = await session.json("/api/v1/echo", { method: "POST", json: order });
+    assert.equal(echoed.method, "POST");
+    assert.equal(echoed.contentType, "application/json");
+    assert.deepEqual(JSON.parse(echoed.body), order);
+    // A content-type the caller set is kept; the method is never changed.
+    const res = await session.fetch("/api/v1/echo", {
+      method: "PUT",
+      json: [1, 2],
+      headers: { "content-type": "application/merge-patch+json" },
+    });
+    const { data } = await res.json();
+    assert.deepEqual([data.method, data.contentType, data.body], ["PUT", "application/merge-patch+json", "[1,2]"]);
+    // GET/HEAD with json, or json with a body: CONFIG_ERROR, nothing sent.
+    const before = server.log.length;
+    await rejectsWith(session.json("/api/v1/echo", { json: { a: 1 } }), { code: "CONFIG_ERROR" });
+    await rejectsWith(session.fetch("/api/v1/echo", { method: "HEAD", json: 1 }), { code: "CONFIG_ERROR" });
+    await rejectsWith(session.fetch("/api/v1/echo", { method: "POST", json: 1, body: "x" }), { code: "CONFIG_ERROR" });
+    assert.equal(server.log.length, before, "nothing was sent");
+  });
+
   it("fetch() returns non-2xx statuses instead of throwing", async () => {
     const res = await session.fetch("/api/v1/nothing-here");
     assert.equal(res.status, 404);
