@@ -21,7 +21,7 @@ const t0 = Date.now();
 const log = (...args) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s]`, ...args);
 const until = (d) => (d ? `${((d - Date.now()) / 1000).toFixed(1)} s` : "-");
 
-session.on("tokens", (info) => log(`tokens   state=${info.state} access expires in ${until(info.accessExpiresAt)}`));
+session.on("tokens", (info) => log(`tokens   ${info.reason}: access expires in ${until(info.accessExpiresAt)}`));
 session.on("expired", () => log("expired  the refresh token was rejected"));
 session.on("revoked", (info) => log(`revoked  state=${info.state}`));
 session.on("error", (err) => log(`error    ${err.code}: ${err.message}`));

@@ -123,7 +123,7 @@ async function start() {
 
   session.on("tokens", (info) => {
     issuedAt = Date.now();
-    logEvent("tokens", `new tokens · access until ${info.accessExpiresAt ? clock(info.accessExpiresAt) : "?"}`);
+    logEvent("tokens", `${info.reason} · access until ${info.accessExpiresAt ? clock(info.accessExpiresAt) : "?"}`);
     render();
   });
   session.on("expired", () => {
