@@ -211,6 +211,9 @@ export class AuthSession {
   #timer = undefined;
   #events = [];
   #broken = undefined;
+  /** The access token last handed out, and the serial of its pair. */
+  #tokenText = "";
+  #tokenSerial = -1;
   /** AbortControllers of API attempts in flight: dispose() aborts them. */
   #attemptsLive = new Set();
 
@@ -538,13 +541,20 @@ export class AuthSession {
         after401Serial !== undefined && round === 0
           ? this.#call((c, d) => c.token_after_401(d, now(), after401Serial))
           : this.#call((c, d) => c.token(d, now(), need, waited, round));
-      if (typeof step === "string") {
-        const background = this.#core.background;
-        if (background > 0 && waitUntil) waitUntil(this.#promise(background).then(() => undefined));
-        return [step, this.#core.serial];
+      if (step > 0) {
+        if (waitUntil) {
+          const background = this.#core.background;
+          if (background > 0) waitUntil(this.#promise(background).then(() => undefined));
+        }
+        // The text crosses the boundary once per pair, not once per call.
+        if (step !== this.#tokenSerial) {
+          this.#tokenText = this.#core.token_text();
+          this.#tokenSerial = step;
+        }
+        return [this.#tokenText, step];
       }
-      if (step === undefined) throw toError(failure);
-      const [o, err] = await this.#wait(step, signal, waitUntil);
+      if (step === 0) throw toError(failure);
+      const [o, err] = await this.#wait(-step, signal, waitUntil);
       failure = err;
       waited = o === FAILED ? (err.retryable ? WAITED_RETRYABLE : WAITED_FINAL) : o === AGAIN ? WAITED_NOTHING : WAITED_DONE;
     }
@@ -592,6 +602,8 @@ export class AuthSession {
   }
 
   async revoke() {
+    this.#tokenText = "";
+    this.#tokenSerial = -1;
     try {
       await this.#operation((c, d) => c.revoke(d, now()));
     } catch (e) {
@@ -619,6 +631,8 @@ export class AuthSession {
 
   dispose() {
     if (this.#broken) return;
+    this.#tokenText = "";
+    this.#tokenSerial = -1;
     this.#call((c, d) => c.dispose(d));
     clearTimeout(this.#timer);
     this.#timer = undefined;

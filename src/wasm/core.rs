@@ -29,7 +29,7 @@ use crate::core::machine::{
     ApiFailure, ApiStep, AuthReply, Endpoint, Event, IoFailure, Keep, Machine, Need, Outcome, Output, SessionInfo,
     Step, StorageOp, StorageReply, TokenStep, Waited,
 };
-use crate::core::secret::Password;
+use crate::core::secret::{AccessToken, Password};
 use crate::core::{AuthError, Cause, Credentials};
 
 #[wasm_bindgen]
@@ -103,8 +103,8 @@ pub struct Core {
     machine: Machine,
     /// The deadline last handed to `d.arm`, so the timer is re-armed only on a change.
     armed: Option<(i64, Keep)>,
-    /// Of the last `Ready` token step: the pair's serial and a background flight (0: none).
-    serial: u32,
+    /// Of the last `Ready` token step: the token and a background flight (0: none).
+    token: Option<AccessToken>,
     background: u32,
 }
 
@@ -151,7 +151,7 @@ impl Core {
         Ok(Core {
             machine: Machine::new(config, has_storage, (seed * 9_007_199_254_740_991.0) as u64),
             armed: None,
-            serial: 0,
+            token: None,
             background: 0,
         })
     }
@@ -268,10 +268,11 @@ impl Core {
     }
 
     /// `need`: 0 strict, 1 lenient, 2 background, 3 replay. `waited`: 0 nothing, 1 done,
-    /// 2 failed (retryable), 3 failed (final). Returns the token (a string: read `serial`
-    /// and `background`), a flight to await (a number), or `undefined`: rethrow the error
-    /// of the flight just awaited.
-    pub fn token(&mut self, d: &Driver, now: f64, need: u8, waited: u8, round: u32) -> Result<JsValue, JsValue> {
+    /// 2 failed (retryable), 3 failed (final). Returns the serial of the pair whose access
+    /// token to send (> 0; the driver reads the text with `token_text` only when the serial
+    /// changed, and `background` for a refresh started behind the call), minus the flight
+    /// to await (< 0), or 0: rethrow the error of the flight just awaited.
+    pub fn token(&mut self, d: &Driver, now: f64, need: u8, waited: u8, round: u32) -> Result<f64, JsValue> {
         let need = match need {
             0 => Need::Strict,
             1 => Need::Lenient,
@@ -288,12 +289,12 @@ impl Core {
         self.token_step(d, step)
     }
 
-    pub fn token_after_401(&mut self, d: &Driver, now: f64, serial: u32) -> Result<JsValue, JsValue> {
+    pub fn token_after_401(&mut self, d: &Driver, now: f64, serial: u32) -> Result<f64, JsValue> {
         let step = self.machine.token_after_401(now as i64, serial);
         self.token_step(d, step)
     }
 
-    fn token_step(&mut self, d: &Driver, step: TokenStep) -> Result<JsValue, JsValue> {
+    fn token_step(&mut self, d: &Driver, step: TokenStep) -> Result<f64, JsValue> {
         self.drain(d);
         match step {
             TokenStep::Ready {
@@ -301,19 +302,20 @@ impl Core {
                 serial,
                 background,
             } => {
-                self.serial = serial;
+                self.token = Some(token);
                 self.background = background.unwrap_or(0);
-                Ok(JsValue::from_str(token.expose()))
+                Ok(serial as f64)
             }
-            TokenStep::Wait(f) => Ok(JsValue::from(f)),
-            TokenStep::Rethrow => Ok(JsValue::UNDEFINED),
+            TokenStep::Wait(f) => Ok(-(f as f64)),
+            TokenStep::Rethrow => Ok(0.0),
             TokenStep::Fail(e) => Err(descriptor(d, &e)),
         }
     }
 
-    #[wasm_bindgen(getter)]
-    pub fn serial(&self) -> u32 {
-        self.serial
+    /// The access token of the last `Ready` step. Crossing into JavaScript costs a string
+    /// copy, so the driver asks only when the serial it got is not the one it holds.
+    pub fn token_text(&self) -> Option<String> {
+        self.token.as_ref().map(|t| t.expose().to_owned())
     }
 
     #[wasm_bindgen(getter)]
