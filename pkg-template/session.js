@@ -211,6 +211,11 @@ export class AuthSession {
   #timer = undefined;
   #events = [];
   #broken = undefined;
+  /** The host with its path prefix, as the machine joins paths to it. */
+  #base = "";
+  /** Origins the machine allowed to receive the token. */
+  #allowed = new Set();
+  #disposed = false;
   /** The access token last handed out, and the serial of its pair. */
   #tokenText = "";
   #tokenSerial = -1;
@@ -285,6 +290,7 @@ export class AuthSession {
     }
     // Validated by the core above; kept for the API attempts this file times.
     this.#timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#base = this.#core.resolve("/").slice(0, -1);
   }
 
   // ----- the driver: what the machine asks for ---------------------------------------------
@@ -532,32 +538,44 @@ export class AuthSession {
     return outcome;
   }
 
-  /** A token for a call: `need` as the machine knows it; waits for flights as told. */
-  async #token(need, signal, waitUntil, after401Serial) {
-    let waited = WAITED_NOTHING;
+  /**
+   * A token for a call: `need` as the machine knows it. Returns [token, serial] at once
+   * when the machine has one (the common case costs no await), else a promise of it that
+   * waits for flights as the machine says.
+   */
+  #token(need, signal, waitUntil, after401Serial) {
+    const step =
+      after401Serial !== undefined
+        ? this.#call((c, d) => c.token_after_401(d, now(), after401Serial))
+        : this.#call((c, d) => c.token(d, now(), need, WAITED_NOTHING, 0));
+    if (step > 0) return this.#ready(step, waitUntil);
+    return this.#tokenAfterWaits(step, need, signal, waitUntil);
+  }
+
+  async #tokenAfterWaits(step, need, signal, waitUntil) {
     let failure;
-    for (let round = 0; ; round++) {
-      const step =
-        after401Serial !== undefined && round === 0
-          ? this.#call((c, d) => c.token_after_401(d, now(), after401Serial))
-          : this.#call((c, d) => c.token(d, now(), need, waited, round));
-      if (step > 0) {
-        if (waitUntil) {
-          const background = this.#core.background;
-          if (background > 0) waitUntil(this.#promise(background).then(() => undefined));
-        }
-        // The text crosses the boundary once per pair, not once per call.
-        if (step !== this.#tokenSerial) {
-          this.#tokenText = this.#core.token_text();
-          this.#tokenSerial = step;
-        }
-        return [this.#tokenText, step];
-      }
+    for (let round = 1; ; round++) {
+      if (step > 0) return this.#ready(step, waitUntil);
       if (step === 0) throw toError(failure);
       const [o, err] = await this.#wait(-step, signal, waitUntil);
       failure = err;
-      waited = o === FAILED ? (err.retryable ? WAITED_RETRYABLE : WAITED_FINAL) : o === AGAIN ? WAITED_NOTHING : WAITED_DONE;
+      const waited = o === FAILED ? (err.retryable ? WAITED_RETRYABLE : WAITED_FINAL) : o === AGAIN ? WAITED_NOTHING : WAITED_DONE;
+      step = this.#call((c, d) => c.token(d, now(), need, waited, round));
     }
+  }
+
+  /** [token, serial] for a ready step; a refresh started behind the call goes to waitUntil. */
+  #ready(serial, waitUntil) {
+    if (waitUntil) {
+      const background = this.#core.background;
+      if (background > 0) waitUntil(this.#promise(background).then(() => undefined));
+    }
+    // The text crosses the boundary once per pair, not once per call.
+    if (serial !== this.#tokenSerial) {
+      this.#tokenText = this.#core.token_text();
+      this.#tokenSerial = serial;
+    }
+    return [this.#tokenText, serial];
   }
 
   // ----- the public API --------------------------------------------------------------------
@@ -630,6 +648,7 @@ export class AuthSession {
   }
 
   dispose() {
+    this.#disposed = true;
     if (this.#broken) return;
     this.#tokenText = "";
     this.#tokenSerial = -1;
@@ -653,7 +672,10 @@ export class AuthSession {
     const given = init ?? {};
     let url;
     let template;
-    if (typeof input === "string" || input instanceof URL) {
+    if (typeof input === "string" && input.charCodeAt(0) === 47 /* "/" */) {
+      // The common case: a path. The host (with its prefix) as the machine joins it.
+      url = new URL(this.#base + input);
+    } else if (typeof input === "string" || input instanceof URL) {
       url = new URL(this.#core.resolve(String(input)));
     } else if (input !== null && typeof input === "object" && typeof input.url === "string" && typeof input.method === "string") {
       template = new Request(input, init);
@@ -663,7 +685,7 @@ export class AuthSession {
     } else {
       throw new TypeError("fetch() input must be a string, a URL or a Request");
     }
-    this.#call((c, d) => c.check_origin(d, url.origin));
+    this.#checkOrigin(url.origin);
     let body = given.body;
     const headers = new Headers(template ? template.headers : given.headers);
     if (given.json !== undefined) {
@@ -682,9 +704,16 @@ export class AuthSession {
     return { url, method, headers, body, template, init: given };
   }
 
+  /** The machine's verdict on an origin, remembered (the options never change). */
+  #checkOrigin(origin) {
+    if (this.#allowed.has(origin)) return;
+    this.#call((c, d) => c.check_origin(d, origin));
+    if (this.#allowed.size < 64) this.#allowed.add(origin);
+  }
+
   async #api(input, init, asJson) {
     try {
-      if (this.#core.disposed()) throw toError(disposedError());
+      if (this.#disposed) throw toError(disposedError());
       const call = this.#prepare(input, init, asJson);
       const signal = call.init.signal ?? call.template?.signal;
       const waitUntil = call.init.waitUntil !== undefined ? readWaitUntil(call.init.waitUntil, "init.waitUntil") : this.#waitUntil;
@@ -702,7 +731,9 @@ export class AuthSession {
     let after401;
     const need = waitUntil ? NEED_BACKGROUND : NEED_LENIENT;
     for (;;) {
-      const [token, serial] = await this.#token(after401 === undefined ? need : NEED_REPLAY, signal, waitUntil, after401);
+      let got = this.#token(after401 === undefined ? need : NEED_REPLAY, signal, waitUntil, after401);
+      if (!Array.isArray(got)) got = await got;
+      const [token, serial] = got;
       after401 = undefined;
       call.headers.set("authorization", `Bearer ${token}`);
       const ctrl = new AbortController();
