@@ -1,142 +1,214 @@
-//! Retries: which failures are retried, how long the session waits (backoff with jitter, a
-//! server's Retry-After within the cap), timeouts, and the different rules for API calls.
-//! `random()` is 0.5, so retry n waits 0.5 · min(5000, 200 · 2^n) ms.
+//! Retries: which failures are retried, how long the machine waits (backoff with full
+//! jitter, a server's Retry-After within the cap), attempt timeouts, and the rules for API
+//! calls. The jitter comes from the machine's seed, so delays are asserted against their
+//! bounds, and exact wherever a Retry-After fixes them.
 
 mod common;
 
-use auth_session::core::{Abort, Phase};
+use auth_session::core::machine::{ApiFailure, ApiStep, Endpoint, Keep, Outcome, Output};
+use auth_session::core::Phase;
 use common::*;
 
-fn login_times(h: &Harness) -> Vec<i64> {
-    h.requests_to("/auth/login").iter().map(|r| r.t()).collect()
+/// `min(5000, 200 · 2^attempt)`: the ceiling of the jittered backoff before retry `attempt + 1`.
+fn ceiling(attempt: u32) -> i64 {
+    (200i64 << attempt.min(10)).min(5_000)
 }
 
-fn login(h: &Harness) -> Result<auth_session::core::SessionInfo, auth_session::core::AuthError> {
-    let r = h.run(h.session.login(Some(creds())));
-    h.check(r)
+/// Answers the open login with `failure` and returns how long the machine waits to retry.
+fn backoff_after(r: &mut Run, now: i64, failure: Reply) -> i64 {
+    r.answer(now, failure);
+    assert!(!r.has_open_send(), "waiting, not sending");
+    r.deadline().expect("a retry is due") - now
 }
 
 // ----- auth calls ----------------------------------------------------------------------------
 
 #[test]
 fn network_errors_are_retried_with_backoff() {
-    let h = Harness::new();
-    h.script_n("/auth/login", 2, Reply::network_error());
-    assert_eq!(login(&h).unwrap().state, Phase::Active);
-    assert_eq!(login_times(&h), [0, 100, 300]);
-    assert_eq!(h.token().unwrap(), at(1));
+    let mut r = Run::new(config(|_| {}));
+    let f = r.login(EPOCH);
+    let first = r.open_send();
+    let d0 = backoff_after(&mut r, EPOCH, network());
+    assert!((0..ceiling(0)).contains(&d0), "{d0}");
+    assert_eq!(r.keep(), Some(Keep::Alive), "a caller awaits the retry");
+    if d0 > 0 {
+        assert_eq!(r.timeout(EPOCH + d0 - 1), [], "not before its time");
+    }
+    let t1 = r.fire();
+    let second = r.open_send();
+    assert_ne!(second.id, first.id);
+    assert_eq!(second.body, first.body);
+    let d1 = backoff_after(&mut r, t1, network());
+    assert!((0..ceiling(1)).contains(&d1), "{d1}");
+    let t2 = r.fire();
+    r.answer(t2, ok(&Pair::issued(1, t2)));
+    assert_eq!(r.settled(f), Outcome::Done);
+    assert_eq!(r.count(Endpoint::Login), 3);
+    assert_eq!(r.token_now(t2).unwrap(), at(1));
 }
 
 #[test]
-fn backoff_doubles_per_attempt_up_to_the_cap() {
-    let h = Harness::with(|o| o.retries = Some(8.0));
-    h.script_n("/auth/login", 8, Reply::status(503));
-    login(&h).unwrap();
-    let times = login_times(&h);
-    let waits: Vec<_> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    // 0.5 · min(5000, 200 · 2^n)
-    assert_eq!(waits, [100, 200, 400, 800, 1600, 2500, 2500, 2500]);
+fn backoff_has_full_jitter_and_doubles_per_attempt_up_to_the_cap() {
+    let mut delays = vec![Vec::new(); 8];
+    for seed in 1..=300 {
+        let mut r = Run::with(config(|o| o.retries = Some(8.0)), false, seed);
+        r.login(EPOCH);
+        let mut t = EPOCH;
+        for d in delays.iter_mut() {
+            d.push(backoff_after(&mut r, t, status(503)));
+            t = r.fire();
+        }
+        r.answer(t, ok(&Pair::issued(1, t)));
+        assert_eq!(r.count(Endpoint::Login), 9);
+    }
+    for (attempt, d) in delays.iter().enumerate() {
+        let cap = ceiling(attempt as u32);
+        let (min, max) = (*d.iter().min().unwrap(), *d.iter().max().unwrap());
+        assert!(
+            min >= 0 && max < cap,
+            "attempt {attempt}: {min}..{max} outside 0..{cap}"
+        );
+        assert!(
+            max > cap * 9 / 10,
+            "attempt {attempt}: the ceiling is {cap}, the largest wait {max}"
+        );
+        assert!(
+            min < cap / 10,
+            "attempt {attempt}: full jitter reaches down to 0, smallest {min}"
+        );
+    }
 }
 
 #[test]
-fn jitter_follows_random() {
-    let h = Harness::new();
-    h.set_random(0.25);
-    h.script_n("/auth/login", 2, Reply::status(502));
-    login(&h).unwrap();
-    assert_eq!(login_times(&h), [0, 50, 150]);
-    let h = Harness::new();
-    h.set_random(0.0);
-    h.script_n("/auth/login", 2, Reply::status(502));
-    login(&h).unwrap();
-    assert_eq!(login_times(&h), [0, 0, 0], "full jitter may retry at once");
+fn the_jitter_follows_the_seed() {
+    let first_delay = |seed| {
+        let mut r = Run::with(config(|_| {}), false, seed);
+        r.login(EPOCH);
+        backoff_after(&mut r, EPOCH, status(502))
+    };
+    assert_eq!(first_delay(7), first_delay(7), "deterministic for a seed");
+    let seeds = (1..=20u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let distinct: std::collections::HashSet<i64> = seeds.map(first_delay).collect();
+    assert!(distinct.len() > 10, "concurrent clients spread out: {distinct:?}");
 }
 
 #[test]
 fn server_errors_exhaust_the_retries_then_fail_with_server_error() {
-    let h = Harness::new();
-    h.script_n(
-        "/auth/login",
-        3,
-        Reply::bytes(503, b"<html>Service Unavailable</html>".to_vec()),
-    );
-    let e = h.err(login(&h));
+    let mut r = Run::new(config(|_| {}));
+    let f = r.login(EPOCH);
+    let mut t = EPOCH;
+    for _ in 0..2 {
+        r.answer(t, reply(503, "<html>Service Unavailable</html>"));
+        t = r.fire();
+    }
+    r.answer(t, reply(503, "<html>Service Unavailable</html>"));
+    let e = r.failure(f);
     assert_eq!(
         (e.code(), e.name(), e.status(), e.retryable()),
         ("SERVER_ERROR", "ServerError", 503, true)
     );
-    assert_eq!(login_times(&h), [0, 100, 300]);
-    assert_eq!(h.info().state, Phase::Anonymous);
+    assert_eq!(r.count(Endpoint::Login), 3);
+    assert_eq!(r.m.info().state, Phase::Anonymous);
+    assert_eq!(r.deadline(), None);
 }
 
 #[test]
 fn a_server_error_envelope_on_5xx_keeps_the_servers_code_and_is_retried() {
-    let h = Harness::with(|o| o.retries = Some(1.0));
-    h.script_n(
-        "/auth/login",
-        2,
-        Reply::error(500, "InternalError", "INTERNAL", "database down"),
-    );
-    let e = h.err(login(&h));
+    let mut r = Run::new(config(|o| o.retries = Some(1.0)));
+    let f = r.login(EPOCH);
+    r.answer(EPOCH, error_envelope(500, "InternalError", "INTERNAL", "database down"));
+    let t = r.fire();
+    r.answer(t, error_envelope(500, "InternalError", "INTERNAL", "database down"));
+    let e = r.failure(f);
     assert_eq!(
-        (e.code(), e.name(), e.status(), e.retryable()),
-        ("INTERNAL", "InternalError", 500, true)
+        (e.code(), e.name(), e.status(), e.retryable(), e.message()),
+        ("INTERNAL", "InternalError", 500, true, "database down")
     );
-    assert_eq!(login_times(&h), [0, 100]);
+    assert_eq!(r.count(Endpoint::Login), 2);
 }
 
 #[test]
 fn rate_limits_without_retry_after_use_the_backoff_then_fail_with_rate_limited() {
-    let h = Harness::new();
-    h.script_n("/auth/login", 3, Reply::status(429));
-    let e = h.err(login(&h));
+    let mut r = Run::new(config(|_| {}));
+    let f = r.login(EPOCH);
+    let mut t = EPOCH;
+    for attempt in 0..2 {
+        let d = backoff_after(&mut r, t, status(429));
+        assert!((0..ceiling(attempt)).contains(&d));
+        t = r.fire();
+    }
+    r.answer(t, status(429));
+    let e = r.failure(f);
     assert_eq!(
         (e.code(), e.name(), e.status()),
         ("RATE_LIMITED", "RateLimitedError", 429)
     );
-    assert_eq!(login_times(&h), [0, 100, 300]);
+    assert_eq!(r.count(Endpoint::Login), 3);
 }
 
 #[test]
 fn retries_zero_is_one_attempt() {
-    let h = Harness::with(|o| o.retries = Some(0.0));
-    h.script("/auth/login", Reply::status(503));
-    assert_eq!(h.err(login(&h)).code(), "SERVER_ERROR");
-    assert_eq!(h.count("/auth/login"), 1);
-    assert_eq!(h.elapsed(), 0);
+    let mut r = Run::new(config(|o| o.retries = Some(0.0)));
+    let f = r.login(EPOCH);
+    r.answer(EPOCH, status(503));
+    assert_eq!(r.failure(f).code(), "SERVER_ERROR");
+    assert_eq!(r.count(Endpoint::Login), 1);
+    assert_eq!(r.deadline(), None);
 }
 
 #[test]
-fn a_timed_out_attempt_is_retried() {
-    let h = Harness::new();
-    // The first answer would come 1 ms after the 10 s timeout (the server did issue pair 1).
-    h.script("/auth/login", Reply::server().delay(10_001));
-    login(&h).unwrap();
-    assert_eq!(login_times(&h), [0, 10_000 + 100]);
-    assert_eq!(h.token().unwrap(), at(2), "the late answer was dropped");
-    assert_eq!(h.pending_sleeps(), 0, "the abandoned request left nothing behind");
+fn an_attempt_without_an_answer_times_out_is_cancelled_and_retried() {
+    let mut r = Run::new(config(|_| {}));
+    let f = r.login(EPOCH);
+    let first = r.open_send();
+    assert_eq!(r.m.poll_timeout(), Some((EPOCH + TIMEOUT, Keep::Alive)));
+    assert_eq!(r.timeout(EPOCH + TIMEOUT - 1), []);
+    assert_eq!(r.timeout(EPOCH + TIMEOUT), [Output::Cancel(first.id)]);
+    let retry_at = r.deadline().unwrap();
+    assert!((EPOCH + TIMEOUT..EPOCH + TIMEOUT + ceiling(0)).contains(&retry_at));
+    // The late answer (the server did issue pair 1) is dropped.
+    assert_eq!(
+        r.answer_io(EPOCH + TIMEOUT + 1, first.id, ok(&Pair::issued(1, EPOCH))),
+        []
+    );
+    r.timeout(retry_at);
+    let second = r.open_send();
+    assert_eq!(second.endpoint, Endpoint::Login);
+    r.answer(retry_at, ok(&Pair::issued(2, retry_at)));
+    assert_eq!(r.settled(f), Outcome::Done);
+    assert_eq!(r.token_now(retry_at).unwrap(), at(2));
 }
 
 #[test]
 fn an_answer_just_inside_the_timeout_is_taken() {
-    let h = Harness::new();
-    h.script("/auth/login", Reply::server().delay(9_999));
-    login(&h).unwrap();
-    assert_eq!(h.count("/auth/login"), 1);
-    assert_eq!(h.elapsed(), 9_999);
+    let mut r = Run::new(config(|_| {}));
+    let f = r.login(EPOCH);
+    r.timeout(EPOCH + TIMEOUT - 1);
+    r.answer(EPOCH + TIMEOUT - 1, ok(&Pair::issued(1, EPOCH)));
+    assert_eq!(r.settled(f), Outcome::Done);
+    assert_eq!(r.count(Endpoint::Login), 1);
 }
 
 #[test]
 fn timeouts_exhaust_the_retries_then_fail_with_timeout() {
-    let h = Harness::with(|o| o.timeout_ms = Some(2_000.0));
-    h.script_n("/auth/login", 3, Reply::hang());
-    let e = h.err(login(&h));
+    let mut r = Run::new(config(|o| o.timeout_ms = Some(2_000.0)));
+    let f = r.login(EPOCH);
+    let mut sent_at = vec![EPOCH];
+    for _ in 0..2 {
+        let t = r.fire(); // the attempt times out
+        assert_eq!(t, *sent_at.last().unwrap() + 2_000);
+        sent_at.push(r.fire()); // the backoff ends
+    }
+    let t = r.fire();
+    assert_eq!(t, sent_at[2] + 2_000);
+    let e = r.failure(f);
     assert_eq!(
         (e.code(), e.name(), e.status(), e.retryable()),
         ("TIMEOUT", "TimeoutError", 0, true)
     );
-    assert_eq!(login_times(&h), [0, 2_100, 4_300]);
-    assert_eq!(h.elapsed(), 6_300);
+    assert_eq!(r.count(Endpoint::Login), 3);
+    assert_eq!(r.cancelled().len(), 3, "every abandoned attempt is cancelled");
+    assert_eq!(r.deadline(), None);
 }
 
 #[test]
@@ -147,235 +219,246 @@ fn client_errors_are_never_retried() {
         (401, "UnauthorizedError", "UNAUTHORIZED"),
         (403, "ForbiddenError", "FORBIDDEN"),
     ] {
-        let h = Harness::new();
-        h.script("/auth/login", Reply::error(status, name, code, "no"));
-        let e = h.err(login(&h));
+        let mut r = Run::new(config(|_| {}));
+        let f = r.login(EPOCH);
+        r.answer(EPOCH, error_envelope(status, name, code, "no"));
+        let e = r.failure(f);
         assert_eq!(
             (e.code(), e.name(), e.status(), e.retryable()),
             (code, name, status, false)
         );
-        assert_eq!(h.count("/auth/login"), 1, "{code}");
-        assert_eq!(h.elapsed(), 0);
+        assert_eq!(r.count(Endpoint::Login), 1, "{code}");
+        assert_eq!(r.deadline(), None);
     }
-    let h = Harness::new();
-    h.script("/auth/login", Reply::bytes(404, b"not here".to_vec()));
-    let e = h.err(login(&h));
+    let mut r = Run::new(config(|_| {}));
+    let f = r.login(EPOCH);
+    r.answer(EPOCH, reply(404, "not here"));
+    let e = r.failure(f);
     assert_eq!((e.code(), e.name(), e.status()), ("HTTP_ERROR", "HttpError", 404));
-    assert_eq!(h.count("/auth/login"), 1);
+    assert_eq!(r.count(Endpoint::Login), 1);
 }
 
 #[test]
 fn a_forbidden_refresh_surfaces_at_once_and_keeps_the_session() {
-    let h = Harness::with(|o| o.auto_refresh = Some(false));
-    h.login();
-    h.jump(HOUR + 1);
-    h.script(
-        "/auth/refresh",
-        Reply::error(403, "ForbiddenError", "FORBIDDEN", "IP address not authorized"),
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + HOUR + 1;
+    let f = wait(r.refresh(t));
+    r.answer(
+        t,
+        error_envelope(403, "ForbiddenError", "FORBIDDEN", "IP address not authorized"),
     );
-    let e = h.err(h.token());
+    let e = r.failure(f);
     assert_eq!(
         (e.code(), e.name(), e.status(), e.message()),
         ("FORBIDDEN", "ForbiddenError", 403, "IP address not authorized")
     );
-    assert_eq!(h.count("/auth/refresh"), 1);
-    assert_eq!(h.info().state, Phase::Active);
-    assert_eq!(h.event_count("expired"), 0);
+    assert_eq!(r.count(Endpoint::Refresh), 1);
+    assert_eq!(r.m.info().state, Phase::Active);
+    assert_eq!(r.event_count("expired"), 0);
 }
 
 #[test]
 fn retry_after_seconds_replaces_the_backoff() {
-    let h = Harness::new();
-    h.script("/auth/login", Reply::status(429).retry_after("2"));
-    h.script("/auth/login", Reply::status(503).retry_after("1"));
-    login(&h).unwrap();
-    assert_eq!(login_times(&h), [0, 2_000, 3_000]);
+    let mut r = Run::new(config(|_| {}));
+    let f = r.login(EPOCH);
+    assert_eq!(backoff_after(&mut r, EPOCH, status(429).retry_after("2")), 2_000);
+    let t = r.fire();
+    assert_eq!(backoff_after(&mut r, t, status(503).retry_after(" 1 ")), 1_000);
+    let t = r.fire();
+    assert_eq!(t, EPOCH + 3_000);
+    r.answer(t, ok(&Pair::issued(1, t)));
+    assert_eq!(r.settled(f), Outcome::Done);
 }
 
 #[test]
-fn retry_after_as_an_http_date_waits_until_then() {
-    let h = Harness::new();
-    h.script("/auth/login", Reply::status(429).retry_after(&http_date(EPOCH + 5_000)));
-    login(&h).unwrap();
-    assert_eq!(login_times(&h), [0, 5_000]);
-    // A date in the past: retry at once.
-    let h = Harness::new();
-    h.script(
-        "/auth/login",
-        Reply::status(429).retry_after(&http_date(EPOCH - 60_000)),
+fn retry_after_as_an_http_date_waits_until_then_and_a_past_date_retries_at_once() {
+    let mut r = Run::new(config(|_| {}));
+    r.login(EPOCH);
+    assert_eq!(
+        backoff_after(&mut r, EPOCH, status(429).retry_after(&http_date(EPOCH + 5_000))),
+        5_000
     );
-    login(&h).unwrap();
-    assert_eq!(login_times(&h), [0, 0]);
+    let t = r.fire();
+    assert_eq!(
+        backoff_after(&mut r, t, status(429).retry_after(&http_date(EPOCH - MINUTE))),
+        0
+    );
+    r.fire();
+    assert_eq!(r.count(Endpoint::Login), 3);
 }
 
 #[test]
 fn a_garbage_retry_after_falls_back_to_the_backoff() {
-    for garbage in ["soon", "-1", "1.5", "", "Tomorrow, 99 Foo 2024"] {
-        let h = Harness::new();
-        h.script("/auth/login", Reply::status(429).retry_after(garbage));
-        login(&h).unwrap();
-        assert_eq!(login_times(&h), [0, 100], "{garbage:?}");
+    for garbage in ["soon", "-1", "1.5", "", "+5", "Tomorrow, 99 Foo 2024"] {
+        let mut r = Run::new(config(|_| {}));
+        r.login(EPOCH);
+        let d = backoff_after(&mut r, EPOCH, status(429).retry_after(garbage));
+        assert!((0..ceiling(0)).contains(&d), "{garbage:?}: {d}");
     }
 }
 
 #[test]
 fn a_retry_after_over_the_cap_fails_at_once_with_rate_limited() {
-    let h = Harness::new();
-    h.script("/auth/login", Reply::status(429).retry_after("31"));
-    let e = h.err(login(&h));
+    let mut r = Run::new(config(|_| {}));
+    let f = r.login(EPOCH);
+    r.answer(EPOCH, status(429).retry_after("31"));
+    let e = r.failure(f);
     assert_eq!(
         (e.code(), e.name(), e.status(), e.retryable()),
         ("RATE_LIMITED", "RateLimitedError", 429, true)
     );
     assert!(e.message().contains("31 s"), "{}", e.message());
-    assert_eq!(h.count("/auth/login"), 1);
-    assert_eq!(h.elapsed(), 0);
-    // A 503 asking for too long fails the same way.
-    let h = Harness::new();
-    h.script("/auth/login", Reply::status(503).retry_after(&http_date(EPOCH + HOUR)));
-    assert_eq!(h.err(login(&h)).code(), "RATE_LIMITED");
-    assert_eq!(h.count("/auth/login"), 1);
+    assert_eq!(r.count(Endpoint::Login), 1);
+    assert_eq!(r.deadline(), None);
+
+    // A 503 asking for too long fails the same way, and so does an absurd number.
+    for (status_code, value) in [
+        (503, http_date(EPOCH + HOUR)),
+        (429, "99999999999999999999999".to_owned()),
+    ] {
+        let mut r = Run::new(config(|_| {}));
+        let f = r.login(EPOCH);
+        r.answer(EPOCH, status(status_code).retry_after(&value));
+        let e = r.failure(f);
+        assert_eq!((e.code(), e.status()), ("RATE_LIMITED", status_code), "{value}");
+        assert_eq!(r.count(Endpoint::Login), 1);
+        if value.starts_with('9') {
+            assert!(e.message().contains("more than a year"), "{}", e.message());
+        }
+    }
+
     // A larger cap lets it wait.
-    let h = Harness::with(|o| o.max_retry_after_seconds = Some(60.0));
-    h.script("/auth/login", Reply::status(429).retry_after("31"));
-    login(&h).unwrap();
-    assert_eq!(login_times(&h), [0, 31_000]);
+    let mut r = Run::new(config(|o| o.max_retry_after_seconds = Some(60.0)));
+    r.login(EPOCH);
+    assert_eq!(backoff_after(&mut r, EPOCH, status(429).retry_after("31")), 31_000);
 }
 
 #[test]
 fn a_retry_after_on_the_last_attempt_does_not_wait() {
-    let h = Harness::with(|o| o.retries = Some(0.0));
-    h.script("/auth/login", Reply::status(429).retry_after("5"));
-    assert_eq!(h.err(login(&h)).code(), "RATE_LIMITED");
-    assert_eq!(h.elapsed(), 0);
+    let mut r = Run::new(config(|o| o.retries = Some(0.0)));
+    let f = r.login(EPOCH);
+    r.answer(EPOCH, status(429).retry_after("5"));
+    assert_eq!(r.failure(f).code(), "RATE_LIMITED");
+    assert_eq!(r.deadline(), None);
 }
 
 #[test]
 fn refresh_retries_keep_the_same_unspent_token() {
-    let h = Harness::with(|o| o.auto_refresh = Some(false));
-    h.login();
-    h.jump(HOUR + 1);
-    h.script("/auth/refresh", Reply::network_error());
-    h.script("/auth/refresh", Reply::status(502));
-    assert_eq!(h.token().unwrap(), at(2));
-    let refreshes = h.requests_to("/auth/refresh");
-    assert_eq!(
-        refreshes.iter().map(|r| r.t() - HOUR - 1).collect::<Vec<_>>(),
-        [0, 100, 300]
-    );
-    assert!(refreshes.iter().all(|r| r.refresh_token() == Some(rt(1))));
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + HOUR + 1;
+    let f = wait(r.refresh(t));
+    r.answer(t, network());
+    let t = r.fire();
+    r.answer(t, status(502));
+    let t = r.fire();
+    r.answer(t, ok(&Pair::issued(2, t)));
+    assert_eq!(r.settled(f), Outcome::Done);
+    assert_eq!(r.refresh_tokens_sent(), [rt(1), rt(1), rt(1)]);
 }
 
 // ----- API calls -----------------------------------------------------------------------------
 
-fn api_times(h: &Harness, path: &str) -> Vec<i64> {
-    h.requests_to(path).iter().map(|r| r.t()).collect()
-}
-
 #[test]
-fn get_is_retried_on_gateway_errors_and_rate_limits_and_the_last_response_is_returned() {
+fn idempotent_calls_are_retried_on_gateway_errors_and_rate_limits_and_the_last_response_is_returned() {
+    let mut r = Run::new(config(|_| {}));
     for status in [429, 502, 503, 504] {
-        let h = Harness::new();
-        h.login();
-        h.script_n(PRODUCTS, 3, Reply::bytes(status, format!("busy {status}").into_bytes()));
-        let r = h.get(PRODUCTS).unwrap();
+        for attempt in 0..2 {
+            match r.m.api_status(EPOCH, status, None, true, attempt, false) {
+                ApiStep::Retry(ms) => assert!((ms as i64) < ceiling(attempt), "{status}: {ms}"),
+                other => panic!("{status} attempt {attempt}: {other:?}"),
+            }
+        }
         assert_eq!(
-            r.response.status, status,
+            r.m.api_status(EPOCH, status, None, true, 2, false),
+            ApiStep::Return,
             "a final {status} is a Response, not an error"
         );
-        assert_eq!(r.response.body.0, format!("busy {status}").into_bytes());
-        assert_eq!(api_times(&h, PRODUCTS), [0, 100, 300], "{status}");
-        assert_eq!(h.world.bodies_discarded.get(), 2, "retried responses are released");
-        // And a later success is returned.
-        h.script_n(PRODUCTS, 2, Reply::status(status));
-        assert_eq!(h.get(PRODUCTS).unwrap().response.status, 200);
     }
 }
 
 #[test]
-fn get_is_not_retried_on_500_or_other_statuses() {
-    for status in [500, 501, 400, 403, 404, 409] {
-        let h = Harness::new();
-        h.login();
-        h.script(PRODUCTS, Reply::status(status));
-        assert_eq!(h.get(PRODUCTS).unwrap().response.status, status);
-        assert_eq!(h.count(PRODUCTS), 1, "{status}");
-    }
-}
-
-#[test]
-fn get_is_retried_on_network_errors_and_timeouts() {
-    let h = Harness::new();
-    h.login();
-    h.script(PRODUCTS, Reply::network_error());
-    h.script(PRODUCTS, Reply::hang());
-    assert_eq!(h.get(PRODUCTS).unwrap().response.status, 200);
-    assert_eq!(api_times(&h, PRODUCTS), [0, 100, 100 + 10_000 + 200]);
-
-    h.script_n(PRODUCTS, 3, Reply::network_error());
-    let e = h.err(h.get(PRODUCTS));
-    assert_eq!(e.code(), "NETWORK_ERROR");
-    assert_eq!(h.count(PRODUCTS), 6);
-}
-
-#[test]
-fn head_and_options_are_retried_like_get() {
-    for method in ["HEAD", "OPTIONS"] {
-        let h = Harness::new();
-        h.login();
-        h.script(PRODUCTS, Reply::status(503));
+fn other_statuses_and_non_idempotent_methods_are_not_retried() {
+    let mut r = Run::new(config(|_| {}));
+    for status in [200, 201, 204, 304, 400, 403, 404, 409, 500, 501] {
         assert_eq!(
-            h.fetch(method, PRODUCTS, None, Abort::none()).unwrap().response.status,
-            200
+            r.m.api_status(EPOCH, status, None, true, 0, false),
+            ApiStep::Return,
+            "{status}"
         );
-        assert_eq!(h.count(PRODUCTS), 2);
+    }
+    for status in [429, 502, 503, 504] {
+        assert_eq!(
+            r.m.api_status(EPOCH, status, None, false, 0, false),
+            ApiStep::Return,
+            "{status}"
+        );
     }
 }
 
 #[test]
-fn non_idempotent_methods_are_sent_once() {
-    for method in ["POST", "PUT", "PATCH", "DELETE"] {
-        let h = Harness::new();
-        h.login();
-        h.script(PRODUCTS, Reply::status(503));
-        let r = h.fetch(method, PRODUCTS, Some("{}"), Abort::none()).unwrap();
-        assert_eq!(r.response.status, 503, "{method}");
-        assert_eq!(h.count(PRODUCTS), 1, "{method}");
-
-        h.script(PRODUCTS, Reply::network_error());
-        assert_eq!(
-            h.err(h.fetch(method, PRODUCTS, Some("{}"), Abort::none())).code(),
-            "NETWORK_ERROR"
-        );
-        h.script(PRODUCTS, Reply::hang());
-        assert_eq!(
-            h.err(h.fetch(method, PRODUCTS, Some("{}"), Abort::none())).code(),
+fn api_network_errors_and_timeouts_are_retried_for_idempotent_calls_only() {
+    let mut r = Run::new(config(|_| {}));
+    for failure in [ApiFailure::Network(None), ApiFailure::Timeout] {
+        for attempt in 0..2 {
+            assert!(
+                matches!(r.m.api_failure(failure.clone(), true, attempt), ApiStep::Retry(ms) if (ms as i64) < ceiling(attempt))
+            );
+        }
+        let code = if failure == ApiFailure::Timeout {
             "TIMEOUT"
-        );
-        assert_eq!(h.count(PRODUCTS), 3, "{method}");
+        } else {
+            "NETWORK_ERROR"
+        };
+        for (idempotent, attempt) in [(true, 2), (false, 0)] {
+            match r.m.api_failure(failure.clone(), idempotent, attempt) {
+                ApiStep::Fail(e) => assert_eq!((e.code(), e.retryable()), (code, true)),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    // A custom fetch that resolved to something that is not a Response: that call fails,
+    // it is not retried.
+    match r.m.api_failure(ApiFailure::NotAResponse, true, 0) {
+        ApiStep::Fail(e) => assert_eq!((e.code(), e.retryable()), ("INVALID_RESPONSE", false)),
+        other => panic!("{other:?}"),
     }
 }
 
 #[test]
 fn api_retry_after_is_honoured_and_one_over_the_cap_returns_the_response() {
-    let h = Harness::new();
-    h.login();
-    h.script(PRODUCTS, Reply::status(429).retry_after("2"));
-    assert_eq!(h.get(PRODUCTS).unwrap().response.status, 200);
-    assert_eq!(api_times(&h, PRODUCTS), [0, 2_000]);
-
-    h.script(PRODUCTS, Reply::status(429).retry_after("3600"));
-    let r = h.get(PRODUCTS).unwrap();
-    assert_eq!(r.response.status, 429);
-    assert_eq!(r.response.retry_after.as_deref(), Some("3600"));
-    assert_eq!(h.count(PRODUCTS), 3, "not retried");
+    let mut r = Run::new(config(|_| {}));
+    assert_eq!(
+        r.m.api_status(EPOCH, 429, Some("2"), true, 0, false),
+        ApiStep::Retry(2_000)
+    );
+    assert_eq!(
+        r.m.api_status(EPOCH, 503, Some(&http_date(EPOCH + 7_000)), true, 1, false),
+        ApiStep::Retry(7_000)
+    );
+    assert_eq!(
+        r.m.api_status(EPOCH, 429, Some("3600"), true, 0, false),
+        ApiStep::Return
+    );
+    assert!(matches!(r.m.api_status(EPOCH, 429, Some("soon"), true, 0, false), ApiStep::Retry(ms) if ms < 200));
 }
 
 #[test]
 fn api_retries_zero_sends_once() {
-    let h = Harness::with(|o| o.retries = Some(0.0));
-    h.login();
-    h.script(PRODUCTS, Reply::status(503));
-    assert_eq!(h.get(PRODUCTS).unwrap().response.status, 503);
-    assert_eq!(h.count(PRODUCTS), 1);
+    let mut r = Run::new(config(|o| o.retries = Some(0.0)));
+    assert_eq!(r.m.api_status(EPOCH, 503, None, true, 0, false), ApiStep::Return);
+    assert!(matches!(
+        r.m.api_failure(ApiFailure::Timeout, true, 0),
+        ApiStep::Fail(_)
+    ));
+}
+
+#[test]
+fn an_api_401_is_replayed_once_whatever_the_method() {
+    let mut r = Run::new(config(|_| {}));
+    for idempotent in [true, false] {
+        assert_eq!(r.m.api_status(EPOCH, 401, None, idempotent, 0, false), ApiStep::Replay);
+        assert_eq!(r.m.api_status(EPOCH, 401, None, idempotent, 0, true), ApiStep::Return);
+    }
 }

@@ -1,1109 +1,1044 @@
-//! The session's life: login, single-flight refresh, expiry, 401 replay, revoke, dispose,
-//! late results and aborts, against the fake server on the fake clock.
+//! The session's life on the machine: login, single-flight refresh, failed and rejected
+//! refreshes, expiry, the 401 replay, revoke, dispose and late answers.
 
 mod common;
 
-use auth_session::core::secret::Password;
-use auth_session::core::{Abort, Credentials, Phase};
+use auth_session::core::machine::{Endpoint, Event, Need, Outcome, Output, Reason, Step, TokenStep, Waited};
+use auth_session::core::Phase;
 use common::*;
-use futures::future::join_all;
 
-fn no_timer(o: &mut auth_session::core::Options) {
-    o.auto_refresh = Some(false);
+/// The answer to the revoke endpoint the guide does not show: RFC 7009's.
+fn revoked() -> Reply {
+    reply(200, r#"{"success":true,"data":{"revoked":true}}"#)
 }
 
-// ----- 1. login ------------------------------------------------------------------------------
+// ----- login ---------------------------------------------------------------------------------
 
 #[test]
 fn login_with_arguments_gives_an_active_session_with_the_servers_times() {
-    let h = Harness::new();
-    let info = h.login();
-    assert_eq!(info.state, Phase::Active);
-    assert_eq!(info.client_id, Some(123_456));
+    let mut r = Run::new(config(|_| {}));
+    let f = r.login(EPOCH);
+    let req = r.open_send();
+    assert_eq!(req.endpoint, Endpoint::Login);
+    assert_eq!(req.url, "https://api.test/auth/login");
+    assert_eq!(req.bearer, None);
+    assert_eq!(req.max_bytes, 64 * 1024);
+    assert_eq!(req.body, format!(r#"{{"username":"alice","password":"{PASSWORD}"}}"#));
+    assert_eq!(r.outcome(f), None, "nothing settles before the answer");
+    assert_eq!(r.m.info().state, Phase::Anonymous);
+
+    let p1 = Pair::issued(1, EPOCH);
+    let out = r.answer(EPOCH, ok(&p1));
+    assert_eq!(
+        out,
+        [
+            Output::Event(Event::Tokens(p1.info(Phase::Active), Reason::Login)),
+            Output::Settle(f, Outcome::Done)
+        ]
+    );
+    let info = r.m.result().unwrap();
+    assert_eq!(info, p1.info(Phase::Active));
     assert_eq!(info.access_expires_at, Some(EPOCH + HOUR));
     assert_eq!(info.refresh_expires_at, Some(EPOCH + 7 * DAY));
-    assert_eq!(h.info(), info);
-
-    let logins = h.requests_to("/auth/login");
-    assert_eq!(logins.len(), 1);
-    assert_eq!(logins[0].url, "https://api.test/auth/login");
-    assert_eq!(logins[0].method, "POST");
-    assert_eq!(logins[0].bearer, None);
-    assert_eq!(
-        logins[0].body.as_deref(),
-        Some(format!(r#"{{"username":"alice","password":"{PASSWORD}"}}"#).as_str())
-    );
-    assert_eq!(h.event_count("tokens"), 1);
-    assert_eq!(h.token().unwrap(), at(1));
-    assert_eq!(h.total_requests(), 1, "a fresh token needs no refresh");
-    assert_eq!(h.elapsed(), 0, "nothing waited");
+    assert_eq!(r.token_now(EPOCH).unwrap(), at(1));
+    assert_eq!(r.sends().len(), 1, "a fresh token needs no refresh");
 }
 
 #[test]
 fn login_uses_the_configured_credentials_and_a_host_path_prefix() {
-    let h = Harness::with(|o| {
+    let mut r = Run::new(config(|o| {
         with_credentials(o);
         o.host = Some("https://api.test/v2/".into());
-    });
-    // The fake server serves the protocol at the root; answer the prefixed paths by script.
-    h.script(
-        "/v2/auth/login",
-        Reply::json(200, &{
-            let now = h.now();
-            h.server().issue(now).envelope()
-        }),
-    );
-    let info = h.run(h.session.login(None)).unwrap();
-    assert_eq!(info.state, Phase::Active);
-    let logins = h.requests_to("/v2/auth/login");
-    assert_eq!(logins.len(), 1);
-    assert_eq!(logins[0].url, "https://api.test/v2/auth/login");
-    assert!(logins[0].body.as_deref().unwrap().contains(PASSWORD));
+    }));
+    let f = r.login_with(EPOCH, None);
+    let req = r.open_send();
+    assert_eq!(req.url, "https://api.test/v2/auth/login");
+    assert!(req.body.contains(PASSWORD));
+    r.answer(EPOCH, ok(&Pair::issued(1, EPOCH)));
+    assert_eq!(r.settled(f), Outcome::Done);
+    assert_eq!(r.m.info().state, Phase::Active);
 }
 
 #[test]
 fn login_without_arguments_or_credentials_is_a_config_error_without_a_request() {
-    let h = Harness::new();
-    let e = h.err(h.run(h.session.login(None)));
+    let mut r = Run::new(config(|_| {}));
+    let e = fail(r.m.login(EPOCH, None));
     assert_eq!((e.code(), e.name(), e.status()), ("CONFIG_ERROR", "ConfigError", 0));
-    assert_eq!(h.total_requests(), 0);
-    assert_eq!(h.info().state, Phase::Anonymous);
+    assert_eq!(r.drain(), []);
+    assert_eq!(r.m.info().state, Phase::Anonymous);
 }
 
 #[test]
 fn wrong_credentials_are_the_servers_unauthorized_and_nothing_changes() {
-    let h = Harness::new();
-    let bad = Credentials {
-        username: USER.into(),
-        password: Password::new("wrong-CANARY-pw"),
-    };
-    let e = h.err(h.run(h.session.login(Some(bad))));
+    let mut r = Run::new(config(|_| {}));
+    let f = r.login_with(EPOCH, Some(creds_with("wrong-CANARY-pw")));
+    r.answer(
+        EPOCH,
+        error_envelope(401, "UnauthorizedError", "UNAUTHORIZED", "Invalid credentials"),
+    );
+    let e = r.failure(f);
     assert_eq!(
         (e.code(), e.name(), e.status(), e.retryable()),
         ("UNAUTHORIZED", "UnauthorizedError", 401, false)
     );
-    assert_eq!(h.count("/auth/login"), 1, "a 401 is not retried");
-    assert_eq!(h.info().state, Phase::Anonymous);
-    assert_eq!(h.event_count("expired"), 0);
-    assert_eq!(h.live_timers(), 0);
+    assert_eq!(r.count(Endpoint::Login), 1, "a 401 is not retried");
+    assert_eq!(r.m.info().state, Phase::Anonymous);
+    assert_eq!(r.event_count("expired"), 0);
+    assert_eq!(r.deadline(), None, "no timer, no retry");
 }
 
 #[test]
 fn calls_before_login_are_not_authenticated_without_a_request() {
-    let h = Harness::new();
-    assert_eq!(h.err(h.token()).code(), "NOT_AUTHENTICATED");
-    assert_eq!(h.err(h.get(PRODUCTS)).code(), "NOT_AUTHENTICATED");
-    assert_eq!(h.err(h.refresh()).code(), "NOT_AUTHENTICATED");
-    assert_eq!(h.total_requests(), 0);
-}
-
-#[test]
-fn with_credentials_the_first_call_logs_in_by_itself() {
-    let h = Harness::with(with_credentials);
-    let tasks: Vec<_> = (0..20).map(|_| h.spawn_get(PRODUCTS)).collect();
-    for r in h.run(join_all(tasks)) {
-        assert_eq!(r.unwrap().response.status, 200);
+    let mut r = Run::new(config(|_| {}));
+    assert_eq!(r.token_now(EPOCH).unwrap_err().code(), "NOT_AUTHENTICATED");
+    assert_eq!(fail(r.refresh(EPOCH)).code(), "NOT_AUTHENTICATED");
+    assert_eq!(token_fail(r.token_after_401(EPOCH, 0)).code(), "NOT_AUTHENTICATED");
+    for need in [Need::Lenient, Need::Background, Need::Replay] {
+        assert_eq!(token_fail(r.ask(EPOCH, need)).code(), "NOT_AUTHENTICATED");
     }
-    assert_eq!(h.count("/auth/login"), 1, "one login for all callers");
-    assert!(h
-        .requests_to(PRODUCTS)
-        .iter()
-        .all(|r| r.bearer.as_deref() == Some(at(1).as_str())));
+    assert!(r.log.is_empty());
 }
 
 #[test]
-fn a_second_login_replaces_the_tokens() {
-    let h = Harness::new();
-    h.login();
-    h.login();
-    assert_eq!(h.token().unwrap(), at(2));
-    assert_eq!(
-        h.live_timers(),
-        1,
-        "the first session's timer was replaced, not added to"
-    );
+fn with_credentials_the_first_call_logs_in_by_itself_once_for_all_callers() {
+    let mut r = Run::new(config(with_credentials));
+    let flights: Vec<_> = (0..20).map(|_| wait_token(r.ask(EPOCH, Need::Lenient))).collect();
+    assert!(flights.iter().all(|f| *f == flights[0]));
+    assert_eq!(r.open_send().endpoint, Endpoint::Login);
+    r.answer(EPOCH, ok(&Pair::issued(1, EPOCH)));
+    let done = waited(&r.settled(flights[0]));
+    for _ in &flights {
+        assert_eq!(ready(&r.token(EPOCH, Need::Lenient, done, 1)), at(1));
+    }
+    assert_eq!(r.sends().len(), 1);
 }
 
-// ----- 2. single flight ----------------------------------------------------------------------
+#[test]
+fn a_second_login_replaces_the_tokens_and_the_timer() {
+    let mut r = Run::new(config(|_| {}));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    assert_eq!(r.deadline(), Some(EPOCH + HOUR - MARGIN));
+    let t = EPOCH + 10 * MINUTE;
+    r.logged_in(t, &Pair::issued(2, t));
+    assert_eq!(r.token_now(t).unwrap(), at(2));
+    assert_eq!(r.deadline(), Some(t + HOUR - MARGIN), "one timer, the new pair's");
+}
+
+// ----- single flight -------------------------------------------------------------------------
 
 #[test]
 fn a_thousand_concurrent_callers_share_one_refresh() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.jump(HOUR + 1); // the access token has expired
-    h.script("/auth/refresh", Reply::server().delay(50));
-    let tokens: Vec<_> = (0..500).map(|_| h.spawn_token()).collect();
-    let gets: Vec<_> = (0..500).map(|_| h.spawn_get(PRODUCTS)).collect();
-    let tokens = h.run(join_all(tokens));
-    let gets = h.run(join_all(gets));
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + HOUR + 1; // the access token has expired
+    let mut callers = Vec::new();
+    for i in 0..1000 {
+        let need = if i % 2 == 0 { Need::Strict } else { Need::Lenient };
+        callers.push((need, wait_token(r.ask(t, need))));
+    }
+    let f = callers[0].1;
+    assert!(callers.iter().all(|(_, g)| *g == f), "everyone waits for one flight");
+    assert_eq!(r.count(Endpoint::Refresh), 1, "exactly one refresh request");
+    assert_eq!(body_token(&r.open_send()), Some(rt(1)));
 
-    assert_eq!(h.count("/auth/refresh"), 1, "exactly one refresh request");
-    assert_eq!(h.requests_to("/auth/refresh")[0].refresh_token(), Some(rt(1)));
-    assert!(tokens.into_iter().all(|t| t.unwrap() == at(2)));
-    assert!(gets.into_iter().all(|r| r.unwrap().response.status == 200));
-    let products = h.requests_to(PRODUCTS);
-    assert_eq!(products.len(), 500);
-    assert!(products.iter().all(|r| r.bearer.as_deref() == Some(at(2).as_str())));
-    assert_eq!(h.event_count("tokens"), 2);
-    assert_eq!(h.elapsed(), HOUR + 1 + 50);
+    r.answer(t + 50, ok(&Pair::issued(2, t + 50)));
+    assert_eq!(r.settled(f), Outcome::Done);
+    for (need, f) in callers {
+        let step = r.token(t + 50, need, waited(&r.settled(f)), 1);
+        assert_eq!(ready(&step), at(2));
+    }
+    assert_eq!(r.sends().len(), 2, "the login and one refresh");
+    assert_eq!(r.event_count("tokens"), 2);
+    assert_eq!(r.token_reasons(), [Reason::Login, Reason::Refresh]);
 }
 
 #[test]
 fn callers_arriving_during_a_refresh_join_it_and_later_ones_use_the_result() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.jump(HOUR);
-    h.script("/auth/refresh", Reply::server().delay(1_000));
-    let first = h.spawn_token();
-    h.advance(500);
-    let second = h.spawn_token();
-    h.advance(500);
-    assert_eq!((first.take().unwrap(), second.take().unwrap()), (at(2), at(2)));
-    let third = h.token().unwrap();
-    assert_eq!(third, at(2));
-    assert_eq!(h.count("/auth/refresh"), 1);
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + HOUR;
+    let first = wait_token(r.ask(t, Need::Strict));
+    let second = wait_token(r.ask(t + 500, Need::Strict));
+    assert_eq!(first, second);
+    r.answer(t + 1_000, ok(&Pair::issued(2, t + 1_000)));
+    let done = waited(&r.settled(first));
+    assert_eq!(ready(&r.token(t + 1_000, Need::Strict, done, 1)), at(2));
+    assert_eq!(r.token_now(t + 1_001).unwrap(), at(2));
+    assert_eq!(r.count(Endpoint::Refresh), 1);
 }
 
 #[test]
-fn explicit_refreshes_share_one_request_too() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.jump(1_000);
-    h.script("/auth/refresh", Reply::server().delay(10));
-    let s = h.session.clone();
-    let calls: Vec<_> = (0..5)
-        .map(|_| {
-            let s = s.clone();
-            h.spawn(async move { s.refresh(&mut Abort::none()).await })
-        })
-        .collect();
-    let infos = h.run(join_all(calls));
-    assert!(infos
-        .iter()
-        .all(|i| i.as_ref().unwrap().access_expires_at == Some(EPOCH + 1_000 + HOUR)));
-    assert_eq!(h.count("/auth/refresh"), 1);
-    // A refresh after that one is a new request with the new token.
-    h.refresh().unwrap();
-    let bodies: Vec<_> = h
-        .requests_to("/auth/refresh")
-        .iter()
-        .map(|r| r.refresh_token().unwrap())
-        .collect();
-    assert_eq!(bodies, [rt(1), rt(2)]);
+fn explicit_refreshes_share_one_request_and_the_next_one_sends_the_new_token() {
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + SECOND;
+    let flights: Vec<_> = (0..5).map(|_| wait(r.refresh(t))).collect();
+    assert!(flights.iter().all(|f| *f == flights[0]));
+    r.answer(t + 10, ok(&Pair::issued(2, t + 10)));
+    assert_eq!(r.settled(flights[0]), Outcome::Done);
+    assert_eq!(r.m.result().unwrap().access_expires_at, Some(t + 10 + HOUR));
+
+    let f = wait(r.refresh(t + 20));
+    assert_ne!(f, flights[0], "a new flight");
+    r.answer(t + 20, ok(&Pair::issued(3, t + 20)));
+    assert_eq!(r.refresh_tokens_sent(), [rt(1), rt(2)]);
 }
 
-// ----- 3. failed refresh ---------------------------------------------------------------------
+#[test]
+fn the_access_token_is_refreshed_first_when_it_is_inside_the_margin() {
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    assert_eq!(ready(&r.ask(EPOCH + HOUR - MARGIN - 1, Need::Strict)), at(1));
+    let f = wait_token(r.ask(EPOCH + HOUR - MARGIN, Need::Lenient));
+    assert_eq!(r.open_send().endpoint, Endpoint::Refresh);
+    let t = EPOCH + HOUR - MARGIN;
+    r.answer(t, ok(&Pair::issued(2, t)));
+    assert_eq!(ready(&r.token(t, Need::Lenient, waited(&r.settled(f)), 1)), at(2));
+}
 
-fn failed_refresh_rejects_every_waiter(failure: Reply, code: &str) {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.jump(HOUR + 1);
-    h.script_n("/auth/refresh", 3, failure.delay(5));
-    let tokens: Vec<_> = (0..50).map(|_| h.spawn_token()).collect();
-    let gets: Vec<_> = (0..50).map(|_| h.spawn_get(PRODUCTS)).collect();
-    for r in h.run(join_all(tokens)) {
-        let e = h.err(r);
-        assert_eq!(e.code(), code);
-        assert!(e.retryable());
+// ----- a failed refresh ----------------------------------------------------------------------
+
+/// 50 waiters, a refresh failing three times (the first attempt and two retries): every
+/// waiter gets the same error, the tokens are kept, and the next call starts a new flight
+/// with the same, unspent refresh token.
+fn failed_refresh_rejects_every_waiter(failure: fn() -> Reply, code: &str) {
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let mut t = EPOCH + HOUR + 1;
+    let callers: Vec<_> = (0..50)
+        .map(|i| {
+            let need = if i % 2 == 0 { Need::Strict } else { Need::Lenient };
+            (need, wait_token(r.ask(t, need)))
+        })
+        .collect();
+    let f = callers[0].1;
+    for attempt in 0..3 {
+        assert_eq!(body_token(&r.open_send()), Some(rt(1)), "attempt {attempt}");
+        r.answer(t, failure());
+        if attempt < 2 {
+            assert_eq!(r.outcome(f), None, "retrying");
+            t = r.fire();
+        }
     }
-    for r in h.run(join_all(gets)) {
-        assert_eq!(h.err(r).code(), code, "an expired token is not used");
+    let e = r.failure(f);
+    assert_eq!(e.code(), code);
+    assert!(e.retryable());
+    for (need, f) in &callers {
+        // The access token has expired: not even a lenient fetch may use it.
+        assert_eq!(r.token(t, *need, waited(&r.settled(*f)), 1), TokenStep::Rethrow);
     }
-    let refreshes = h.requests_to("/auth/refresh");
-    assert_eq!(refreshes.len(), 3, "one flight: the first attempt and 2 retries");
-    let times: Vec<_> = refreshes.iter().map(|r| r.t() - (HOUR + 1)).collect();
-    assert_eq!(times, [0, 5 + 100, 5 + 100 + 5 + 200]);
-    assert_eq!(h.count(PRODUCTS), 0);
-    // The tokens are kept.
-    let info = h.info();
+    assert_eq!(
+        r.count(Endpoint::Refresh),
+        3,
+        "one flight: the first attempt and 2 retries"
+    );
+    let info = r.m.info();
     assert_eq!(
         (info.state, info.access_expires_at),
         (Phase::Active, Some(EPOCH + HOUR))
     );
-    assert_eq!(h.event_count("expired"), 0);
+    assert_eq!(r.event_count("expired"), 0);
+    assert_eq!(r.event_count("error"), 0, "the callers were told; no event");
 
-    // The next call starts a new flight, which works, with the same (unspent) refresh token.
-    assert_eq!(h.token().unwrap(), at(2));
-    let refreshes = h.requests_to("/auth/refresh");
-    assert_eq!(refreshes.len(), 4);
-    assert!(refreshes.iter().all(|r| r.refresh_token() == Some(rt(1))));
+    let g = wait_token(r.ask(t, Need::Strict));
+    assert_ne!(g, f, "the next call starts a new flight");
+    r.answer(t, ok(&Pair::issued(2, t)));
+    assert_eq!(ready(&r.token(t, Need::Strict, waited(&r.settled(g)), 1)), at(2));
+    assert_eq!(r.refresh_tokens_sent(), [rt(1), rt(1), rt(1), rt(1)]);
 }
 
 #[test]
 fn a_refresh_failing_with_503_rejects_every_waiter_and_the_next_call_starts_a_new_flight() {
-    failed_refresh_rejects_every_waiter(Reply::status(503), "SERVER_ERROR");
+    failed_refresh_rejects_every_waiter(|| status(503), "SERVER_ERROR");
 }
 
 #[test]
 fn a_refresh_failing_with_network_errors_rejects_every_waiter_and_keeps_the_tokens() {
-    failed_refresh_rejects_every_waiter(Reply::network_error(), "NETWORK_ERROR");
+    failed_refresh_rejects_every_waiter(network, "NETWORK_ERROR");
 }
 
 #[test]
-fn fetch_uses_a_still_valid_token_when_the_early_refresh_fails_but_get_access_token_does_not() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.jump(HOUR - 60_000); // inside the 300 s margin, one minute left
-    h.script_n("/auth/refresh", 3, Reply::status(503));
-    let r = h.get(PRODUCTS).unwrap();
-    assert_eq!(r.response.status, 200);
-    assert_eq!(h.requests_to(PRODUCTS)[0].bearer.as_deref(), Some(at(1).as_str()));
-    h.script_n("/auth/refresh", 3, Reply::status(503));
-    assert_eq!(h.err(h.token()).code(), "SERVER_ERROR");
-    assert_eq!(h.count("/auth/refresh"), 6);
+fn a_lenient_call_uses_a_still_valid_token_when_the_early_refresh_fails_but_a_strict_one_does_not() {
+    let mut r = Run::new(config(|o| {
+        no_timer(o);
+        o.retries = Some(0.0);
+    }));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + HOUR - MINUTE; // inside the margin, one minute left
+    let lenient = wait_token(r.ask(t, Need::Lenient));
+    let strict = wait_token(r.ask(t, Need::Strict));
+    r.answer(t, status(503));
+    let w = waited(&r.settled(lenient));
+    assert_eq!(w, Waited::Failed { retryable: true });
+    assert_eq!(ready(&r.token(t, Need::Lenient, w, 1)), at(1));
+    assert_eq!(
+        r.token(t, Need::Strict, waited(&r.settled(strict)), 1),
+        TokenStep::Rethrow
+    );
+    // A failure that retrying cannot fix is not papered over.
+    let f = wait_token(r.ask(t, Need::Lenient));
+    r.answer(
+        t,
+        error_envelope(403, "ForbiddenError", "FORBIDDEN", "IP address not authorized"),
+    );
+    assert_eq!(r.token(t, Need::Lenient, waited(&r.settled(f)), 1), TokenStep::Rethrow);
 }
 
-// ----- 4. rejected refresh -------------------------------------------------------------------
+// ----- a rejected refresh --------------------------------------------------------------------
 
 #[test]
 fn a_rejected_refresh_ends_the_session_once_for_every_waiter() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.jump(HOUR + 1);
-    h.server().revoke_everything();
-    h.script("/auth/refresh", Reply::server().delay(10));
-    let tokens: Vec<_> = (0..30).map(|_| h.spawn_token()).collect();
-    let gets: Vec<_> = (0..30).map(|_| h.spawn_get(PRODUCTS)).collect();
-    for r in h
-        .run(join_all(tokens))
-        .into_iter()
-        .chain(h.run(join_all(gets)).into_iter().map(|r| r.map(|_| String::new())))
-    {
-        let e = h.err(r);
-        assert_eq!(
-            (e.code(), e.name(), e.retryable()),
-            ("SESSION_EXPIRED", "SessionExpiredError", false)
-        );
-    }
-    assert_eq!(h.count("/auth/refresh"), 1);
-    let info = h.info();
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + HOUR + 1;
+    let flights: Vec<_> = (0..30).map(|_| wait_token(r.ask(t, Need::Lenient))).collect();
+    let explicit = wait(r.refresh(t));
+    assert_eq!(explicit, flights[0]);
+    r.answer(t + 10, unauthorized());
+    let e = r.failure(explicit);
+    assert_eq!(
+        (e.code(), e.name(), e.status(), e.retryable()),
+        ("SESSION_EXPIRED", "SessionExpiredError", 401, false)
+    );
+    assert_eq!(r.count(Endpoint::Refresh), 1);
+    let info = r.m.info();
     assert_eq!(info.state, Phase::Expired);
     assert_eq!(
         (info.client_id, info.access_expires_at, info.refresh_expires_at),
         (None, None, None)
     );
-    assert_eq!(h.event_count("expired"), 1);
-    assert_eq!(h.event_count("error"), 0);
+    assert_eq!(r.event_count("expired"), 1);
+    assert_eq!(r.event_count("error"), 0);
 
-    let before = h.total_requests();
-    assert_eq!(h.err(h.token()).code(), "SESSION_EXPIRED");
-    assert_eq!(h.err(h.get(PRODUCTS)).code(), "SESSION_EXPIRED");
-    assert_eq!(h.err(h.refresh()).code(), "SESSION_EXPIRED");
-    assert_eq!(h.total_requests(), before, "no request after the session ended");
-    assert_eq!(h.event_count("expired"), 1, "the end is reported once");
-    assert_eq!(h.live_timers(), 0);
+    let sent = r.sends().len();
+    assert_eq!(r.token_now(t + 20).unwrap_err().code(), "SESSION_EXPIRED");
+    assert_eq!(token_fail(r.token_after_401(t + 20, 1)).code(), "SESSION_EXPIRED");
+    assert_eq!(fail(r.refresh(t + 20)).code(), "SESSION_EXPIRED");
+    assert_eq!(r.m.result().unwrap_err().code(), "SESSION_EXPIRED");
+    assert_eq!(r.sends().len(), sent, "no request after the session ended");
+    assert_eq!(r.event_count("expired"), 1, "the end is reported once");
+    assert_eq!(r.deadline(), None);
 
     // A new login starts over.
-    assert_eq!(h.login().state, Phase::Active);
-    assert_eq!(h.token().unwrap(), at(2));
+    r.logged_in(t + 30, &Pair::issued(2, t + 30));
+    assert_eq!(r.token_now(t + 30).unwrap(), at(2));
 }
 
 #[test]
 fn a_rejected_refresh_with_credentials_logs_in_again_transparently() {
-    let h = Harness::with(|o| {
+    let mut r = Run::new(config(|o| {
         with_credentials(o);
-        o.auto_refresh = Some(false);
-    });
-    h.run(h.session.login(None)).unwrap();
-    h.jump(HOUR + 1);
-    h.server().revoke_everything();
-    let tasks: Vec<_> = (0..30).map(|_| h.spawn_get(PRODUCTS)).collect();
-    for r in h.run(join_all(tasks)) {
-        assert_eq!(r.unwrap().response.status, 200);
+        no_timer(o);
+    }));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + HOUR + 1;
+    let flights: Vec<_> = (0..30).map(|_| wait_token(r.ask(t, Need::Lenient))).collect();
+    r.answer(t, unauthorized());
+    assert_eq!(r.outcome(flights[0]), None, "the flight goes on as a login");
+    let req = r.open_send();
+    assert_eq!(req.endpoint, Endpoint::Login);
+    assert!(req.body.contains(PASSWORD));
+    r.answer(t, ok(&Pair::issued(2, t)));
+    for f in flights {
+        assert_eq!(ready(&r.token(t, Need::Lenient, waited(&r.settled(f)), 1)), at(2));
     }
-    assert_eq!(h.count("/auth/refresh"), 1);
-    assert_eq!(h.count("/auth/login"), 2, "the first login and one re-login");
-    assert!(h
-        .requests_to(PRODUCTS)
-        .iter()
-        .all(|r| r.bearer.as_deref() == Some(at(2).as_str())));
-    assert_eq!(h.event_count("expired"), 0);
-    assert_eq!(h.info().state, Phase::Active);
+    assert_eq!((r.count(Endpoint::Refresh), r.count(Endpoint::Login)), (1, 2));
+    assert_eq!(r.event_count("expired"), 0);
+    assert_eq!(r.m.info().state, Phase::Active);
 }
 
 #[test]
-fn a_refresh_token_that_ran_out_ends_the_session_without_a_request() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.jump(7 * DAY);
-    assert_eq!(h.err(h.token()).code(), "SESSION_EXPIRED");
-    assert_eq!(h.err(h.get(PRODUCTS)).code(), "SESSION_EXPIRED");
-    assert_eq!(h.total_requests(), 1);
-    assert_eq!(h.event_count("expired"), 1);
-    assert_eq!(h.info().state, Phase::Expired);
+fn a_failed_re_login_reports_the_end_once_and_its_own_error() {
+    let mut r = Run::new(config(|o| {
+        with_credentials(o);
+        no_timer(o);
+        o.retries = Some(0.0);
+    }));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + HOUR + 1;
+    let f = wait_token(r.ask(t, Need::Strict));
+    r.answer(t, unauthorized());
+    r.answer(t, error_envelope(403, "ForbiddenError", "FORBIDDEN", "IP not allowed"));
+    let e = r.failure(f);
+    assert_eq!((e.code(), e.status()), ("FORBIDDEN", 403));
+    assert_eq!(r.event_count("expired"), 1);
+    assert_eq!(r.m.info().state, Phase::Expired);
+    // Credentials are there: the next call logs in again, and succeeds.
+    let g = wait_token(r.ask(t, Need::Strict));
+    assert_eq!(r.open_send().endpoint, Endpoint::Login);
+    r.answer(t, ok(&Pair::issued(2, t)));
+    assert_eq!(ready(&r.token(t, Need::Strict, waited(&r.settled(g)), 1)), at(2));
+    assert_eq!(r.event_count("expired"), 1);
+}
+
+// ----- a refresh token past its expiry -------------------------------------------------------
+
+#[test]
+fn a_refresh_token_that_ran_out_is_never_sent_and_ends_the_session_once() {
+    // Rewrite defect: an expired refresh token must not reach the server, whichever path
+    // asks first (an explicit refresh, a call, the timer of a process that slept).
+    for first in ["refresh", "token", "timer"] {
+        let mut r = Run::new(config(|_| {}));
+        r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+        let t = EPOCH + 7 * DAY;
+        match first {
+            "refresh" => assert_eq!(fail(r.refresh(t)).code(), "SESSION_EXPIRED"),
+            "token" => assert_eq!(r.token_now(t).unwrap_err().code(), "SESSION_EXPIRED"),
+            _ => {
+                r.timeout(t);
+            }
+        }
+        assert_eq!(r.sends().len(), 1, "{first}: only the login was sent");
+        assert_eq!(r.event_count("expired"), 1, "{first}");
+        assert_eq!(r.m.info().state, Phase::Expired, "{first}");
+        assert_eq!(fail(r.refresh(t)).code(), "SESSION_EXPIRED", "{first}");
+        assert_eq!(token_fail(r.ask(t, Need::Background)).code(), "SESSION_EXPIRED");
+        assert_eq!(r.deadline(), None, "{first}");
+        assert_eq!(r.sends().len(), 1, "{first}");
+        assert_eq!(r.event_count("expired"), 1, "{first}: reported once");
+    }
 }
 
 #[test]
 fn a_refresh_token_that_ran_out_logs_in_again_with_credentials() {
-    let h = Harness::with(|o| {
-        with_credentials(o);
-        o.auto_refresh = Some(false);
-    });
-    h.run(h.session.login(None)).unwrap();
-    h.jump(7 * DAY);
-    assert_eq!(h.token().unwrap(), at(2));
-    assert_eq!((h.count("/auth/login"), h.count("/auth/refresh")), (2, 0));
-    assert_eq!(h.event_count("expired"), 0);
+    for first in ["refresh", "token", "timer"] {
+        let mut r = Run::new(config(with_credentials));
+        r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+        let t = EPOCH + 7 * DAY;
+        let f = match first {
+            "refresh" => Some(wait(r.refresh(t))),
+            "token" => Some(wait_token(r.ask(t, Need::Strict))),
+            _ => {
+                r.timeout(t);
+                None
+            }
+        };
+        let sends = r.sends();
+        assert_eq!(sends.len(), 2, "{first}");
+        assert_eq!(sends[1].endpoint, Endpoint::Login, "{first}: no refresh request");
+        assert_eq!(r.count(Endpoint::Refresh), 0);
+        r.answer(t, ok(&Pair::issued(2, t)));
+        if let Some(f) = f {
+            assert_eq!(r.settled(f), Outcome::Done);
+        }
+        assert_eq!(r.token_now(t).unwrap(), at(2), "{first}");
+        assert_eq!(r.event_count("expired"), 0, "{first}: a transparent re-login");
+    }
 }
 
-#[test]
-fn a_failed_re_login_reports_the_end_and_its_own_error() {
-    let h = Harness::with(|o| {
-        with_credentials(o);
-        o.auto_refresh = Some(false);
-        o.retries = Some(0.0);
-    });
-    h.run(h.session.login(None)).unwrap();
-    h.jump(HOUR + 1);
-    h.server().revoke_everything();
-    h.script(
-        "/auth/login",
-        Reply::error(403, "ForbiddenError", "FORBIDDEN", "IP not allowed"),
-    );
-    let e = h.err(h.token());
-    assert_eq!((e.code(), e.status()), ("FORBIDDEN", 403));
-    assert_eq!(h.event_count("expired"), 1);
-    assert_eq!(h.info().state, Phase::Expired);
-    // Credentials are there: the next call tries to log in again, and succeeds.
-    assert_eq!(h.token().unwrap(), at(2));
-    assert_eq!(h.info().state, Phase::Active);
-}
-
-// ----- 5. spent refresh tokens ---------------------------------------------------------------
+// ----- the 401 replay ------------------------------------------------------------------------
 
 #[test]
-fn a_spent_refresh_token_is_never_sent_twice() {
-    let h = Harness::new();
-    h.login();
-    // Timer-driven refresh.
-    h.advance(HOUR - 300_000);
-    assert_eq!(h.count("/auth/refresh"), 1);
-    // Concurrent callers after the token expired (the process slept through the timer).
-    h.jump(HOUR);
-    h.script("/auth/refresh", Reply::server().delay(20));
-    let tasks: Vec<_> = (0..40).map(|_| h.spawn_token()).collect();
-    assert!(h.run(join_all(tasks)).into_iter().all(|t| t.is_ok()));
-    // Explicit refreshes in parallel with a timer that fires at the same time.
-    let s = h.session.clone();
-    let explicit: Vec<_> = (0..3)
-        .map(|_| {
-            let s = s.clone();
-            h.spawn(async move { s.refresh(&mut Abort::none()).await })
-        })
-        .collect();
-    h.run(join_all(explicit)).into_iter().for_each(|r| assert!(r.is_ok()));
-    // Two API calls that both meet a 401 with the current token.
-    h.script_n(PRODUCTS, 2, Reply::unauthorized().delay(5));
-    let gets: Vec<_> = (0..2).map(|_| h.spawn_get(PRODUCTS)).collect();
-    assert!(h
-        .run(join_all(gets))
-        .into_iter()
-        .all(|r| r.unwrap().response.status == 200));
-    // And more timer refreshes.
-    h.advance(3 * HOUR);
-
-    let sent: Vec<String> = h
-        .requests_to("/auth/refresh")
-        .iter()
-        .map(|r| r.refresh_token().unwrap())
-        .collect();
-    assert!(sent.len() >= 6, "{sent:?}");
-    let mut unique = sent.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(unique.len(), sent.len(), "a refresh token was sent twice");
-    assert_eq!(h.server().spent_reuse, 0);
-    assert_eq!(h.event_count("expired") + h.event_count("error"), 0);
-}
-
-// ----- 6. 401 replay -------------------------------------------------------------------------
-
-#[test]
-fn a_401_with_the_current_token_refreshes_once_and_replays() {
-    let h = Harness::new();
-    h.login();
-    h.script(PRODUCTS, Reply::unauthorized());
-    let r = h.get(PRODUCTS).unwrap();
-    assert_eq!(r.response.status, 200);
+fn a_401_with_the_current_token_refreshes_once_and_replays_with_the_new_one() {
+    let mut r = Run::new(config(|_| {}));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + MINUTE;
+    let first = r.ask(t, Need::Lenient);
+    assert_eq!(ready(&first), at(1));
     assert_eq!(
-        r.response.body.0,
-        br#"{"success":true,"data":[{"id":1,"name":"widget"}]}"#
+        r.m.api_status(t, 401, None, true, 0, false),
+        auth_session::core::machine::ApiStep::Replay
     );
-    let bearers: Vec<_> = h.requests_to(PRODUCTS).into_iter().map(|r| r.bearer.unwrap()).collect();
-    assert_eq!(bearers, [at(1), at(2)]);
-    assert_eq!(h.count("/auth/refresh"), 1);
-    assert_eq!(h.world.bodies_discarded.get(), 1, "the 401's body was released");
-}
-
-#[test]
-fn a_second_401_is_returned_as_the_response() {
-    let h = Harness::new();
-    h.login();
-    h.script_n(PRODUCTS, 2, Reply::unauthorized());
-    let r = h.get(PRODUCTS).unwrap();
-    assert_eq!(r.response.status, 401);
-    assert!(String::from_utf8_lossy(&r.response.body.0).contains("UNAUTHORIZED"));
-    assert_eq!(h.count(PRODUCTS), 2);
-    assert_eq!(h.count("/auth/refresh"), 1);
-    assert_eq!(h.info().state, Phase::Active, "an API 401 does not end the session");
+    let f = wait_token(r.token_after_401(t, serial(&first)));
+    assert_eq!(body_token(&r.open_send()), Some(rt(1)));
+    r.answer(t, ok(&Pair::issued(2, t)));
+    let replay = r.token(t, Need::Replay, waited(&r.settled(f)), 1);
+    assert_eq!(ready(&replay), at(2));
+    assert_ne!(serial(&replay), serial(&first));
+    // The replay's 401 is the caller's response.
+    assert_eq!(
+        r.m.api_status(t, 401, None, true, 0, true),
+        auth_session::core::machine::ApiStep::Return
+    );
+    assert_eq!(r.count(Endpoint::Refresh), 1);
+    assert_eq!(r.m.info().state, Phase::Active, "an API 401 does not end the session");
 }
 
 #[test]
 fn a_401_carrying_an_old_token_replays_with_the_newer_one_without_refreshing() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.script(PRODUCTS, Reply::unauthorized().delay(1_000));
-    let slow = h.spawn_get(PRODUCTS);
-    h.run_until_stalled();
-    h.refresh().unwrap(); // token 2 exists while the first call is out
-    assert!(!slow.done());
-    let r = h.run(slow).unwrap();
-    assert_eq!(r.response.status, 200);
-    let bearers: Vec<_> = h.requests_to(PRODUCTS).into_iter().map(|r| r.bearer.unwrap()).collect();
-    assert_eq!(bearers, [at(1), at(2)]);
-    assert_eq!(h.count("/auth/refresh"), 1, "no refresh for the stale 401");
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let slow = r.ask(EPOCH, Need::Lenient);
+    let f = wait(r.refresh(EPOCH + 1)); // token 2 exists while the first call is out
+    r.answer(EPOCH + 1, ok(&Pair::issued(2, EPOCH + 1)));
+    assert_eq!(r.settled(f), Outcome::Done);
+    let replay = r.token_after_401(EPOCH + 1_000, serial(&slow));
+    assert_eq!(ready(&replay), at(2));
+    assert_eq!(r.count(Endpoint::Refresh), 1, "no refresh for the stale 401");
 }
 
 #[test]
-fn a_post_is_replayed_with_its_body_after_a_401() {
-    let h = Harness::new();
-    h.login();
-    h.script("/api/v1/orders", Reply::unauthorized());
-    h.script("/api/v1/orders", Reply::json(201, r#"{"success":true,"data":{}}"#));
-    let r = h
-        .fetch("POST", "/api/v1/orders", Some(r#"{"qty":2}"#), Abort::none())
-        .unwrap();
-    assert_eq!(r.response.status, 201);
-    let orders = h.requests_to("/api/v1/orders");
-    assert_eq!(orders.len(), 2);
-    assert!(orders
-        .iter()
-        .all(|r| r.method == "POST" && r.body.as_deref() == Some(r#"{"qty":2}"#)));
-    assert_eq!(orders[1].bearer.as_deref(), Some(at(2).as_str()));
+fn many_401s_with_the_current_token_share_one_refresh() {
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let s = serial(&r.ask(EPOCH, Need::Lenient));
+    let flights: Vec<_> = (0..10).map(|_| wait_token(r.token_after_401(EPOCH + 5, s))).collect();
+    assert!(flights.iter().all(|f| *f == flights[0]));
+    assert_eq!(r.count(Endpoint::Refresh), 1);
 }
 
 #[test]
 fn a_401_whose_refresh_is_rejected_ends_the_session() {
-    let h = Harness::new();
-    h.login();
-    h.server().revoke_everything();
-    let e = h.err(h.get(PRODUCTS));
-    assert_eq!(e.code(), "SESSION_EXPIRED");
-    assert_eq!((h.count(PRODUCTS), h.count("/auth/refresh")), (1, 1));
-    assert_eq!(h.event_count("expired"), 1);
+    let mut r = Run::new(config(|_| {}));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let s = serial(&r.ask(EPOCH, Need::Lenient));
+    let f = wait_token(r.token_after_401(EPOCH, s));
+    r.answer(EPOCH, unauthorized());
+    assert_eq!(r.failure(f).code(), "SESSION_EXPIRED");
+    assert_eq!(
+        r.token(EPOCH, Need::Replay, waited(&r.settled(f)), 1),
+        TokenStep::Rethrow
+    );
+    assert_eq!(r.event_count("expired"), 1);
 }
 
 #[test]
-fn fetch_refreshes_first_when_the_token_is_due() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.jump(HOUR - 299_000); // inside the margin
-    assert_eq!(h.get(PRODUCTS).unwrap().response.status, 200);
-    assert_eq!(
-        h.requests().iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
-        ["/auth/login", "/auth/refresh", PRODUCTS]
-    );
-    assert_eq!(h.requests_to(PRODUCTS)[0].bearer.as_deref(), Some(at(2).as_str()));
+fn a_spent_refresh_token_is_never_sent_twice() {
+    let mut r = Run::new(config(|_| {}));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let mut n = 1;
+    let mut issue = |r: &mut Run, t: i64| {
+        n += 1;
+        r.answer(t, ok(&Pair::issued(n, t)));
+    };
+    // The timer.
+    let t = r.fire();
+    issue(&mut r, t);
+    // Concurrent callers after the token expired (the process slept through the timer).
+    let t = t + 2 * HOUR;
+    let f = wait_token(r.ask(t, Need::Strict));
+    let _ = wait_token(r.ask(t, Need::Lenient));
+    assert_eq!(wait(r.refresh(t)), f);
+    issue(&mut r, t);
+    // An explicit refresh, and the timer firing while it is out.
+    let due = r.deadline().unwrap();
+    let g = wait(r.refresh(due - SECOND));
+    r.timeout(due);
+    assert_eq!(wait(r.refresh(due)), g);
+    issue(&mut r, due);
+    // Two API calls that both meet a 401 with the current token.
+    let t = due + 1;
+    let s = serial(&r.ask(t, Need::Lenient));
+    let a = wait_token(r.token_after_401(t, s));
+    assert_eq!(wait_token(r.token_after_401(t, s)), a);
+    issue(&mut r, t);
+    // A day of timers.
+    for _ in 0..24 {
+        let t = r.fire();
+        issue(&mut r, t);
+    }
+    let sent = r.refresh_tokens_sent();
+    assert_eq!(sent.len(), 28);
+    let mut unique = sent.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), sent.len(), "a refresh token was sent twice");
+    assert_eq!(r.event_count("expired") + r.event_count("error"), 0);
 }
 
-// ----- 9. late results -----------------------------------------------------------------------
+// ----- late answers --------------------------------------------------------------------------
 
 #[test]
-fn a_refresh_that_lands_after_revoke_is_discarded_and_revoked_on_the_server() {
-    let h = Harness::with_storage(|_| {});
-    h.login();
-    h.script("/auth/refresh", Reply::server().delay(5_000));
-    let s = h.session.clone();
-    let waiter = h.spawn(async move { s.refresh(&mut Abort::none()).await });
-    h.run_until_stalled();
-    assert_eq!(h.count("/auth/refresh"), 1);
+fn a_refresh_that_lands_after_revoke_is_ignored() {
+    let mut r = Run::new(config(|_| {}));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let f = wait(r.refresh(EPOCH));
+    let refresh = r.open_send();
 
-    h.revoke().unwrap();
+    let out = r.revoke(EPOCH + 1);
+    let g = wait(out);
+    assert!(r.cancelled().contains(&refresh.id), "the refresh attempt is cancelled");
+    assert_eq!(r.settled(f), Outcome::Again);
+    // The refresh's caller asks again and sees the revoked session.
+    assert_eq!(r.rejoin(), Step::Ready);
+    assert_eq!(r.m.result().unwrap_err().code(), "NOT_AUTHENTICATED");
+
+    let revoke = r.open_send();
+    assert_eq!(revoke.endpoint, Endpoint::Revoke);
     assert_eq!(
-        h.err(h.run(waiter)).code(),
-        "NOT_AUTHENTICATED",
-        "the waiter sees the revoked session"
+        body_token(&revoke),
+        Some(rt(1)),
+        "the refresh token on the wire is revoked"
     );
-    assert_eq!(h.count("/auth/revoke"), 1);
-    h.advance(10_000); // the refresh answer arrives
+    assert_eq!(revoke.bearer.as_ref().map(|b| b.expose().to_owned()), Some(at(1)));
+    r.answer(EPOCH + 2, revoked());
+    assert_eq!(r.settled(g), Outcome::Done);
 
-    let info = h.info();
+    // The refresh answer arrives.
+    assert_eq!(r.answer_io(EPOCH + 5_000, refresh.id, ok(&Pair::issued(2, EPOCH))), []);
+    let info = r.m.info();
     assert_eq!((info.state, info.client_id), (Phase::Revoked, None));
-    assert_eq!(h.live_timers(), 0);
-    assert_eq!(h.event_count("tokens"), 1, "the late pair was not taken");
-    assert_eq!(h.stored(), None, "nor stored");
-    let revokes: Vec<_> = h
-        .requests_to("/auth/revoke")
-        .iter()
-        .map(|r| r.refresh_token().unwrap())
-        .collect();
-    assert_eq!(revokes, [rt(1), rt(2)], "the late pair is revoked on the server too");
-    assert_eq!(h.server().refresh[&rt(2)].1, RefreshState::Revoked);
-    assert_eq!(h.err(h.get(PRODUCTS)).code(), "NOT_AUTHENTICATED");
-    assert!(h
-        .requests()
-        .iter()
-        .all(|r| r.bearer.as_deref() != Some(at(2).as_str()) || r.path == "/auth/revoke"));
+    assert_eq!(r.deadline(), None);
+    assert_eq!(r.event_count("tokens"), 1, "the late pair was not taken");
+    assert_eq!(r.token_now(EPOCH + 5_000).unwrap_err().code(), "NOT_AUTHENTICATED");
+    assert_eq!(r.sends().len(), 3, "login, refresh, revoke");
 }
 
 #[test]
-fn a_login_that_lands_after_revoke_is_revoked_too() {
-    let h = Harness::new();
-    h.script("/auth/login", Reply::server().delay(1_000));
-    let s = h.session.clone();
-    let login = h.spawn(async move { s.login(Some(creds())).await });
-    h.run_until_stalled();
-    h.revoke().unwrap();
-    let e = h.err(h.run(login));
-    assert_eq!(e.code(), "NOT_AUTHENTICATED");
-    h.advance(2_000);
-    assert_eq!(h.info().state, Phase::Revoked);
-    assert_eq!(
-        h.requests_to("/auth/revoke")
-            .iter()
-            .map(|r| r.refresh_token().unwrap())
-            .collect::<Vec<_>>(),
-        [rt(1)]
-    );
-    assert_eq!(h.live_timers(), 0);
-}
-
-#[test]
-fn dispose_releases_waiters_at_once_and_stops_everything() {
-    let h = Harness::new();
-    h.login();
-    assert_eq!(h.live_timers(), 1);
-    h.script("/auth/refresh", Reply::server().delay(5_000));
-    let s = h.session.clone();
-    let explicit = h.spawn(async move { s.refresh(&mut Abort::none()).await });
-    h.run_until_stalled();
-    assert_eq!(h.count("/auth/refresh"), 1);
-
-    let t0 = h.now();
-    h.session.dispose();
-    h.run_until_stalled();
-    assert!(explicit.done(), "released without waiting for the server");
-    assert_eq!(h.err(explicit.take()).code(), "DISPOSED");
-    assert_eq!(h.now(), t0);
-    assert_eq!(h.live_timers(), 0);
-
-    h.advance(10_000); // the late refresh answer arrives
-    assert_eq!(h.live_timers(), 0, "the late refresh did not arm a timer");
-    let info = h.info();
-    assert_eq!(
-        (info.client_id, info.access_expires_at),
-        (None, None),
-        "tokens dropped from memory"
-    );
-    for e in [
-        h.err(h.token()),
-        h.err(h.get(PRODUCTS)),
-        h.err(h.refresh()),
-        h.err(h.revoke()),
-        h.err(h.run(h.session.login(Some(creds())))),
-    ] {
-        assert_eq!((e.code(), e.name()), ("DISPOSED", "DisposedError"));
-    }
-    h.session.dispose(); // idempotent
-    assert_eq!(h.count("/auth/refresh"), 1);
-    assert_eq!(
-        h.count("/auth/revoke") + h.count("/auth/login"),
-        1,
-        "only the first login"
-    );
-    assert_eq!(h.event_count("tokens"), 1);
-}
-
-#[test]
-fn dispose_releases_refresh_waiters_with_disposed() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.jump(HOUR + 1);
-    h.script("/auth/refresh", Reply::server().delay(5_000));
-    let tokens: Vec<_> = (0..10).map(|_| h.spawn_token()).collect();
-    let gets: Vec<_> = (0..10).map(|_| h.spawn_get(PRODUCTS)).collect();
-    h.run_until_stalled();
-    assert!(tokens.iter().all(|w| !w.done()) && gets.iter().all(|w| !w.done()));
-    h.session.dispose();
-    h.run_until_stalled();
-    for w in tokens {
-        assert!(w.done(), "released at once");
-        assert_eq!(h.err(w.take()).code(), "DISPOSED");
-    }
-    for w in gets {
-        assert!(w.done(), "released at once");
-        assert_eq!(h.err(w.take()).code(), "DISPOSED");
-    }
-    h.advance(10_000);
-    assert_eq!(h.live_timers(), 0);
-    assert_eq!(h.count(PRODUCTS), 0);
+fn a_login_that_lands_after_revoke_is_ignored() {
+    let mut r = Run::new(config(|_| {}));
+    let f = r.login(EPOCH);
+    let login = r.open_send();
+    let g = wait(r.revoke(EPOCH));
+    assert_eq!(r.cancelled(), [login.id]);
+    assert_eq!(r.settled(f), Outcome::Again);
+    assert_eq!(r.rejoin(), Step::Ready);
+    assert_eq!(r.m.result().unwrap_err().code(), "NOT_AUTHENTICATED");
+    assert_eq!(r.settled(g), Outcome::Done, "nothing held: nothing to revoke");
+    assert_eq!(r.answer_io(EPOCH + 1_000, login.id, ok(&Pair::issued(1, EPOCH))), []);
+    assert_eq!(r.m.info().state, Phase::Revoked);
+    assert_eq!(r.count(Endpoint::Revoke), 0);
+    assert_eq!(r.deadline(), None);
 }
 
 #[test]
 fn a_refresh_that_lands_after_a_new_login_loses_to_the_login() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.script("/auth/refresh", Reply::server().delay(5_000));
-    let s = h.session.clone();
-    let waiter = h.spawn(async move { s.refresh(&mut Abort::none()).await });
-    h.run_until_stalled();
-    assert_eq!(h.count("/auth/refresh"), 1); // issued pair 2, delivered late
-    h.login(); // pair 3
-    h.advance(10_000);
-    let _ = h.run(waiter);
-    assert_eq!(h.token().unwrap(), at(3), "the login's tokens win");
-    assert_eq!(h.get(PRODUCTS).unwrap().response.status, 200);
-    assert_eq!(h.requests_to(PRODUCTS)[0].bearer.as_deref(), Some(at(3).as_str()));
-    // The next refresh uses the login's refresh token.
-    h.refresh().unwrap();
-    assert_eq!(h.requests_to("/auth/refresh")[1].refresh_token(), Some(rt(3)));
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let f = wait(r.refresh(EPOCH));
+    let refresh = r.open_send();
+    let g = r.login(EPOCH + 1);
+    assert!(r.cancelled().contains(&refresh.id));
+    assert_eq!(r.settled(f), Outcome::Again);
+    assert_eq!(r.rejoin(), Step::Wait(g), "the refresh's caller waits for the login");
+    r.answer(EPOCH + 2, ok(&Pair::issued(3, EPOCH + 2)));
+    assert_eq!(r.answer_io(EPOCH + 5_000, refresh.id, ok(&Pair::issued(2, EPOCH))), []);
+    assert_eq!(r.token_now(EPOCH + 5_000).unwrap(), at(3), "the login's tokens win");
+    r.refresh(EPOCH + 6_000);
+    assert_eq!(r.refresh_tokens_sent(), [rt(1), rt(3)]);
 }
 
 #[test]
 fn concurrent_logins_both_resolve_with_the_last_ones_tokens() {
-    let h = Harness::new();
-    h.script("/auth/login", Reply::server().delay(100));
-    h.script("/auth/login", Reply::server().delay(100));
-    let a = {
-        let s = h.session.clone();
-        h.spawn(async move { s.login(Some(creds())).await })
-    };
-    h.run_until_stalled();
-    let b = {
-        let s = h.session.clone();
-        h.spawn(async move { s.login(Some(creds())).await })
-    };
-    let (a, b) = h.run(futures::future::join(a, b));
-    let b = b.unwrap();
-    assert_eq!(b.state, Phase::Active);
-    let a = h.check(a).unwrap();
-    assert_eq!(
-        a.state,
-        Phase::Active,
-        "the superseded login resolves with the session that replaced it"
-    );
-    assert_eq!(h.token().unwrap(), at(2));
+    let mut r = Run::new(config(|_| {}));
+    let a = r.login(EPOCH);
+    let first = r.open_send();
+    let b = r.login(EPOCH + 1);
+    assert_eq!(r.cancelled(), [first.id]);
+    assert_eq!(r.settled(a), Outcome::Again);
+    assert_eq!(r.rejoin(), Step::Wait(b));
+    r.answer(EPOCH + 100, ok(&Pair::issued(2, EPOCH + 100)));
+    assert_eq!(r.settled(b), Outcome::Done);
+    assert_eq!(r.m.result().unwrap().state, Phase::Active);
+    assert_eq!(r.answer_io(EPOCH + 200, first.id, ok(&Pair::issued(1, EPOCH))), []);
+    assert_eq!(r.token_now(EPOCH + 200).unwrap(), at(2));
 }
 
-// ----- 10. revoke ----------------------------------------------------------------------------
+#[test]
+fn a_failed_login_keeps_the_previous_session_and_its_timer() {
+    let mut r = Run::new(config(|_| {}));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let f = r.login_with(EPOCH, Some(creds_with("wrong-CANARY")));
+    r.answer(
+        EPOCH,
+        error_envelope(401, "UnauthorizedError", "UNAUTHORIZED", "Invalid credentials"),
+    );
+    assert_eq!(r.failure(f).code(), "UNAUTHORIZED");
+    assert_eq!(r.m.info().state, Phase::Active);
+    assert_eq!(r.token_now(EPOCH).unwrap(), at(1));
+    assert_eq!(
+        r.deadline(),
+        Some(EPOCH + HOUR - MARGIN),
+        "the auto-refresh is still armed"
+    );
+    r.fire();
+    assert_eq!(r.count(Endpoint::Refresh), 1);
+}
+
+// ----- revoke --------------------------------------------------------------------------------
 
 #[test]
 fn revoke_clears_locally_first_then_tells_the_server() {
-    let h = Harness::with_storage(|_| {});
-    h.login();
-    assert!(h.stored().is_some());
-    h.script("/auth/revoke", Reply::server().delay(1_000));
-    let s = h.session.clone();
-    let revoke = h.spawn(async move { s.revoke().await });
-    h.run_until_stalled();
+    let mut r = Run::new(config(|_| {}));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let f = wait(r.revoke(EPOCH));
     // While the server call is out, the session is already cleared.
-    assert!(!revoke.done());
-    let info = h.info();
+    assert_eq!(r.outcome(f), None);
+    let info = r.m.info();
     assert_eq!(
         (info.state, info.client_id, info.access_expires_at),
         (Phase::Revoked, None, None)
     );
-    assert_eq!(h.event_count("revoked"), 1);
-    assert_eq!(h.stored(), None);
-    assert_eq!(h.live_timers(), 0);
-    assert_eq!(h.err(h.token()).code(), "NOT_AUTHENTICATED");
+    assert_eq!(r.event_count("revoked"), 1);
+    assert_eq!(r.token_now(EPOCH).unwrap_err().code(), "NOT_AUTHENTICATED");
+    assert_eq!(fail(r.refresh(EPOCH)).code(), "NOT_AUTHENTICATED");
 
-    h.run(revoke).unwrap();
-    let revokes = h.requests_to("/auth/revoke");
-    assert_eq!(revokes.len(), 1);
-    assert_eq!(revokes[0].method, "POST");
-    assert_eq!(revokes[0].refresh_token(), Some(rt(1)));
-    assert_eq!(revokes[0].bearer.as_deref(), Some(at(1).as_str()));
-    assert_eq!(h.server().refresh[&rt(1)].1, RefreshState::Revoked);
-    assert_eq!(h.storage().deletes.get(), 1);
+    let req = r.open_send();
+    assert_eq!(
+        (req.endpoint, req.url.as_str()),
+        (Endpoint::Revoke, "https://api.test/auth/revoke")
+    );
+    assert_eq!(body_token(&req), Some(rt(1)));
+    assert_eq!(req.bearer.as_ref().map(|b| b.expose().to_owned()), Some(at(1)));
+    r.answer(EPOCH + 1_000, revoked());
+    assert_eq!(r.settled(f), Outcome::Done);
+    assert_eq!(r.deadline(), None, "no timer survives revoke");
+    assert_eq!(r.timeout(EPOCH + 2 * DAY), []);
+}
+
+#[test]
+fn revoke_succeeds_on_any_2xx_whatever_the_body() {
+    // Rewrite defect: a 200 with an empty body (or any other) is success (RFC 7009).
+    for (status, text) in [
+        (200, ""),
+        (204, ""),
+        (200, "<html>ok</html>"),
+        (200, r#"{"success":false}"#),
+    ] {
+        let mut r = Run::new(config(|_| {}));
+        r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+        let f = wait(r.revoke(EPOCH));
+        r.answer(EPOCH, reply(status, text));
+        assert_eq!(r.settled(f), Outcome::Done, "{status} {text:?}");
+        assert_eq!(r.count(Endpoint::Revoke), 1);
+    }
 }
 
 fn revoke_fails_on_the_server_but_clears(failure: Reply, code: &str) {
-    let h = Harness::with(|o| o.retries = Some(0.0));
-    h.login();
-    h.script("/auth/revoke", failure);
-    let e = h.err(h.revoke());
-    assert_eq!(e.code(), code);
-    assert_eq!(h.count("/auth/revoke"), 1);
-    assert_eq!(h.info().state, Phase::Revoked);
-    assert_eq!(h.event_count("revoked"), 1);
-    assert_eq!(h.live_timers(), 0);
+    let mut r = Run::new(config(|o| o.retries = Some(0.0)));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let f = wait(r.revoke(EPOCH));
+    r.answer(EPOCH, failure);
+    assert_eq!(r.failure(f).code(), code);
+    assert_eq!(r.count(Endpoint::Revoke), 1);
+    assert_eq!(r.m.info().state, Phase::Revoked);
+    assert_eq!(r.event_count("revoked"), 1);
+    assert_eq!(r.deadline(), None);
 
-    let mark = h.total_requests();
-    assert_eq!(h.err(h.token()).code(), "NOT_AUTHENTICATED");
-    assert_eq!(h.err(h.get(PRODUCTS)).code(), "NOT_AUTHENTICATED");
-    assert_eq!(h.err(h.refresh()).code(), "NOT_AUTHENTICATED");
-    h.advance(8 * DAY);
-    assert_eq!(h.total_requests(), mark, "no request after revoke");
-    for r in h.requests().iter().skip(mark) {
-        assert_ne!(r.bearer.as_deref(), Some(at(1).as_str()));
-    }
+    let sent = r.sends().len();
+    assert_eq!(r.token_now(EPOCH).unwrap_err().code(), "NOT_AUTHENTICATED");
+    assert_eq!(fail(r.refresh(EPOCH)).code(), "NOT_AUTHENTICATED");
+    r.timeout(EPOCH + 8 * DAY);
+    assert_eq!(r.sends().len(), sent, "no request after revoke");
     // A new login works.
-    h.login();
-    assert_eq!(h.token().unwrap(), at(2));
+    let t = EPOCH + 8 * DAY;
+    r.logged_in(t, &Pair::issued(2, t));
+    assert_eq!(r.token_now(t).unwrap(), at(2));
 }
 
 #[test]
 fn revoke_clears_even_when_the_server_answers_500() {
-    revoke_fails_on_the_server_but_clears(Reply::status(500), "SERVER_ERROR");
+    revoke_fails_on_the_server_but_clears(status(500), "SERVER_ERROR");
 }
 
 #[test]
 fn revoke_clears_even_when_the_network_fails() {
-    revoke_fails_on_the_server_but_clears(Reply::network_error(), "NETWORK_ERROR");
+    revoke_fails_on_the_server_but_clears(network(), "NETWORK_ERROR");
 }
 
 #[test]
-fn revoke_retries_the_server_call_with_the_default_retries() {
-    let h = Harness::new();
-    h.login();
-    h.script_n("/auth/revoke", 2, Reply::status(503));
-    h.revoke().unwrap();
-    let times: Vec<_> = h.requests_to("/auth/revoke").iter().map(|r| r.t()).collect();
-    assert_eq!(times, [0, 100, 300]);
-    assert!(h
-        .requests_to("/auth/revoke")
-        .iter()
-        .all(|r| r.refresh_token() == Some(rt(1))));
+fn revoke_retries_the_server_call_with_the_same_tokens() {
+    let mut r = Run::new(config(|_| {}));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let f = wait(r.revoke(EPOCH));
+    r.answer(EPOCH, status(503));
+    let t = r.fire();
+    r.answer(t, status(503));
+    let t = r.fire();
+    r.answer(t, revoked());
+    assert_eq!(r.settled(f), Outcome::Done);
+    let revokes = r.sends_to(Endpoint::Revoke);
+    assert_eq!(revokes.len(), 3);
+    assert!(revokes.iter().all(|q| body_token(q) == Some(rt(1))));
 }
 
 #[test]
-fn revoke_without_a_session_sends_nothing_and_a_revoked_session_stays_revoked() {
-    let h = Harness::new();
-    h.revoke().unwrap();
-    assert_eq!(h.total_requests(), 0);
-    assert_eq!(h.info().state, Phase::Revoked);
-    h.login();
-    h.revoke().unwrap();
-    h.revoke().unwrap();
-    assert_eq!(h.count("/auth/revoke"), 1);
+fn revoke_without_a_session_sends_nothing_and_a_second_revoke_joins_the_first() {
+    let mut r = Run::new(config(|_| {}));
+    let f = wait(r.revoke(EPOCH));
+    assert_eq!(r.settled(f), Outcome::Done);
+    assert_eq!(r.sends().len(), 0);
+    assert_eq!(r.m.info().state, Phase::Revoked);
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let g = wait(r.revoke(EPOCH));
+    assert_eq!(wait(r.revoke(EPOCH)), g);
+    r.answer(EPOCH, revoked());
+    let h = wait(r.revoke(EPOCH));
+    assert_eq!(r.settled(h), Outcome::Done);
+    assert_eq!(r.count(Endpoint::Revoke), 1);
+    assert_eq!(r.event_count("revoked"), 3);
 }
 
 #[test]
 fn revoke_after_the_access_token_expired_sends_no_bearer() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.jump(HOUR + 1);
-    h.revoke().unwrap();
-    let r = &h.requests_to("/auth/revoke")[0];
-    assert_eq!(r.bearer, None);
-    assert_eq!(r.refresh_token(), Some(rt(1)));
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    wait(r.revoke(EPOCH + HOUR + 1));
+    let req = r.open_send();
+    assert_eq!(req.bearer, None);
+    assert_eq!(body_token(&req), Some(rt(1)));
 }
 
-// ----- 15. abort -----------------------------------------------------------------------------
+#[test]
+fn a_login_during_a_revoke_waits_for_it_and_a_later_login_replaces_it() {
+    let mut r = Run::new(config(|_| {}));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let f = wait(r.revoke(EPOCH));
+    let a = r.login(EPOCH + 1);
+    assert_eq!(r.open_send().endpoint, Endpoint::Revoke, "one request at a time");
+    let b = r.login(EPOCH + 2);
+    assert_eq!(r.settled(a), Outcome::Again);
+    assert_eq!(r.rejoin(), Step::Wait(b));
+    // A token call while the login waits: the session is revoked until the login lands.
+    assert_eq!(r.token_now(EPOCH + 2).unwrap_err().code(), "NOT_AUTHENTICATED");
+    r.answer(EPOCH + 3, revoked());
+    assert_eq!(r.settled(f), Outcome::Done);
+    let login = r.open_send();
+    assert_eq!(login.endpoint, Endpoint::Login);
+    r.answer(EPOCH + 4, ok(&Pair::issued(2, EPOCH + 4)));
+    assert_eq!(r.settled(b), Outcome::Done);
+    assert_eq!(r.token_now(EPOCH + 4).unwrap(), at(2));
+}
 
 #[test]
-fn an_aborted_waiter_leaves_at_once_and_the_refresh_completes_for_the_others() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.jump(HOUR + 1);
-    h.script("/auth/refresh", Reply::server().delay(1_000));
-    let (abort, trigger) = abort_pair();
-    let aborted = {
-        let s = h.session.clone();
-        let url = s.resolve(PRODUCTS);
-        h.spawn(async move { s.fetch(ApiReq::default(), url, "GET".into(), abort).await.map(|_| ()) })
-    };
-    let (mut abort2, trigger2) = abort_pair();
-    let aborted_refresh = {
-        let s = h.session.clone();
-        h.spawn(async move { s.refresh(&mut abort2).await.map(|_| ()) })
-    };
-    let others: Vec<_> = (0..10).map(|_| h.spawn_token()).collect();
-    h.run_until_stalled();
-    assert_eq!(h.count("/auth/refresh"), 1);
-    let t0 = h.now();
-    trigger.fire();
-    trigger2.fire();
-    h.run_until_stalled();
-    assert!(aborted.done() && aborted_refresh.done(), "released without waiting");
-    assert_eq!(h.now(), t0);
-    for e in [h.err(aborted.take()), h.err(aborted_refresh.take())] {
-        assert_eq!((e.code(), e.name(), e.retryable()), ("ABORTED", "AbortError", false));
+fn a_revoke_supersedes_a_login_queued_behind_the_previous_revoke() {
+    let mut r = Run::new(config(|_| {}));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let f = wait(r.revoke(EPOCH));
+    let a = r.login(EPOCH);
+    assert_eq!(wait(r.revoke(EPOCH)), f);
+    assert_eq!(r.settled(a), Outcome::Again);
+    r.answer(EPOCH, revoked());
+    assert_eq!(r.settled(f), Outcome::Done);
+    assert!(!r.has_open_send(), "the superseded login is never sent");
+    assert_eq!(r.count(Endpoint::Login), 1);
+}
+
+// ----- dispose -------------------------------------------------------------------------------
+
+#[test]
+fn dispose_releases_waiters_at_once_and_stops_everything() {
+    let mut r = Run::new(config(|_| {}));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + HOUR + 1;
+    let f = wait(r.refresh(t));
+    let tokens: Vec<_> = (0..10).map(|_| wait_token(r.ask(t, Need::Strict))).collect();
+    let refresh = r.open_send();
+
+    let out = r.dispose();
+    assert!(out.contains(&Output::Cancel(refresh.id)));
+    let e = r.failure(f);
+    assert_eq!((e.code(), e.name()), ("DISPOSED", "DisposedError"));
+    for g in tokens {
+        assert_eq!(g, f);
+        assert_eq!(r.token(t, Need::Strict, waited(&r.settled(g)), 1), TokenStep::Rethrow);
     }
-    assert!(others.iter().all(|t| !t.done()));
-    for t in h.run(join_all(others)) {
-        assert_eq!(t.unwrap(), at(2));
+    assert_eq!(r.deadline(), None);
+    assert!(r.m.is_disposed());
+
+    // The late refresh answer arrives.
+    assert_eq!(r.answer_io(t + 10_000, refresh.id, ok(&Pair::issued(2, t))), []);
+    assert_eq!(r.deadline(), None, "the late refresh did not arm a timer");
+    let info = r.m.info();
+    assert_eq!((info.client_id, info.access_expires_at), (None, None), "tokens dropped");
+    let t = t + 10_000;
+    for e in [
+        r.token_now(t).unwrap_err(),
+        token_fail(r.token_after_401(t, 1)),
+        fail(r.refresh(t)),
+        fail(r.revoke(t)),
+        fail(r.m.login(t, Some(creds()))),
+        fail(r.rejoin()),
+    ] {
+        assert_eq!((e.code(), e.name()), ("DISPOSED", "DisposedError"));
     }
-    assert_eq!(h.count("/auth/refresh"), 1);
-    assert_eq!(h.count(PRODUCTS), 0);
-    assert_eq!(h.info().state, Phase::Active);
+    assert_eq!(r.dispose(), [], "idempotent");
+    assert_eq!(r.timeout(t + 8 * DAY), []);
+    assert_eq!(r.sends().len(), 2);
+    assert_eq!(r.event_count("tokens"), 1);
 }
 
-#[test]
-fn an_abort_during_the_request_or_the_backoff_is_aborted() {
-    let h = Harness::new();
-    h.login();
-    h.script(PRODUCTS, Reply::server().delay(1_000));
-    let (abort, trigger) = abort_pair();
-    let s = h.session.clone();
-    let url = s.resolve(PRODUCTS);
-    let t = h.spawn(async move { s.fetch(ApiReq::default(), url, "GET".into(), abort).await.map(|_| ()) });
-    h.run_until_stalled();
-    trigger.fire();
-    h.run_until_stalled();
-    assert_eq!(h.err(t.take()).code(), "ABORTED");
-    assert_eq!(h.pending_sleeps(), 0, "the request and its timeout were dropped");
-
-    h.script(PRODUCTS, Reply::status(503));
-    let (abort, trigger) = abort_pair();
-    let s = h.session.clone();
-    let url = s.resolve(PRODUCTS);
-    let t = h.spawn(async move { s.fetch(ApiReq::default(), url, "GET".into(), abort).await.map(|_| ()) });
-    h.advance(50); // the 503 came back; the backoff (100 ms) is running
-    assert!(!t.done());
-    trigger.fire();
-    h.run_until_stalled();
-    assert_eq!(h.err(t.take()).code(), "ABORTED");
-    h.advance(1_000);
-    assert_eq!(h.count(PRODUCTS), 2, "no retry after the abort");
-}
+// ----- background refresh (Workers' waitUntil) -----------------------------------------------
 
 #[test]
-fn an_already_fired_abort_sends_nothing() {
-    let h = Harness::new();
-    h.login();
-    let (abort, trigger) = abort_pair();
-    trigger.fire();
-    let e = h.err(h.fetch("GET", PRODUCTS, None, abort));
-    assert_eq!(e.code(), "ABORTED");
-    // The request future is created before the race but dropped unpolled: whether it counts
-    // as sent is the platform's business; the session must not wait for it.
-    assert_eq!(h.elapsed(), 0);
-}
-
-// ----- failed logins keep the session that was there -----------------------------------------
-
-#[test]
-fn a_failed_login_keeps_the_previous_session_and_its_timer() {
-    let h = Harness::new();
-    h.login();
-    let bad = Credentials {
-        username: USER.into(),
-        password: Password::new("wrong-CANARY"),
+fn inside_the_margin_a_background_call_uses_the_current_token_and_refreshes_behind_it() {
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + HOUR - 200 * SECOND;
+    let step = r.ask(t, Need::Background);
+    let TokenStep::Ready {
+        token,
+        background: Some(f),
+        ..
+    } = step
+    else {
+        panic!("expected a token and a background refresh, got {step:?}")
     };
-    assert_eq!(h.err(h.run(h.session.login(Some(bad)))).code(), "UNAUTHORIZED");
-    assert_eq!(h.info().state, Phase::Active);
-    assert_eq!(h.token().unwrap(), at(1));
-    h.advance(HOUR - 300_000);
-    assert_eq!(h.count("/auth/refresh"), 1, "the auto-refresh timer still works");
-    assert_eq!(h.live_timers(), 1);
-}
-
-#[test]
-fn a_failed_login_during_a_refresh_does_not_lose_the_rotated_pair() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.script("/auth/refresh", Reply::server().delay(1_000));
-    h.script(
-        "/auth/login",
-        Reply::error(401, "UnauthorizedError", "UNAUTHORIZED", "Invalid credentials").delay(10),
-    );
-    let s = h.session.clone();
-    let refresh = h.spawn(async move { s.refresh(&mut Abort::none()).await });
-    h.run_until_stalled();
-    let bad = Credentials {
-        username: USER.into(),
-        password: Password::new("wrong-CANARY"),
+    assert_eq!(token.expose(), at(1));
+    assert_eq!(r.open_send().endpoint, Endpoint::Refresh);
+    // A second background call shares the refresh.
+    let TokenStep::Ready { background, .. } = r.ask(t, Need::Background) else {
+        panic!()
     };
-    assert_eq!(h.err(h.run(h.session.login(Some(bad)))).code(), "UNAUTHORIZED");
-    let _ = h.run(refresh);
-    h.advance(2_000);
-    // The server spent rt1 and issued pair 2: the session must hold pair 2, not the dead rt1.
-    assert_eq!(h.info().state, Phase::Active);
-    h.jump(HOUR + 1);
-    assert_eq!(h.token().unwrap(), at(3));
-    assert_eq!(h.requests_to("/auth/refresh")[1].refresh_token(), Some(rt(2)));
-    assert_eq!(h.server().spent_reuse, 0);
-    assert_eq!(h.event_count("expired"), 0);
+    assert_eq!(background, Some(f));
+    r.answer(t + 1_000, ok(&Pair::issued(2, t + 1_000)));
+    assert_eq!(r.settled(f), Outcome::Done);
+    assert_eq!(r.token_now(t + 1_000).unwrap(), at(2));
 }
 
 #[test]
-fn revoke_during_a_retry_backoff_stops_the_request() {
-    let h = Harness::new();
-    h.login();
-    h.script(PRODUCTS, Reply::status(503));
-    let get = h.spawn_get(PRODUCTS);
-    h.advance(50); // the 503 is back; the backoff runs
-    assert!(!get.done());
-    h.revoke().unwrap();
-    h.advance(1_000);
-    assert_eq!(h.err(get.take()).code(), "NOT_AUTHENTICATED");
-    assert_eq!(h.count(PRODUCTS), 1, "no request after revoke");
-}
-
-// ----- listeners that call back in -----------------------------------------------------------
-
-#[test]
-fn listeners_may_call_back_into_the_session_from_any_event() {
-    let h = Harness::with_storage(|o| o.retries = Some(0.0));
-    let s = h.session.clone();
-    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let log = seen.clone();
-    h.on_event(move |e| {
-        // Reading state and starting work from inside a listener must not hit a borrowed
-        // RefCell (a JavaScript listener runs synchronously inside emit()).
-        log.borrow_mut().push((event_kind(e), s.info().state));
-        if let auth_session::core::Event::Expired(_) = e {
-            s.dispose();
-        }
-    });
-    h.login(); // tokens
-    h.storage().fail_put.set(true);
-    h.refresh().unwrap(); // tokens + error (storage)
-    h.script("/auth/refresh", Reply::status(503));
-    h.advance(HOUR - 300_000); // timer refresh fails: error
-    h.server().revoke_everything();
-    h.advance(30_000); // timer retry is rejected: expired, and the listener disposes
-    let seen = seen.borrow().clone();
-    assert_eq!(
-        seen.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-        ["tokens", "tokens", "error", "error", "expired"]
-    );
-    assert_eq!(seen[0].1, Phase::Active);
-    assert_eq!(seen[4].1, Phase::Expired);
-    assert!(h.session.is_disposed());
-    assert_eq!(h.live_timers(), 0);
-    assert_eq!(h.err(h.token()).code(), "DISPOSED");
+fn a_background_call_waits_when_the_token_has_under_five_seconds_left() {
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + HOUR - 4 * SECOND;
+    let f = wait_token(r.ask(t, Need::Background));
+    r.answer(t, ok(&Pair::issued(2, t)));
+    assert_eq!(ready(&r.token(t, Need::Background, waited(&r.settled(f)), 1)), at(2));
 }
 
 #[test]
-fn a_listener_that_revokes_on_tokens_leaves_a_revoked_session() {
-    let h = Harness::new();
-    let s = h.session.clone();
-    let once = std::cell::Cell::new(false);
-    let pending = std::rc::Rc::new(std::cell::RefCell::new(None));
-    let slot = pending.clone();
-    h.on_event(move |e| {
-        if let auth_session::core::Event::Tokens(_) = e {
-            if !once.replace(true) {
-                let s = s.clone();
-                *slot.borrow_mut() = Some(Box::pin(async move { s.revoke().await }));
+fn a_failed_background_refresh_is_an_error_event() {
+    let mut r = Run::new(config(|o| {
+        no_timer(o);
+        o.retries = Some(0.0);
+    }));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let t = EPOCH + HOUR - 200 * SECOND;
+    let TokenStep::Ready {
+        background: Some(f), ..
+    } = r.ask(t, Need::Background)
+    else {
+        panic!()
+    };
+    r.answer(t, status(502));
+    assert_eq!(r.failure(f).code(), "SERVER_ERROR");
+    let errors = r.errors();
+    assert_eq!(errors.len(), 1, "nobody awaits it: the failure is reported as an event");
+    assert_eq!((errors[0].code(), errors[0].status()), ("SERVER_ERROR", 502));
+}
+
+// ----- superseded attempts -------------------------------------------------------------------
+
+#[test]
+fn login_revoke_and_dispose_cancel_the_attempt_they_supersede() {
+    for command in ["login", "revoke", "dispose"] {
+        for stage in ["sending", "backoff"] {
+            let mut r = Run::new(config(no_timer));
+            r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+            let f = wait(r.refresh(EPOCH + 1));
+            let first = r.open_send();
+            if stage == "backoff" {
+                r.answer(EPOCH + 1, status(503));
+                assert!(!r.has_open_send());
             }
+            match command {
+                "login" => {
+                    r.login(EPOCH + 2);
+                }
+                "revoke" => {
+                    wait(r.revoke(EPOCH + 2));
+                }
+                _ => {
+                    r.dispose();
+                }
+            }
+            if stage == "sending" {
+                assert!(r.cancelled().contains(&first.id), "{command} {stage}");
+            }
+            assert!(r.outcome(f).is_some(), "{command} {stage}: the refresh's flight ended");
+            // Answer whatever the command sent, then let time run.
+            if r.has_open_send() {
+                let req = r.open_send();
+                let answer = match req.endpoint {
+                    Endpoint::Login => ok(&Pair::issued(2, EPOCH + 2)),
+                    _ => reply(200, ""),
+                };
+                r.answer(EPOCH + 2, answer);
+            }
+            r.answer_io(EPOCH + 3, first.id, ok(&Pair::issued(9, EPOCH)));
+            r.timeout(EPOCH + HOUR);
+            let later: Vec<_> = r
+                .sends()
+                .into_iter()
+                .skip_while(|s| s.id != first.id)
+                .skip(1)
+                .filter(|s| s.endpoint == Endpoint::Refresh)
+                .collect();
+            assert_eq!(later, [], "{command} {stage}: no refresh after the supersession");
+            assert_eq!(
+                r.count(Endpoint::Refresh),
+                1,
+                "{command} {stage}: the backoff's retry never ran"
+            );
         }
-    });
-    h.login();
-    let revoke: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> = pending.borrow_mut().take().unwrap();
-    h.run(revoke).unwrap();
-    assert_eq!(h.info().state, Phase::Revoked);
-    assert_eq!(h.live_timers(), 0);
-    assert_eq!(h.requests_to("/auth/revoke")[0].refresh_token(), Some(rt(1)));
+    }
 }
 
 #[test]
-fn a_refresh_landing_while_a_login_is_out_is_taken_and_then_the_login_wins() {
-    let h = Harness::with_storage(|o| o.auto_refresh = Some(false));
-    h.login();
-    h.script("/auth/refresh", Reply::server().delay(100));
-    h.script("/auth/login", Reply::server().delay(500));
-    let s = h.session.clone();
-    let refresh = h.spawn(async move { s.refresh(&mut Abort::none()).await });
-    h.run_until_stalled();
-    let s = h.session.clone();
-    let login = h.spawn(async move { s.login(Some(creds())).await });
-    h.advance(200); // the refresh (pair 2) has landed, the login (pair 3) has not
-    assert_eq!(
-        h.stored(),
-        Some(h.pair(2).record()),
-        "the rotated pair replaced the spent one"
-    );
-    h.advance(400);
-    assert_eq!(h.run(login).unwrap().state, Phase::Active);
-    let _ = h.run(refresh);
-    assert_eq!(h.token().unwrap(), at(3));
-    assert_eq!(h.stored(), Some(h.pair(3).record()));
+fn at_most_one_auth_request_is_open_whatever_the_callers_do() {
+    // Every Run checks this on each output; here the calls that could start a second one
+    // come together: a refresh, a login replacing it, a revoke, a login queued behind it.
+    let mut r = Run::new(config(with_credentials));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    wait(r.refresh(EPOCH));
+    wait_token(r.token_after_401(EPOCH, 1));
+    r.login(EPOCH);
+    wait(r.revoke(EPOCH));
+    r.login(EPOCH);
+    assert_eq!(token_fail(r.ask(EPOCH, Need::Strict)).code(), "NOT_AUTHENTICATED");
+    assert_eq!(r.open_send().endpoint, Endpoint::Revoke);
+    r.answer(EPOCH, reply(200, ""));
+    assert_eq!(r.open_send().endpoint, Endpoint::Login);
 }
 
 #[test]
-fn a_refresh_overtaken_by_a_login_is_revoked_on_the_server() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.script("/auth/refresh", Reply::server().delay(5_000));
-    let s = h.session.clone();
-    let waiter = h.spawn(async move { s.refresh(&mut Abort::none()).await });
-    h.run_until_stalled();
-    h.login(); // pair 3 wins; pair 2 arrives late and is nobody's
-    h.advance(10_000);
-    let _ = h.run(waiter);
-    let revoked: Vec<_> = h
-        .requests_to("/auth/revoke")
-        .iter()
-        .map(|r| r.refresh_token().unwrap())
-        .collect();
-    assert_eq!(revoked, [rt(2)], "only the orphaned pair is revoked");
-    assert_eq!(h.token().unwrap(), at(3));
+fn a_refresh_token_that_runs_out_during_a_retry_backoff_is_not_sent() {
+    // Found by the property tests: the retry after a backoff used to send the token
+    // whatever its expiry.
+    for credentials in [false, true] {
+        let mut r = Run::new(config(|o| {
+            no_timer(o);
+            if credentials {
+                with_credentials(o);
+            }
+            o.max_retry_after_seconds = Some(600.0);
+        }));
+        r.logged_in(EPOCH, &Pair::with_ttl(1, EPOCH, MINUTE, 2 * MINUTE));
+        let f = wait(r.refresh(EPOCH + MINUTE));
+        r.answer(EPOCH + MINUTE, status(503).retry_after("300"));
+        r.fire(); // five minutes later: the refresh token died a minute after the 503
+        assert_eq!(r.refresh_tokens_sent(), [rt(1)], "credentials {credentials}");
+        if credentials {
+            assert_eq!(r.open_send().endpoint, Endpoint::Login);
+            let t = EPOCH + 6 * MINUTE;
+            r.answer(t, ok(&Pair::issued(2, t)));
+            assert_eq!(r.settled(f), Outcome::Done);
+            assert_eq!(r.event_count("expired"), 0);
+        } else {
+            assert_eq!(r.failure(f).code(), "SESSION_EXPIRED");
+            assert_eq!(r.event_count("expired"), 1);
+            assert_eq!(r.m.info().state, Phase::Expired);
+        }
+    }
 }
 
 #[test]
-fn a_refresh_that_lands_after_dispose_is_stored_for_the_next_process() {
-    let h = Harness::with_storage(no_timer);
-    h.login();
-    assert!(h.stored().unwrap().contains(&rt(1)));
-    h.script("/auth/refresh", Reply::server().delay(5_000));
-    let s = h.session.clone();
-    let waiter = h.spawn(async move { s.refresh(&mut Abort::none()).await });
-    h.run_until_stalled();
-    h.session.dispose();
-    assert_eq!(h.err(h.run(waiter)).code(), "DISPOSED");
-    h.advance(10_000);
-    let stored = h.stored().expect("a record");
-    assert!(
-        stored.contains(&rt(2)),
-        "rt(1) was spent by the refresh; the record holds its successor"
-    );
-    assert_eq!(h.count("/auth/revoke"), 0);
-    assert_eq!(h.live_timers(), 0);
-}
-
-// ----- background refresh (Workers' waitUntil) -------------------------------------------------
-
-fn background_get(
-    h: &Harness,
-) -> Task<Result<auth_session::core::session::Fetched<TestBody>, auth_session::core::AuthError>> {
-    let s = h.session.clone();
-    let url = s.resolve(PRODUCTS);
-    h.spawn(async move {
-        s.fetch_with(ApiReq::default(), url, "GET".into(), Abort::none(), true)
-            .await
-    })
-}
-
-#[test]
-fn inside_the_margin_a_background_fetch_uses_the_current_token_and_refreshes_behind_it() {
-    let h = Harness::with_storage(no_timer);
-    h.login();
-    assert!(
-        h.session.background_work().is_none(),
-        "nothing pending after a plain login's write"
-    );
-    h.jump(HOUR - 200_000); // inside the 300 s margin, 200 s left
-    h.script("/auth/refresh", Reply::server().delay(1_000));
-    let call = background_get(&h);
-    h.advance(500); // the refresh answers after 1000 ms
-    assert!(call.done(), "the call did not wait for the refresh");
-    assert_eq!(call.take().unwrap().response.status, 200);
-    assert_eq!(h.requests_to(PRODUCTS)[0].bearer.as_deref(), Some(at(1).as_str()));
-    assert_eq!(h.count("/auth/refresh"), 1, "the refresh is under way");
-    let work = h.session.background_work().expect("the refresh is pending");
-    h.run(work);
-    assert_eq!(h.token().unwrap(), at(2));
-    assert!(
-        h.stored().unwrap().contains(&rt(2)),
-        "background work includes the storage write"
-    );
-    assert!(h.session.background_work().is_none());
-}
-
-#[test]
-fn a_background_fetch_waits_when_the_token_has_under_five_seconds_left() {
-    let h = Harness::with(no_timer);
-    h.login();
-    h.jump(HOUR - 4_000);
-    h.script("/auth/refresh", Reply::server().delay(1_000));
-    let call = background_get(&h);
-    h.run_until_stalled();
-    assert!(!call.done(), "waits for the refresh");
-    let r = h.run(call).unwrap();
-    assert_eq!(r.response.status, 200);
-    assert_eq!(h.requests_to(PRODUCTS)[0].bearer.as_deref(), Some(at(2).as_str()));
+fn the_end_of_a_session_is_reported_once_however_many_re_logins_fail() {
+    // Found by the property tests: every failed re-login while expired used to report it.
+    let mut r = Run::new(config(|o| {
+        with_credentials(o);
+        no_timer(o);
+        o.retries = Some(0.0);
+    }));
+    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let f = wait(r.refresh(EPOCH));
+    r.answer(EPOCH, unauthorized());
+    r.answer(EPOCH, status(503)); // the re-login
+    assert_eq!(r.failure(f).code(), "SERVER_ERROR");
+    assert_eq!(r.event_count("expired"), 1);
+    for i in 1..=3 {
+        let g = wait(r.refresh(EPOCH + i));
+        r.answer(EPOCH + i, network());
+        assert_eq!(r.failure(g).code(), "NETWORK_ERROR");
+    }
+    assert_eq!(r.event_count("expired"), 1);
+    // Without credentials: a call finds the token expired (reported), then the refresh that
+    // was already out is rejected: still one report.
+    let mut r = Run::new(config(no_timer));
+    r.logged_in(EPOCH, &Pair::with_ttl(1, EPOCH, MINUTE, 2 * MINUTE));
+    let f = wait(r.refresh(EPOCH + 2 * MINUTE - 1));
+    assert_eq!(r.token_now(EPOCH + 2 * MINUTE).unwrap_err().code(), "SESSION_EXPIRED");
+    r.answer(EPOCH + 2 * MINUTE, unauthorized());
+    assert_eq!(r.failure(f).code(), "SESSION_EXPIRED");
+    assert_eq!(r.event_count("expired"), 1);
 }

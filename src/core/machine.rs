@@ -392,6 +392,9 @@ pub struct Machine {
     /// this is one we rotated away from (its refresh token is spent, maybe long since out
     /// of `spent`): `restore` never installs it.
     newest: i64,
+    /// The `expired` event for the session's current end has fired: a re-login that fails
+    /// later, while it is still expired, reports nothing more (one event per end).
+    expiry_reported: bool,
     rng: u64,
     outputs: VecDeque<Output>,
     /// The result of the last user operation that settled `Done`, for [`Machine::result`].
@@ -443,6 +446,7 @@ impl Machine {
             spent: [0; 4],
             spent_next: 0,
             newest: i64::MIN,
+            expiry_reported: false,
             rng: seed | 1,
             outputs: VecDeque::new(),
             last_error: None,
@@ -894,8 +898,7 @@ impl Machine {
             // A re-login follows; `expired` fires only if it fails.
             Some(_) => None,
             None => Some({
-                let info = self.info();
-                self.emit(Event::Expired(info));
+                self.report_expired();
                 AuthError::new(
                     ErrorCode::SessionExpired,
                     "the refresh token has expired; call login() again",
@@ -927,7 +930,8 @@ impl Machine {
             return Some(self.start(now, OpKind::Refresh { token }, trigger));
         }
         let creds = self.config.credentials.clone()?;
-        let relogin = matches!(self.state, State::Expired);
+        // Once the end was reported (a re-login failed), a later login is a plain one.
+        let relogin = matches!(self.state, State::Expired) && !self.expiry_reported;
         Some(self.start(now, OpKind::Login { creds, relogin }, trigger))
     }
 
@@ -1031,6 +1035,12 @@ impl Machine {
         if let Outcome::Failed(e) = &outcome {
             if op.trigger == Trigger::Timer {
                 self.timer_failed(now, e);
+            } else if self.refresh_at.is_none() && e.retryable() && self.config.auto_refresh {
+                // The timer fired while this caller's refresh was out and left it to it:
+                // the caller has the error; the auto-refresh must still try again later.
+                if let Some(h) = self.held() {
+                    self.refresh_at = retry_delay(h.access_local, now).map(|d| now + d as i64);
+                }
             }
             if !matches!(op.kind, OpKind::Revoke { .. }) {
                 self.last_error = Some(e.clone());
@@ -1154,14 +1164,18 @@ impl Machine {
         self.op_failed(now, op, error);
     }
 
+    /// The one `expired` event of an end of the session.
+    fn report_expired(&mut self) {
+        let info = self.info();
+        self.emit(Event::Expired(info));
+        self.expiry_reported = true;
+    }
+
     /// The op failed for good. A failed re-login ends the session (one `expired` event);
     /// a failed revoke has cleared local state already.
     fn op_failed(&mut self, now: i64, op: Op, error: AuthError) {
         match &op.kind {
-            OpKind::Login { relogin: true, .. } => {
-                let info = self.info();
-                self.emit(Event::Expired(info));
-            }
+            OpKind::Login { relogin: true, .. } => self.report_expired(),
             OpKind::Revoke { delete: Some(_), .. } => {
                 // The storage delete is still out: finish when it answers.
                 let mut op = op;
@@ -1235,6 +1249,7 @@ impl Machine {
     /// Takes a pair into the state, arms the auto-refresh and tells listeners.
     fn install(&mut self, now: i64, pair: TokenPair, reason: Reason) {
         self.newest = self.newest.max(pair.access_expires_at);
+        self.expiry_reported = false;
         let access_local = pair.access_expires_at - self.skew_ms;
         let refresh_local = pair.refresh_expires_at - self.skew_ms;
         let margin_ms = effective_margin(self.config.refresh_margin_ms, access_local, now);
@@ -1275,19 +1290,26 @@ impl Machine {
 
     /// No newer pair anywhere: `expired`, then a re-login when credentials allow.
     fn session_over(&mut self, now: i64, mut op: Op) {
+        // A call may have found the refresh token expired while this op was out: that
+        // already ended the session and reported it; the end is reported once.
+        let reported = matches!(self.state, State::Expired) && self.expiry_reported;
         self.state = State::Expired;
         self.refresh_at = None;
         self.epoch = self.epoch.wrapping_add(1);
         match self.config.credentials.clone() {
             Some(creds) => {
-                op.kind = OpKind::Login { creds, relogin: true };
+                op.kind = OpKind::Login {
+                    creds,
+                    relogin: !reported,
+                };
                 op.attempt = 0;
                 self.send(now, &mut op);
                 self.op = Some(op);
             }
             None => {
-                let info = self.info();
-                self.emit(Event::Expired(info));
+                if !reported {
+                    self.report_expired();
+                }
                 let e = AuthError::new(
                     ErrorCode::SessionExpired,
                     "the refresh token was rejected; the session has ended",
@@ -1394,7 +1416,8 @@ impl Machine {
         // Only a pair issued after ours is newer. An older record (a write of ours that
         // failed, a stale read of an eventually consistent store) holds a spent token.
         let held_expiry = self.held().map(|h| h.pair.access_expires_at);
-        match pair.filter(|p| held_expiry.is_none_or(|x| p.access_expires_at > x)) {
+        // (`map_or`, not `is_none_or`: the MSRV is 1.81.)
+        match pair.filter(|p| held_expiry.map_or(true, |x| p.access_expires_at > x)) {
             Some(p) => {
                 self.install(now, p, Reason::Adopt);
                 self.finish(now, op, Outcome::Done);
@@ -1408,17 +1431,12 @@ impl Machine {
             Ok(p) => p,
             Err(e) => return self.push(Output::Settle(r.flight, Outcome::Failed(e))),
         };
-        // A revoke still running keeps the session revoked until it ends (a login waits for
-        // it too): a pair restored now would sit beside the revoke op, and the next refresh
-        // would replace that op, leaving two requests open and the revoke never settled.
-        let revoking = matches!(
-            &self.op,
-            Some(Op {
-                kind: OpKind::Revoke { .. },
-                ..
-            })
-        );
-        if r.epoch != self.epoch || self.is_disposed() || revoking {
+        // An op still running decides the session, not this read: a pair restored beside
+        // it would be replaced by a login's or refresh's result, would let a refresh retry
+        // send its own (maybe expired) token for another pair, or, beside a revoke, would
+        // let the next refresh replace the revoke op (two requests open, the revoke never
+        // settled).
+        if r.epoch != self.epoch || self.is_disposed() || self.op.is_some() {
             // A login, a refresh, a revoke or a dispose came after the read began.
             return self.push(Output::Settle(r.flight, Outcome::Nothing));
         }
@@ -1474,8 +1492,9 @@ impl Machine {
                     self.attempt_failed(now, op, timeout_error(), None);
                 }
                 Stage::Backoff { until } if until <= now => {
+                    // No pair held: a call found the refresh token expired while we waited.
                     let ran_out = matches!(op.kind, OpKind::Refresh { .. })
-                        && self.held().is_some_and(|h| now >= h.refresh_local);
+                        && !self.held().is_some_and(|h| now < h.refresh_local);
                     if !ran_out {
                         self.send(now, &mut op);
                         self.op = Some(op);

@@ -1,0 +1,646 @@
+//! Property tests of the session machine: random interleavings of user calls, server
+//! answers, storage answers and time, with the invariants checked after every step.
+//!
+//! A case drives one [`Run`] the way the JavaScript driver would: every caller whose flight
+//! settled asks the machine again at once (`token` with what it waited for, `rejoin` after an
+//! `Again`), answers go to the open request or storage call, and time moves only forward.
+//! The server is modelled just enough to know which refresh tokens it spent and which it
+//! revoked; the storage keeps what was written. At the end a quiesce phase answers
+//! everything and advances time until no work is left, and every flight handed out must
+//! have settled exactly once.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+
+use auth_session::core::machine::{
+    AuthRequest, Endpoint, Event, FlightId, IoFailure, IoId, Keep, Need, Outcome, Output, Step, StorageOp,
+    StorageReply, TokenStep, MAX_ROUNDS,
+};
+use auth_session::core::Phase;
+use common::*;
+use proptest::prelude::*;
+
+// ----- what a case is made of ----------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+struct Setup {
+    credentials: bool,
+    storage: bool,
+    auto_refresh: bool,
+    retries: u8,
+    /// The server's clock minus ours; sent in a `Date` header with every answer.
+    skew: i64,
+    seed: u64,
+}
+
+/// Token lifetimes of the pairs the server issues.
+#[derive(Clone, Copy, Debug)]
+enum Ttl {
+    /// The guide's: 1 hour and 7 days.
+    Guide,
+    /// Short-lived tokens: both die within minutes.
+    Short { access: i64, refresh: i64 },
+    /// A refresh token that has already expired: not a usable pair.
+    Dead,
+}
+
+#[derive(Clone, Debug)]
+enum Answer {
+    Pair(Ttl),
+    Unauthorized,
+    Forbidden,
+    Status(u16),
+    RateLimited(Option<&'static str>),
+    Network,
+    NotAResponse,
+    Garbage,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Stored {
+    /// What the storage holds now (the last successful write).
+    Current,
+    /// A pair another instance stored just now.
+    Foreign,
+    /// An old record: any pair issued before (an eventually consistent store).
+    Stale(usize),
+    Empty,
+    Garbage,
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+enum Act {
+    Login {
+        configured: bool,
+    },
+    Refresh,
+    Token(Need),
+    TokenAfter401,
+    Revoke,
+    Restore,
+    Dispose,
+    /// Answer the open auth request, if any.
+    Auth(Answer),
+    /// Answer a request that was already answered or cancelled.
+    Late(usize, Answer),
+    /// Answer the n-th open storage call (a `get` with `Stored`, a write with success or not).
+    Storage(usize, Stored, bool),
+    /// `handle_timeout` at the next deadline, `late` ms after it.
+    Fire {
+        late: i64,
+    },
+    /// Time passes without `handle_timeout` (the driver's timer has not run yet).
+    Wait(i64),
+    /// The process slept: time jumps, then `handle_timeout`.
+    Sleep(i64),
+}
+
+fn need() -> impl Strategy<Value = Need> {
+    prop_oneof![
+        Just(Need::Strict),
+        Just(Need::Lenient),
+        Just(Need::Background),
+        Just(Need::Replay)
+    ]
+}
+
+fn ttl() -> impl Strategy<Value = Ttl> {
+    prop_oneof![
+        6 => Just(Ttl::Guide),
+        3 => (1..=600i64, 1..=900i64).prop_map(|(a, r)| Ttl::Short { access: a * SECOND, refresh: r * SECOND }),
+        1 => Just(Ttl::Dead),
+    ]
+}
+
+fn answer() -> impl Strategy<Value = Answer> {
+    prop_oneof![
+        8 => ttl().prop_map(Answer::Pair),
+        3 => Just(Answer::Unauthorized),
+        1 => Just(Answer::Forbidden),
+        2 => prop_oneof![Just(500u16), Just(502), Just(503)].prop_map(Answer::Status),
+        2 => prop_oneof![Just(None), Just(Some("1")), Just(Some("0")), Just(Some("31")), Just(Some("soon"))]
+            .prop_map(Answer::RateLimited),
+        2 => Just(Answer::Network),
+        1 => Just(Answer::NotAResponse),
+        1 => Just(Answer::Garbage),
+    ]
+}
+
+fn stored() -> impl Strategy<Value = Stored> {
+    prop_oneof![
+        4 => Just(Stored::Current),
+        2 => Just(Stored::Foreign),
+        1 => any::<usize>().prop_map(Stored::Stale),
+        2 => Just(Stored::Empty),
+        1 => Just(Stored::Garbage),
+        1 => Just(Stored::Failed),
+    ]
+}
+
+fn act() -> impl Strategy<Value = Act> {
+    prop_oneof![
+        3 => any::<bool>().prop_map(|configured| Act::Login { configured }),
+        2 => Just(Act::Refresh),
+        4 => need().prop_map(Act::Token),
+        2 => Just(Act::TokenAfter401),
+        1 => Just(Act::Revoke),
+        1 => Just(Act::Restore),
+        1 => prop::bool::weighted(0.1).prop_map(|d| if d { Act::Dispose } else { Act::Refresh }),
+        12 => answer().prop_map(Act::Auth),
+        2 => (any::<usize>(), answer()).prop_map(|(i, a)| Act::Late(i, a)),
+        6 => (any::<usize>(), stored(), prop::bool::weighted(0.8)).prop_map(|(i, s, ok)| Act::Storage(i, s, ok)),
+        5 => prop_oneof![Just(0i64), 1..=2_000i64].prop_map(|late| Act::Fire { late }),
+        2 => (1..=120_000i64).prop_map(Act::Wait),
+        1 => prop_oneof![Just(HOUR), Just(2 * HOUR), Just(DAY), Just(8 * DAY)].prop_map(Act::Sleep),
+    ]
+}
+
+fn setup() -> impl Strategy<Value = Setup> {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        prop::bool::weighted(0.7),
+        0..=2u8,
+        prop_oneof![4 => Just(0i64), 1 => Just(HOUR), 1 => Just(-HOUR), 1 => Just(5 * SECOND)],
+        any::<u64>(),
+    )
+        .prop_map(|(credentials, storage, auto_refresh, retries, skew, seed)| Setup {
+            credentials,
+            storage,
+            auto_refresh,
+            retries,
+            skew,
+            seed,
+        })
+}
+
+// ----- the driver and the model --------------------------------------------------------------
+
+/// A caller waiting for a flight, and what it does when the flight ends.
+#[derive(Clone, Copy, Debug)]
+enum Caller {
+    /// `login()` or `refresh()`: `rejoin` after an `Again`.
+    Session,
+    /// `revoke()` or `restore()`: never superseded.
+    Final,
+    /// A token call: asks again with what it waited for.
+    Token { need: Need, round: u32 },
+}
+
+struct Case {
+    r: Run,
+    setup: Setup,
+    now: i64,
+    /// Every pair the server issued, by number (its `client_id`).
+    pairs: HashMap<i64, Pair>,
+    issued: u32,
+    /// Refresh tokens the server rotated or rejected, as the machine was told.
+    spent: HashSet<String>,
+    /// Tokens of pairs revoked.
+    revoked: HashSet<String>,
+    /// The running revoke's flight and the tokens it may still send.
+    revoking: Option<(FlightId, HashSet<String>)>,
+    /// The record the storage holds.
+    store: Option<String>,
+    callers: Vec<(FlightId, Caller)>,
+    handed_out: HashSet<FlightId>,
+    /// Requests answered or cancelled: a late answer to one must change nothing.
+    dead: Vec<IoId>,
+    last_serial: u32,
+    /// Whether the machine has read a `Date` header yet (and so knows the server's clock).
+    knows_clock: bool,
+    /// An `expired` event was the last word on the session: the next must not be another.
+    ended: bool,
+    /// How many outputs of `r.log` were checked.
+    checked: usize,
+}
+
+impl Case {
+    fn new(setup: Setup) -> Case {
+        let config = config(|o| {
+            if setup.credentials {
+                with_credentials(o);
+            }
+            o.auto_refresh = Some(setup.auto_refresh);
+            o.retries = Some(setup.retries as f64);
+        });
+        Case {
+            r: Run::with(config, setup.storage, setup.seed),
+            setup,
+            now: EPOCH,
+            pairs: HashMap::new(),
+            issued: 0,
+            spent: HashSet::new(),
+            revoked: HashSet::new(),
+            revoking: None,
+            store: None,
+            callers: Vec::new(),
+            handed_out: HashSet::new(),
+            dead: Vec::new(),
+            last_serial: 0,
+            knows_clock: false,
+            ended: false,
+            checked: 0,
+        }
+    }
+
+    /// A new pair, issued now on the server's clock.
+    fn issue(&mut self, ttl: Ttl) -> Pair {
+        self.issued += 1;
+        let n = self.issued;
+        let server_now = self.now + self.setup.skew;
+        let mut p = match ttl {
+            Ttl::Guide => Pair::issued(n, server_now),
+            Ttl::Short { access, refresh } => Pair::with_ttl(n, server_now, access, refresh),
+            Ttl::Dead => Pair::with_ttl(n, server_now, HOUR, -SECOND),
+        };
+        p.client_id = Some(n as i64);
+        self.pairs.insert(n as i64, p.clone());
+        p
+    }
+
+    fn reply(&mut self, answer: &Answer) -> (Reply, Option<Pair>) {
+        let date = http_date(self.now + self.setup.skew);
+        let (reply, pair) = match answer {
+            Answer::Pair(ttl) => {
+                let p = self.issue(*ttl);
+                (ok(&p), Some(p))
+            }
+            Answer::Unauthorized => (unauthorized(), None),
+            Answer::Forbidden => (
+                error_envelope(403, "ForbiddenError", "FORBIDDEN", "IP address not authorized"),
+                None,
+            ),
+            Answer::Status(s) => (reply(*s, "<html>busy</html>"), None),
+            Answer::RateLimited(None) => (status(429), None),
+            Answer::RateLimited(Some(v)) => (status(429).retry_after(v), None),
+            Answer::Network => (Err(IoFailure::Network(None)), None),
+            Answer::NotAResponse => (Err(IoFailure::NotAResponse), None),
+            Answer::Garbage => (reply(200, "{\"success\":tru"), None),
+        };
+        (reply.date(&date), pair)
+    }
+
+    fn handed(&mut self, f: FlightId, caller: Caller) {
+        self.handed_out.insert(f);
+        self.callers.push((f, caller));
+    }
+
+    fn on_token(&mut self, step: TokenStep, need: Need, round: u32) {
+        match step {
+            TokenStep::Ready {
+                token,
+                serial,
+                background,
+            } => {
+                assert!(
+                    !self.revoked.contains(token.expose()),
+                    "a revoked access token handed out"
+                );
+                self.last_serial = serial;
+                if let Some(f) = background {
+                    self.handed_out.insert(f);
+                }
+            }
+            TokenStep::Wait(f) => {
+                assert!(round <= MAX_ROUNDS, "a caller waited {round} times: a loop");
+                self.handed(f, Caller::Token { need, round });
+            }
+            TokenStep::Fail(_) | TokenStep::Rethrow => {}
+        }
+    }
+
+    fn on_step(&mut self, step: Step, caller: Caller) -> Option<FlightId> {
+        match step {
+            Step::Wait(f) => {
+                self.handed(f, caller);
+                Some(f)
+            }
+            Step::Fail(_) | Step::Ready => None,
+        }
+    }
+
+    /// Callers whose flight settled ask again, until none can.
+    fn continue_callers(&mut self) {
+        loop {
+            let Some(i) = self.callers.iter().position(|(f, _)| self.r.outcome(*f).is_some()) else {
+                return;
+            };
+            let (f, caller) = self.callers.swap_remove(i);
+            let outcome = self.r.outcome(f).unwrap();
+            match caller {
+                Caller::Session => {
+                    if outcome == Outcome::Again {
+                        let step = self.r.rejoin();
+                        if step == Step::Ready {
+                            let _ = self.r.m.result();
+                        }
+                        self.on_step(step, Caller::Session);
+                    } else if outcome == Outcome::Done {
+                        let _ = self.r.m.result();
+                    }
+                }
+                Caller::Final => assert_ne!(outcome, Outcome::Again, "a revoke or restore is never superseded"),
+                Caller::Token { need, round } => {
+                    let step = self.r.token(self.now, need, waited(&outcome), round + 1);
+                    self.on_token(step, need, round + 1);
+                }
+            }
+            self.check_outputs();
+        }
+    }
+
+    /// Checks every output not checked yet.
+    fn check_outputs(&mut self) {
+        let new: Vec<Output> = self.r.log[self.checked..].to_vec();
+        self.checked = self.r.log.len();
+        for out in new {
+            match out {
+                Output::Send(req) => self.check_send(&req),
+                Output::Storage(StorageOp::Put { value, .. }) => {
+                    for t in &self.revoked {
+                        assert!(
+                            !value.contains(&format!("\"{t}\"")),
+                            "a revoked token written to storage"
+                        );
+                    }
+                }
+                Output::Cancel(io) => self.dead.push(io),
+                Output::Event(Event::Expired(_)) => {
+                    assert!(!self.ended, "the end of the session was reported twice");
+                    self.ended = true;
+                }
+                Output::Event(Event::Tokens(..) | Event::Revoked(_)) => self.ended = false,
+                Output::Settle(f, _) if self.revoking.as_ref().is_some_and(|(g, _)| *g == f) => {
+                    self.revoking = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn check_send(&mut self, req: &AuthRequest) {
+        let may_carry = |t: &str| {
+            !self.revoked.contains(t)
+                || (req.endpoint == Endpoint::Revoke && self.revoking.as_ref().is_some_and(|(_, ts)| ts.contains(t)))
+        };
+        if let Some(token) = body_token(req) {
+            // A revoke may name a spent token (the held one after a 401): revoking it only
+            // asks the server to end a family it may have ended already.
+            assert!(
+                req.endpoint == Endpoint::Revoke || !self.spent.contains(&token),
+                "a spent refresh token sent again ({:?})",
+                req.endpoint
+            );
+            assert!(may_carry(&token), "a revoked refresh token sent ({:?})", req.endpoint);
+            if req.endpoint == Endpoint::Refresh && self.knows_clock {
+                let n: i64 = token.rsplit('.').next().unwrap().parse().unwrap();
+                let p = &self.pairs[&n];
+                // The `Date` header has a resolution of one second.
+                assert!(
+                    p.refresh_expires_at - self.setup.skew > self.now - SECOND,
+                    "a refresh token past its expiry sent"
+                );
+            }
+        }
+        if let Some(bearer) = &req.bearer {
+            assert!(may_carry(bearer.expose()), "a revoked access token sent");
+        }
+    }
+
+    /// `handle_timeout(now)`, then: nothing is due any more, and the next deadline is one
+    /// `setTimeout` can express.
+    fn timeout(&mut self) {
+        self.r.timeout(self.now);
+        if let Some((t, _)) = self.r.m.poll_timeout() {
+            assert!(t > self.now, "a deadline at or before now right after handle_timeout");
+            assert!(t - self.now <= MAX_TIMER, "a deadline further than 2^31-1 ms");
+        }
+    }
+
+    fn step(&mut self, act: &Act) {
+        let now = self.now;
+        match act {
+            Act::Login { configured } => {
+                let creds = (!configured).then(creds);
+                let step = self.r.m.login(now, creds);
+                self.r.drain();
+                self.on_step(step, Caller::Session);
+            }
+            Act::Refresh => {
+                let step = self.r.refresh(now);
+                self.on_step(step, Caller::Session);
+            }
+            Act::Token(need) => {
+                let step = self.r.ask(now, *need);
+                self.on_token(step, *need, 0);
+            }
+            Act::TokenAfter401 => {
+                let step = self.r.token_after_401(now, self.last_serial);
+                self.on_token(step, Need::Replay, 0);
+            }
+            Act::Revoke => {
+                let info = self.r.m.info();
+                let running = self.revoking.is_some();
+                let mut tokens = HashSet::new();
+                if info.state == Phase::Active && !self.r.m.is_disposed() {
+                    let p = &self.pairs[&info.client_id.unwrap()];
+                    tokens.insert(p.access.clone());
+                    tokens.insert(p.refresh.clone());
+                    self.revoked.extend(tokens.iter().cloned());
+                }
+                let step = self.r.revoke(now);
+                if let Some(f) = self.on_step(step, Caller::Final) {
+                    if !running && self.r.outcome(f).is_none() {
+                        self.revoking = Some((f, tokens));
+                    }
+                }
+            }
+            Act::Restore => {
+                let step = self.r.restore(now);
+                self.on_step(step, Caller::Final);
+            }
+            Act::Dispose => {
+                self.r.dispose();
+            }
+            Act::Auth(answer) => {
+                if self.r.has_open_send() {
+                    let req = self.r.open_send();
+                    let (reply, pair) = self.reply(answer);
+                    let before = self.r.m.info();
+                    self.knows_clock |= reply.is_ok();
+                    self.r.answer(now, reply);
+                    self.dead.push(req.id);
+                    if req.endpoint == Endpoint::Refresh {
+                        let token = body_token(&req).unwrap();
+                        let rotated = pair.is_some_and(|p| {
+                            self.r.m.info().client_id == p.client_id && before.client_id != p.client_id
+                        });
+                        if rotated || matches!(answer, Answer::Unauthorized) {
+                            self.spent.insert(token);
+                        }
+                    }
+                }
+            }
+            Act::Late(i, answer) => {
+                if !self.dead.is_empty() {
+                    let io = self.dead[i % self.dead.len()];
+                    let (reply, _) = self.reply(answer);
+                    let before = self.r.m.info();
+                    let deadline = self.r.m.poll_timeout();
+                    self.r.m.handle_auth(now, io, reply);
+                    assert_eq!(self.r.drain(), [], "a late answer did something");
+                    assert_eq!(self.r.m.info(), before);
+                    assert_eq!(self.r.m.poll_timeout(), deadline);
+                }
+            }
+            Act::Storage(i, what, success) => {
+                let ops = self.r.storage_ops();
+                if !ops.is_empty() {
+                    let op = ops[i % ops.len()].clone();
+                    let reply = match (&op, success) {
+                        (StorageOp::Get { .. }, _) => self.read(*what, *i),
+                        (StorageOp::Put { value, .. }, true) => {
+                            self.store = Some(value.clone());
+                            StorageReply::Empty
+                        }
+                        (StorageOp::Delete { .. }, true) => {
+                            self.store = None;
+                            StorageReply::Empty
+                        }
+                        (_, false) => StorageReply::Failed(None),
+                    };
+                    self.r.answer_storage(now, op_id(&op), reply);
+                    self.dead.push(op_id(&op));
+                }
+            }
+            Act::Fire { late } => {
+                if let Some(t) = self.r.deadline() {
+                    self.now = self.now.max(t + late);
+                    self.timeout();
+                }
+            }
+            Act::Wait(ms) => self.now += ms,
+            Act::Sleep(ms) => {
+                self.now += ms;
+                self.timeout();
+            }
+        }
+        self.check_outputs();
+        self.continue_callers();
+    }
+
+    fn read(&mut self, what: Stored, i: usize) -> StorageReply {
+        match what {
+            Stored::Current => match &self.store {
+                Some(v) => StorageReply::Record(parse(v)),
+                None => StorageReply::Empty,
+            },
+            Stored::Foreign => self.issue(Ttl::Guide).stored(),
+            Stored::Stale(_) if self.pairs.is_empty() => StorageReply::Empty,
+            Stored::Stale(k) => {
+                let n = (k.wrapping_add(i) % self.pairs.len()) as i64 + 1;
+                self.pairs[&n].stored()
+            }
+            Stored::Empty => StorageReply::Empty,
+            Stored::Garbage => StorageReply::Garbage,
+            Stored::Failed => StorageReply::Failed(None),
+        }
+    }
+
+    /// Answers everything and advances time until no work is left; then every flight
+    /// handed out has settled and every caller is done.
+    fn quiesce(&mut self) {
+        for _ in 0..200 {
+            self.continue_callers();
+            if self.r.has_open_send() {
+                let endpoint = self.r.open_send().endpoint;
+                let answer = if endpoint == Endpoint::Revoke {
+                    Answer::Status(200)
+                } else {
+                    Answer::Pair(Ttl::Guide)
+                };
+                self.step(&Act::Auth(answer));
+                continue;
+            }
+            if !self.r.storage_ops().is_empty() {
+                self.step(&Act::Storage(0, Stored::Current, true));
+                continue;
+            }
+            match self.r.m.poll_timeout() {
+                Some((_, Keep::Alive)) => self.step(&Act::Fire { late: 0 }),
+                _ => break,
+            }
+        }
+        self.continue_callers();
+        assert!(!self.r.has_open_send(), "an auth request is still open");
+        assert_eq!(self.r.storage_ops(), [], "a storage call is still open");
+        assert!(
+            !matches!(self.r.m.poll_timeout(), Some((_, Keep::Alive))),
+            "work is still pending after quiescing"
+        );
+        for f in &self.handed_out {
+            assert!(
+                self.r.outcome(*f).is_some(),
+                "flight {f} was handed out and never settled"
+            );
+        }
+        assert!(self.callers.is_empty(), "callers still waiting: {:?}", self.callers);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, max_shrink_iters: 2_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_under_any_interleaving(setup in setup(), acts in prop::collection::vec(act(), 1..60)) {
+        let mut case = Case::new(setup);
+        for act in &acts {
+            case.step(act);
+        }
+        case.quiesce();
+    }
+}
+
+/// A long run with the guide's tokens only: many rotations, so the spent-token and
+/// revoked-token checks see old tokens come back from storage if they ever could.
+#[test]
+fn many_rotations_never_resend_an_old_token() {
+    let setup = Setup {
+        credentials: true,
+        storage: true,
+        auto_refresh: true,
+        retries: 2,
+        skew: 0,
+        seed: 42,
+    };
+    let mut case = Case::new(setup);
+    let mut k = 0usize;
+    for round in 0..200 {
+        let acts = [
+            Act::Token(Need::Strict),
+            Act::Auth(Answer::Pair(Ttl::Guide)),
+            Act::Storage(0, Stored::Current, round % 3 != 0),
+            Act::Fire { late: 0 },
+            Act::Auth(if round % 7 == 0 {
+                Answer::Unauthorized
+            } else {
+                Answer::Pair(Ttl::Guide)
+            }),
+            Act::Storage(0, Stored::Stale(k), true),
+            Act::Storage(0, Stored::Current, true),
+            if round % 11 == 0 { Act::Revoke } else { Act::Restore },
+            Act::Storage(0, Stored::Stale(k + 1), round % 2 == 0),
+            Act::Storage(0, Stored::Current, true),
+            Act::Auth(Answer::Status(200)),
+            Act::Login { configured: true },
+        ];
+        for act in &acts {
+            case.step(act);
+            k = k.wrapping_add(7);
+        }
+    }
+    case.quiesce();
+}
