@@ -779,8 +779,7 @@ export class AuthSession {
       const { status, headers, type } = parts;
       if (type === "opaqueredirect" || (status >= 300 && status < 400 && status !== 304)) {
         const next = this.#location(headers, url);
-        const allowed = next !== undefined && this.#core.may_receive(next.origin);
-        const follow = this.#core.api_redirect(status, method, allowed, redirects);
+        const follow = this.#core.api_redirect(status, method, next?.origin, redirects);
         if (follow === 0) {
           done();
           return res;

@@ -8,6 +8,8 @@
 //! revoked; the storage keeps what was written. At the end a quiesce phase answers
 //! everything and advances time until no work is left, and every flight handed out must
 //! have settled exactly once.
+// Native only: the harness reads JSON with the core's native reader.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -2,10 +2,12 @@
 //! jitter, a server's Retry-After within the cap), attempt timeouts, and the rules for API
 //! calls. The jitter comes from the machine's seed, so delays are asserted against their
 //! bounds, and exact wherever a Retry-After fixes them.
+// Native only: the harness reads JSON with the core's native reader.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
-use auth_session::core::machine::{ApiFailure, ApiStep, Endpoint, Keep, Outcome, Output};
+use auth_session::core::machine::{ApiFailure, ApiStep, Endpoint, Keep, Outcome, Output, Replay};
 use auth_session::core::Phase;
 use common::*;
 
@@ -365,13 +367,13 @@ fn idempotent_calls_are_retried_on_gateway_errors_and_rate_limits_and_the_last_r
     let mut r = Run::new(config(|_| {}));
     for status in [429, 502, 503, 504] {
         for attempt in 0..2 {
-            match r.m.api_status(EPOCH, status, None, true, attempt, false) {
+            match r.m.api_status(EPOCH, status, None, "GET", attempt, Replay::NotYet) {
                 ApiStep::Retry(ms) => assert!((ms as i64) < ceiling(attempt), "{status}: {ms}"),
                 other => panic!("{status} attempt {attempt}: {other:?}"),
             }
         }
         assert_eq!(
-            r.m.api_status(EPOCH, status, None, true, 2, false),
+            r.m.api_status(EPOCH, status, None, "GET", 2, Replay::NotYet),
             ApiStep::Return,
             "a final {status} is a Response, not an error"
         );
@@ -383,14 +385,14 @@ fn other_statuses_and_non_idempotent_methods_are_not_retried() {
     let mut r = Run::new(config(|_| {}));
     for status in [200, 201, 204, 304, 400, 403, 404, 409, 500, 501] {
         assert_eq!(
-            r.m.api_status(EPOCH, status, None, true, 0, false),
+            r.m.api_status(EPOCH, status, None, "GET", 0, Replay::NotYet),
             ApiStep::Return,
             "{status}"
         );
     }
     for status in [429, 502, 503, 504] {
         assert_eq!(
-            r.m.api_status(EPOCH, status, None, false, 0, false),
+            r.m.api_status(EPOCH, status, None, "POST", 0, Replay::NotYet),
             ApiStep::Return,
             "{status}"
         );
@@ -403,7 +405,7 @@ fn api_network_errors_and_timeouts_are_retried_for_idempotent_calls_only() {
     for failure in [ApiFailure::Network(None), ApiFailure::Timeout] {
         for attempt in 0..2 {
             assert!(
-                matches!(r.m.api_failure(failure.clone(), true, attempt), ApiStep::Retry(ms) if (ms as i64) < ceiling(attempt))
+                matches!(r.m.api_failure(failure.clone(), "GET", attempt), ApiStep::Retry(ms) if (ms as i64) < ceiling(attempt))
             );
         }
         let code = if failure == ApiFailure::Timeout {
@@ -411,8 +413,8 @@ fn api_network_errors_and_timeouts_are_retried_for_idempotent_calls_only() {
         } else {
             "NETWORK_ERROR"
         };
-        for (idempotent, attempt) in [(true, 2), (false, 0)] {
-            match r.m.api_failure(failure.clone(), idempotent, attempt) {
+        for (method, attempt) in [("GET", 2), ("POST", 0)] {
+            match r.m.api_failure(failure.clone(), method, attempt) {
                 ApiStep::Fail(e) => assert_eq!((e.code(), e.retryable()), (code, true)),
                 other => panic!("{other:?}"),
             }
@@ -420,7 +422,7 @@ fn api_network_errors_and_timeouts_are_retried_for_idempotent_calls_only() {
     }
     // A custom fetch that resolved to something that is not a Response: that call fails,
     // it is not retried.
-    match r.m.api_failure(ApiFailure::NotAResponse, true, 0) {
+    match r.m.api_failure(ApiFailure::NotAResponse, "GET", 0) {
         ApiStep::Fail(e) => assert_eq!((e.code(), e.retryable()), ("INVALID_RESPONSE", false)),
         other => panic!("{other:?}"),
     }
@@ -430,26 +432,31 @@ fn api_network_errors_and_timeouts_are_retried_for_idempotent_calls_only() {
 fn api_retry_after_is_honoured_and_one_over_the_cap_returns_the_response() {
     let mut r = Run::new(config(|_| {}));
     assert_eq!(
-        r.m.api_status(EPOCH, 429, Some("2"), true, 0, false),
+        r.m.api_status(EPOCH, 429, Some("2"), "GET", 0, Replay::NotYet),
         ApiStep::Retry(2_000)
     );
     assert_eq!(
-        r.m.api_status(EPOCH, 503, Some(&http_date(EPOCH + 7_000)), true, 1, false),
+        r.m.api_status(EPOCH, 503, Some(&http_date(EPOCH + 7_000)), "GET", 1, Replay::NotYet),
         ApiStep::Retry(7_000)
     );
     assert_eq!(
-        r.m.api_status(EPOCH, 429, Some("3600"), true, 0, false),
+        r.m.api_status(EPOCH, 429, Some("3600"), "GET", 0, Replay::NotYet),
         ApiStep::Return
     );
-    assert!(matches!(r.m.api_status(EPOCH, 429, Some("soon"), true, 0, false), ApiStep::Retry(ms) if ms < 200));
+    assert!(
+        matches!(r.m.api_status(EPOCH, 429, Some("soon"), "GET", 0, Replay::NotYet), ApiStep::Retry(ms) if ms < 200)
+    );
 }
 
 #[test]
 fn api_retries_zero_sends_once() {
     let mut r = Run::new(config(|o| o.retries = Some(0.0)));
-    assert_eq!(r.m.api_status(EPOCH, 503, None, true, 0, false), ApiStep::Return);
+    assert_eq!(
+        r.m.api_status(EPOCH, 503, None, "GET", 0, Replay::NotYet),
+        ApiStep::Return
+    );
     assert!(matches!(
-        r.m.api_failure(ApiFailure::Timeout, true, 0),
+        r.m.api_failure(ApiFailure::Timeout, "GET", 0),
         ApiStep::Fail(_)
     ));
 }
@@ -457,8 +464,14 @@ fn api_retries_zero_sends_once() {
 #[test]
 fn an_api_401_is_replayed_once_whatever_the_method() {
     let mut r = Run::new(config(|_| {}));
-    for idempotent in [true, false] {
-        assert_eq!(r.m.api_status(EPOCH, 401, None, idempotent, 0, false), ApiStep::Replay);
-        assert_eq!(r.m.api_status(EPOCH, 401, None, idempotent, 0, true), ApiStep::Return);
+    for method in ["GET", "POST"] {
+        assert_eq!(
+            r.m.api_status(EPOCH, 401, None, method, 0, Replay::NotYet),
+            ApiStep::Replay
+        );
+        assert_eq!(
+            r.m.api_status(EPOCH, 401, None, method, 0, Replay::Done),
+            ApiStep::Return
+        );
     }
 }

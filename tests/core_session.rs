@@ -1,9 +1,11 @@
 //! The session's life on the machine: login, single-flight refresh, failed and rejected
 //! refreshes, expiry, the 401 replay, revoke, dispose and late answers.
+// Native only: the harness reads JSON with the core's native reader.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
-use auth_session::core::machine::{Endpoint, Event, Need, Outcome, Output, Reason, Step, TokenStep, Waited};
+use auth_session::core::machine::{Endpoint, Event, Need, Outcome, Output, Reason, Replay, Step, TokenStep, Waited};
 use auth_session::core::Phase;
 use common::*;
 
@@ -436,7 +438,7 @@ fn a_401_with_the_current_token_refreshes_once_and_replays_with_the_new_one() {
     let first = r.ask(t, Need::Lenient);
     assert_eq!(ready(&first), at(1));
     assert_eq!(
-        r.m.api_status(t, 401, None, true, 0, false),
+        r.m.api_status(t, 401, None, "GET", 0, Replay::NotYet),
         auth_session::core::machine::ApiStep::Replay
     );
     let f = wait_token(r.token_after_401(t, serial(&first)));
@@ -447,7 +449,7 @@ fn a_401_with_the_current_token_refreshes_once_and_replays_with_the_new_one() {
     assert_ne!(serial(&replay), serial(&first));
     // The replay's 401 is the caller's response.
     assert_eq!(
-        r.m.api_status(t, 401, None, true, 0, true),
+        r.m.api_status(t, 401, None, "GET", 0, Replay::Done),
         auth_session::core::machine::ApiStep::Return
     );
     assert_eq!(r.count(Endpoint::Refresh), 1);

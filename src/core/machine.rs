@@ -430,10 +430,10 @@ fn storage_error(what: &'static str, cause: Option<Cause>) -> AuthError {
 impl Machine {
     /// A machine for validated options. `seed` feeds the retry jitter (the driver passes a
     /// random number; tests a fixed one).
-    pub fn new(config: Config, has_storage: bool, seed: u64) -> Machine {
+    pub fn new(config: Config, persistence: Persistence, seed: u64) -> Machine {
         Machine {
             config,
-            has_storage,
+            has_storage: persistence == Persistence::Storage,
             state: State::Anonymous,
             skew_ms: 0,
             op: None,
@@ -1566,8 +1566,10 @@ impl Machine {
         Err(AuthError::new(ErrorCode::OriginNotAllowed, message))
     }
 
-    /// An API attempt got no response. `attempt` counts from 0.
-    pub fn api_failure(&mut self, failure: ApiFailure, idempotent: bool, attempt: u32) -> ApiStep {
+    /// An API attempt with `method` (as sent, uppercase) got no response. `attempt` counts
+    /// from 0.
+    pub fn api_failure(&mut self, failure: ApiFailure, method: &str, attempt: u32) -> ApiStep {
+        let idempotent = retry::is_idempotent(method);
         let error = match failure {
             ApiFailure::Network(cause) => {
                 AuthError::new(ErrorCode::Network, "the request failed: no answer from the server").with_cause(cause)
@@ -1587,11 +1589,12 @@ impl Machine {
         now: i64,
         status: u16,
         retry_after: Option<&str>,
-        idempotent: bool,
+        method: &str,
         attempt: u32,
-        replayed: bool,
+        replay: Replay,
     ) -> ApiStep {
-        if status == 401 && !replayed {
+        let idempotent = retry::is_idempotent(method);
+        if status == 401 && replay == Replay::NotYet {
             return ApiStep::Replay;
         }
         if idempotent && retry::is_retryable_api_status(status) && attempt < self.config.retries {
@@ -1604,11 +1607,13 @@ impl Machine {
         ApiStep::Return
     }
 
-    /// A 3xx (other than 304) to an API request, whose `Location` resolved to an origin that
-    /// `location_allowed` says may (or may not) receive the token. Other origins, loops and
-    /// missing locations are handed back unfollowed.
-    pub fn api_redirect(&self, status: u16, method: &str, location_allowed: bool, redirects: u32) -> ApiStep {
-        if !location_allowed || redirects >= MAX_REDIRECTS {
+    /// A 3xx (other than 304) to an API request; `location_origin`: the origin its
+    /// `Location` resolved to (WHATWG `URL#origin`), if it is a URL at all. Only a location
+    /// that may receive the token is followed; other origins, loops and missing locations
+    /// are handed back unfollowed.
+    pub fn api_redirect(&self, status: u16, method: &str, location_origin: Option<&str>, redirects: u32) -> ApiStep {
+        let allowed = location_origin.is_some_and(|o| self.config.may_receive_origin(o));
+        if !allowed || redirects >= MAX_REDIRECTS {
             return ApiStep::Return;
         }
         let to_get = (status == 303 && method != "HEAD") || (matches!(status, 301 | 302) && method == "POST");
@@ -1632,6 +1637,20 @@ fn ready(h: &Held, background: Option<FlightId>) -> TokenStep {
         serial: h.serial,
         background,
     }
+}
+
+/// Whether the session has a `storage` to keep its pair in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persistence {
+    MemoryOnly,
+    Storage,
+}
+
+/// Whether an API request was already replayed once after a 401.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replay {
+    NotYet,
+    Done,
 }
 
 /// Whether the deadline of [`Machine::poll_timeout`] is awaited work.

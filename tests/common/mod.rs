@@ -13,8 +13,8 @@ use auth_session::core::config::{Config, Credentials, Options};
 use auth_session::core::envelope::{self, AuthBody, TokenPair};
 use auth_session::core::json::{self, Json};
 use auth_session::core::machine::{
-    AuthReply, AuthRequest, Endpoint, Event, FlightId, IoFailure, IoId, Keep, Machine, Need, Outcome, Output, Reason,
-    Step, StorageOp, StorageReply, TokenStep, Waited,
+    AuthReply, AuthRequest, Endpoint, Event, FlightId, IoFailure, IoId, Keep, Machine, Need, Outcome, Output,
+    Persistence, Reason, Step, StorageOp, StorageReply, TokenStep, Waited,
 };
 use auth_session::core::rfc3339::{civil_from_days, format_rfc3339};
 use auth_session::core::secret::{AccessToken, Password, RefreshToken};
@@ -309,7 +309,15 @@ impl Run {
 
     pub fn with(config: Config, storage: bool, seed: u64) -> Run {
         Run {
-            m: Machine::new(config, storage, seed),
+            m: Machine::new(
+                config,
+                if storage {
+                    Persistence::Storage
+                } else {
+                    Persistence::MemoryOnly
+                },
+                seed,
+            ),
             log: Vec::new(),
             open: Vec::new(),
             storage: Vec::new(),
