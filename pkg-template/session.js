@@ -35,6 +35,9 @@ const EVENTS = ["tokens", "expired", "revoked", "error"];
 
 const DESCRIPTOR = Symbol("auth-session.descriptor");
 
+/** The driver's methods (see AuthSession's static block). */
+let DRIVER;
+
 /** An error descriptor of the machine (or of this file) as the AuthError users get. */
 function toError(d) {
   const err = new AuthError(d.message, d.name, d.code, d.status, d.retryable);
@@ -163,8 +166,14 @@ function readWaitUntil(value, field) {
   throw configError(`${field} must be a function such as ctx.waitUntil.bind(ctx), or the context itself`);
 }
 
+/** The runtime's fetch, looked up per call (tests and polyfills may replace it). */
+const globalFetch = (input, init) => globalThis.fetch(input, init);
+
+/** host -> [base, origin]: sessions of one host share these strings. */
+const HOSTS = new Map();
+
 function readFetch(value) {
-  if (value === undefined) return (input, init) => globalThis.fetch(input, init);
+  if (value === undefined) return globalFetch;
   if (typeof value === "function") return (input, init) => value(input, init);
   if (value !== null && typeof value === "object" && typeof value.fetch === "function") {
     // A Workers service binding: called as a method, with the binding as `this`.
@@ -201,26 +210,35 @@ export class AuthSession {
   #waitUntil;
   #timeoutMs;
   #maxBytes;
-  #listeners = { tokens: new Set(), expired: new Set(), revoked: new Set(), error: new Set() };
+  // Collections are made on first use: an idle session (thousands per process in a
+  // multi-tenant service) holds none of them.
+  /** event name -> Set of listeners */
+  #listeners = null;
   /** flight id -> { promise, resolve } */
-  #flights = new Map();
-  /** Outcomes of flights settled before anyone asked for their promise. */
-  #early = new Map();
+  #flights = null;
+  /**
+   * [flight, [outcome, error]] of flights settled before anyone asked for their promise:
+   * kept until the next machine call, since a caller asks right after the call that gave
+   * it the flight (and a flight nobody awaits, such as the timer's, is then forgotten).
+   */
+  #early = null;
   /** io id -> AbortController (auth) or true (storage): what is still expected. */
-  #io = new Map();
+  #io = null;
   #timer = undefined;
-  #events = [];
+  /** Events raised during the current machine call, delivered after it. */
+  #events = null;
   #broken = undefined;
   /** The host with its path prefix, as the machine joins paths to it. */
   #base = "";
-  /** Origins the machine allowed to receive the token. */
-  #allowed = new Set();
+  /** The host's origin, and other origins the machine allowed to receive the token. */
+  #hostOrigin = "";
+  #allowed = null;
   #disposed = false;
   /** The access token last handed out, and the serial of its pair. */
   #tokenText = "";
   #tokenSerial = -1;
   /** AbortControllers of API attempts in flight: dispose() aborts them. */
-  #attemptsLive = new Set();
+  #attemptsLive = null;
 
   constructor(options) {
     if (options === null || typeof options !== "object" || Array.isArray(options)) {
@@ -269,7 +287,8 @@ export class AuthSession {
     this.#storage = readStorage(o.storage);
     this.#waitUntil = readWaitUntil(o.waitUntil, "waitUntil");
     this.#maxBytes = maxBytes;
-    this.#d = this.#driver();
+    this.#d = Object.create(DRIVER);
+    this.#d.s = this;
     try {
       this.#core = new Core(
         this.#d,
@@ -290,41 +309,59 @@ export class AuthSession {
     }
     // Validated by the core above; kept for the API attempts this file times.
     this.#timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.#base = this.#core.resolve("/").slice(0, -1);
+    let host = HOSTS.get(o.host);
+    if (host === undefined) {
+      const base = this.#core.resolve("/").slice(0, -1);
+      host = [base, new URL(base).origin];
+      if (HOSTS.size < 256) HOSTS.set(o.host, host);
+    }
+    [this.#base, this.#hostOrigin] = host;
   }
 
-  // ----- the driver: what the machine asks for ---------------------------------------------
-
-  #driver() {
-    return {
-      send: (io, endpoint, url, body, bearer, maxBytes) => this.#send(io, url, body, bearer, maxBytes),
-      cancel: (io) => {
-        const c = this.#io.get(io);
-        this.#io.delete(io);
+  // The driver's methods, shared by every session (one small object per session points
+  // back at it). They only start work: none calls the machine back.
+  static {
+    DRIVER = {
+      send(io, endpoint, url, body, bearer, maxBytes) {
+        this.s.#send(io, url, body, bearer, maxBytes);
+      },
+      cancel(io) {
+        const s = this.s;
+        const c = s.#io?.get(io);
+        s.#ioDone(io);
         if (c instanceof AbortController) c.abort();
       },
-      storage: (op, io, key, value) => this.#storageCall(op, io, key, value),
-      settle: (flight, outcome, error) => {
-        const f = this.#flights.get(flight);
+      storage(op, io, key, value) {
+        this.s.#storageCall(op, io, key, value);
+      },
+      settle(flight, outcome, error) {
+        const s = this.s;
+        const flights = (s.#flights ??= new Map());
+        const f = flights.get(flight);
         if (f) {
-          this.#flights.delete(flight);
+          flights.delete(flight);
+          if (flights.size === 0) s.#flights = null;
           f.resolve([outcome, error]);
         } else {
-          this.#early.set(flight, [outcome, error]);
+          (s.#early ??= []).push([flight, [outcome, error]]);
         }
       },
-      event: (kind, payload, reason) => {
+      event(kind, payload, reason) {
         if (kind === 0) payload.reason = reason;
-        this.#events.push([EVENTS[kind], payload]);
+        (this.s.#events ??= []).push([EVENTS[kind], payload]);
       },
-      arm: (at, keep) => this.#arm(at, keep),
-      info: (state, clientId, access, refresh) => ({
-        state,
-        clientId: clientId ?? null,
-        accessExpiresAt: access === undefined ? null : new Date(access),
-        refreshExpiresAt: refresh === undefined ? null : new Date(refresh),
-      }),
-      error: (code, name, message, status, retryable, causeName, causeCode) => {
+      arm(at, keep) {
+        this.s.#arm(at, keep);
+      },
+      info(state, clientId, access, refresh) {
+        return {
+          state,
+          clientId: clientId ?? null,
+          accessExpiresAt: access === undefined ? null : new Date(access),
+          refreshExpiresAt: refresh === undefined ? null : new Date(refresh),
+        };
+      },
+      error(code, name, message, status, retryable, causeName, causeCode) {
         const d = describe(code, name, message, status, retryable);
         if (causeName !== undefined) d.cause = causeCode === undefined ? { name: causeName } : { name: causeName, code: causeCode };
         return d;
@@ -332,12 +369,15 @@ export class AuthSession {
     };
   }
 
+  // ----- the driver: what the machine asks for ---------------------------------------------
+
   /**
    * Runs one machine call, then delivers the events it raised. A failure of the machine
    * itself (a bug: it never throws anything but descriptors) ends the session.
    */
   #call(fn) {
     if (this.#broken) throw this.#broken;
+    this.#early = null;
     try {
       return fn(this.#core, this.#d);
     } catch (e) {
@@ -350,10 +390,14 @@ export class AuthSession {
   }
 
   #flush() {
-    while (this.#events.length > 0) {
-      const [name, payload] = this.#events.shift();
+    const events = this.#events;
+    if (events === null) return;
+    this.#events = null;
+    for (const [name, payload] of events) {
+      const listeners = this.#listeners?.[name];
+      if (!listeners) continue;
       // Each listener of an `error` event gets its own AuthError, built here.
-      for (const listener of [...this.#listeners[name]]) {
+      for (const listener of [...listeners]) {
         try {
           listener(name === "error" ? toError(payload) : payload);
         } catch {
@@ -367,11 +411,11 @@ export class AuthSession {
   #break(e) {
     const [name] = causeOf(e);
     this.#broken = describe("DISPOSED", "DisposedError", `the session stopped after an internal error (${name})`);
-    for (const [, c] of this.#io) if (c instanceof AbortController) c.abort();
-    this.#io.clear();
+    for (const [, c] of this.#io ?? []) if (c instanceof AbortController) c.abort();
+    this.#io = null;
     clearTimeout(this.#timer);
-    for (const [, f] of this.#flights) f.resolve([FAILED, this.#broken]);
-    this.#flights.clear();
+    for (const [, f] of this.#flights ?? []) f.resolve([FAILED, this.#broken]);
+    this.#flights = null;
   }
 
   /** A thrown descriptor as an AuthError (anything else is passed on as is). */
@@ -404,14 +448,14 @@ export class AuthSession {
   /** An auth request for the machine: POST, JSON, no redirects, the machine's deadline. */
   #send(io, url, body, bearer, maxBytes) {
     const ctrl = new AbortController();
-    this.#io.set(io, ctrl);
+    (this.#io ??= new Map()).set(io, ctrl);
     const headers = { "content-type": "application/json" };
     if (bearer !== undefined) headers.authorization = `Bearer ${bearer}`;
     const init = { method: "POST", headers, body, redirect: "manual", signal: ctrl.signal };
-    const live = () => this.#io.get(io) === ctrl;
+    const live = () => this.#io?.get(io) === ctrl;
     const report = (fn) => {
       if (!live()) return;
-      this.#io.delete(io);
+      this.#ioDone(io);
       try {
         this.#call(fn);
       } catch {
@@ -451,13 +495,21 @@ export class AuthSession {
     })();
   }
 
+  /** An I/O is answered or cancelled: forget it (and the map, once empty). */
+  #ioDone(io) {
+    const map = this.#io;
+    if (!map) return;
+    map.delete(io);
+    if (map.size === 0) this.#io = null;
+  }
+
   /** A storage call for the machine, run after the current call (never re-entering it). */
   #storageCall(op, io, key, value) {
-    this.#io.set(io, true);
+    (this.#io ??= new Map()).set(io, true);
     const s = this.#storage;
     const report = (fn) => {
-      if (!this.#io.has(io)) return;
-      this.#io.delete(io);
+      if (!this.#io?.has(io)) return;
+      this.#ioDone(io);
       try {
         this.#call(fn);
       } catch {
@@ -491,17 +543,15 @@ export class AuthSession {
 
   /** The promise of `flight`, resolving with [outcome, descriptor]. */
   #promise(flight) {
-    const early = this.#early.get(flight);
-    if (early) {
-      this.#early.delete(flight);
-      return Promise.resolve(early);
-    }
-    let f = this.#flights.get(flight);
+    const early = this.#early?.find(([id]) => id === flight);
+    if (early) return Promise.resolve(early[1]);
+    const flights = (this.#flights ??= new Map());
+    let f = flights.get(flight);
     if (!f) {
       let resolve;
       const promise = new Promise((r) => (resolve = r));
       f = { promise, resolve };
-      this.#flights.set(flight, f);
+      flights.set(flight, f);
     }
     return f.promise;
   }
@@ -591,8 +641,9 @@ export class AuthSession {
   on(event, listener) {
     if (!EVENTS.includes(event)) throw configError(`unknown event "${String(event).slice(0, 32)}"; events: ${EVENTS.join(", ")}`);
     if (typeof listener !== "function") throw configError("listener must be a function");
-    this.#listeners[event].add(listener);
-    return () => this.#listeners[event].delete(listener);
+    const listeners = ((this.#listeners ??= {})[event] ??= new Set());
+    listeners.add(listener);
+    return () => listeners.delete(listener);
   }
 
   async login(username, password) {
@@ -655,8 +706,8 @@ export class AuthSession {
     this.#call((c, d) => c.dispose(d));
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    for (const ctrl of this.#attemptsLive) ctrl.abort();
-    this.#attemptsLive.clear();
+    for (const ctrl of this.#attemptsLive ?? []) ctrl.abort();
+    this.#attemptsLive = null;
   }
 
   fetch(input, init) {
@@ -697,6 +748,10 @@ export class AuthSession {
     }
     if (asJson && !headers.has("accept")) headers.set("accept", "application/json");
     const method = String(template ? template.method : given.method ?? "GET").toUpperCase();
+    if (template && given.json !== undefined) {
+      // A Request input with a JSON body from `init.json`: the template carries it.
+      template = new Request(template, { body, headers });
+    }
     if (!template && isStream(body)) {
       // A stream can be read once: a Request tees it for each replay.
       template = new Request(url, { ...given, body, headers, method, duplex: "half" });
@@ -706,9 +761,10 @@ export class AuthSession {
 
   /** The machine's verdict on an origin, remembered (the options never change). */
   #checkOrigin(origin) {
-    if (this.#allowed.has(origin)) return;
+    if (origin === this.#hostOrigin || this.#allowed?.has(origin)) return;
     this.#call((c, d) => c.check_origin(d, origin));
-    if (this.#allowed.size < 64) this.#allowed.add(origin);
+    const allowed = (this.#allowed ??= new Set());
+    if (allowed.size < 64) allowed.add(origin);
   }
 
   async #api(input, init, asJson) {
@@ -744,11 +800,11 @@ export class AuthSession {
       }, this.#timeoutMs);
       const onAbort = () => ctrl.abort();
       signal?.addEventListener?.("abort", onAbort, { once: true });
-      this.#attemptsLive.add(ctrl);
+      (this.#attemptsLive ??= new Set()).add(ctrl);
       const done = () => {
         clearTimeout(timer);
         signal?.removeEventListener?.("abort", onAbort);
-        this.#attemptsLive.delete(ctrl);
+        this.#attemptsLive?.delete(ctrl);
       };
       let res;
       try {

@@ -119,7 +119,7 @@ fn relative_inputs_resolve_against_the_host_and_its_prefix() {
         "https://api.test/v2/api/v1/products?x=1"
     );
     assert_eq!(r.m.resolve("https://other.test/x"), "https://other.test/x");
-    assert_eq!(r.m.config().login_url, "https://api.test/v2/auth/login");
+    assert_eq!(r.m.config().login_url(), "https://api.test/v2/auth/login");
 }
 
 // ----- invalid auth responses ----------------------------------------------------------------

@@ -47,10 +47,12 @@ pub struct Config {
     pub timeout_ms: u32,
     pub retries: u32,
     pub max_retry_after_ms: u64,
-    pub login_url: String,
-    pub refresh_url: String,
-    pub revoke_url: String,
-    pub storage_key: String,
+    // Kept as given (None: the default) and joined when a request is built: an idle
+    // session holds no copy of the host per endpoint.
+    login_path: Option<String>,
+    refresh_path: Option<String>,
+    revoke_path: Option<String>,
+    storage_key: Option<String>,
     pub allowed_origins: Vec<Origin>,
 }
 
@@ -81,8 +83,8 @@ fn number(field: &str, value: Option<f64>, default: f64, min: f64, max: f64, int
     Ok(v)
 }
 
-fn path(field: &str, value: Option<String>, default: &str) -> Result<String, AuthError> {
-    let p = value.unwrap_or_else(|| default.to_owned());
+fn path(field: &str, value: Option<String>) -> Result<Option<String>, AuthError> {
+    let Some(p) = value else { return Ok(None) };
     let ok = p.starts_with('/')
         && !p.starts_with("//")
         && p.len() <= 2048
@@ -94,7 +96,7 @@ fn path(field: &str, value: Option<String>, default: &str) -> Result<String, Aut
             " must be a path starting with a single \"/\", without spaces, control characters or a fragment",
         ])));
     }
-    Ok(p)
+    Ok(Some(p))
 }
 
 fn check_scheme(field: &str, origin: &Origin, allow_insecure_http: bool) -> Result<(), AuthError> {
@@ -161,19 +163,15 @@ impl Options {
             false,
         )?;
 
-        let login = path("paths.login", self.login_path, "/auth/login")?;
-        let refresh = path("paths.refresh", self.refresh_path, "/auth/refresh")?;
-        let revoke = path("paths.revoke", self.revoke_path, "/auth/revoke")?;
+        let login_path = path("paths.login", self.login_path)?;
+        let refresh_path = path("paths.refresh", self.refresh_path)?;
+        let revoke_path = path("paths.revoke", self.revoke_path)?;
 
-        let storage_key = match self.storage_key {
-            Some(k) if k.is_empty() || k.len() > 512 => {
-                return Err(AuthError::config(
-                    "storageKey must be a non-empty string of at most 512 bytes",
-                ))
-            }
-            Some(k) => k,
-            None => cat(&["auth-session:", &base.as_string()]),
-        };
+        if self.storage_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 512) {
+            return Err(AuthError::config(
+                "storageKey must be a non-empty string of at most 512 bytes",
+            ));
+        }
 
         let mut allowed_origins = Vec::with_capacity(self.allowed_origins.len());
         for (i, o) in self.allowed_origins.iter().enumerate() {
@@ -190,9 +188,10 @@ impl Options {
         }
 
         Ok(Config {
-            login_url: base.join(&login),
-            refresh_url: base.join(&refresh),
-            revoke_url: base.join(&revoke),
+            login_path,
+            refresh_path,
+            revoke_path,
+            storage_key: self.storage_key,
             base,
             credentials,
             refresh_margin_ms: (margin * 1000.0 + 0.5) as i64,
@@ -200,13 +199,32 @@ impl Options {
             timeout_ms: timeout as u32,
             retries: retries as u32,
             max_retry_after_ms: (max_retry_after * 1000.0 + 0.5) as u64,
-            storage_key,
             allowed_origins,
         })
     }
 }
 
 impl Config {
+    pub fn login_url(&self) -> String {
+        self.base.join(self.login_path.as_deref().unwrap_or("/auth/login"))
+    }
+
+    pub fn refresh_url(&self) -> String {
+        self.base.join(self.refresh_path.as_deref().unwrap_or("/auth/refresh"))
+    }
+
+    pub fn revoke_url(&self) -> String {
+        self.base.join(self.revoke_path.as_deref().unwrap_or("/auth/revoke"))
+    }
+
+    /// The key of the stored record: `storageKey`, else one derived from the host.
+    pub fn storage_key(&self) -> String {
+        match &self.storage_key {
+            Some(k) => k.clone(),
+            None => cat(&["auth-session:", &self.base.as_string()]),
+        }
+    }
+
     /// May a request to this origin carry the bearer token?
     pub fn may_receive_token(&self, origin: &Origin) -> bool {
         origin == self.base.origin() || self.allowed_origins.contains(origin)
@@ -242,10 +260,10 @@ mod tests {
         assert_eq!(c.refresh_margin_ms, 300_000);
         assert!(c.auto_refresh);
         assert_eq!((c.timeout_ms, c.retries, c.max_retry_after_ms), (10_000, 2, 30_000));
-        assert_eq!(c.login_url, "https://api.example.com/v2/auth/login");
-        assert_eq!(c.refresh_url, "https://api.example.com/v2/auth/refresh");
-        assert_eq!(c.revoke_url, "https://api.example.com/v2/auth/revoke");
-        assert_eq!(c.storage_key, "auth-session:https://api.example.com/v2");
+        assert_eq!(c.login_url(), "https://api.example.com/v2/auth/login");
+        assert_eq!(c.refresh_url(), "https://api.example.com/v2/auth/refresh");
+        assert_eq!(c.revoke_url(), "https://api.example.com/v2/auth/revoke");
+        assert_eq!(c.storage_key(), "auth-session:https://api.example.com/v2");
     }
 
     #[test]

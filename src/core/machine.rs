@@ -374,9 +374,9 @@ pub struct Machine {
     state: State,
     /// The server's clock minus ours.
     skew_ms: i64,
-    op: Option<Op>,
+    op: Option<Box<Op>>,
     /// A login asked for while a revoke was on the wire: starts when the revoke ends.
-    queued: Option<Op>,
+    queued: Option<Box<Op>>,
     restore: Option<Restore>,
     /// When the auto-refresh timer is due (local clock), while a pair is held.
     refresh_at: Option<i64>,
@@ -398,7 +398,7 @@ pub struct Machine {
     rng: u64,
     outputs: VecDeque<Output>,
     /// The result of the last user operation that settled `Done`, for [`Machine::result`].
-    last_error: Option<AuthError>,
+    last_error: Option<Box<AuthError>>,
     /// The status of the auth reply being handled.
     reply_status: u16,
 }
@@ -463,7 +463,13 @@ impl Machine {
     /// The next thing the driver must do. Drain it after every input.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let out = self.outputs.pop_front();
+        if out.is_none() && self.outputs.capacity() > 0 {
+            // Drained: give the buffer back. An idle session (thousands per process in a
+            // multi-tenant service) holds no queue; outputs are rare enough to allocate anew.
+            self.outputs = VecDeque::new();
+        }
+        out
     }
 
     /// When [`Machine::handle_timeout`] must be called next (local epoch ms), and whether
@@ -578,7 +584,7 @@ impl Machine {
         match self.state_error() {
             Some(e) => Err(e),
             None if self.held().is_some() => Ok(self.info()),
-            None => Err(self.last_error.clone().unwrap_or_else(not_logged_in)),
+            None => Err(self.last_error.as_deref().cloned().unwrap_or_else(not_logged_in)),
         }
     }
 
@@ -597,7 +603,10 @@ impl Machine {
         if let Some(c) = &self.config.credentials {
             out.push(c.password.expose());
         }
-        for op in [self.op.as_ref(), self.queued.as_ref(), taken].into_iter().flatten() {
+        for op in [self.op.as_deref(), self.queued.as_deref(), taken]
+            .into_iter()
+            .flatten()
+        {
             match &op.kind {
                 OpKind::Login { creds, .. } => out.push(creds.password.expose()),
                 OpKind::Refresh { token } => out.push(token.expose()),
@@ -652,13 +661,13 @@ impl Machine {
                     }
                     None => self.id(),
                 };
-                self.queued = Some(Op {
+                self.queued = Some(Box::new(Op {
                     flight,
                     kind,
                     trigger: Trigger::User,
                     attempt: 0,
                     stage: Stage::Queued,
-                });
+                }));
                 Step::Wait(flight)
             }
             _ => {
@@ -709,7 +718,7 @@ impl Machine {
             if matches!(op.kind, OpKind::Revoke { .. }) {
                 // A login queued behind the running revoke is superseded by this one.
                 let flight = op.flight;
-                if let Some(q) = self.queued.take() {
+                if let Some(q) = self.queued.take().map(|o| *o) {
                     self.push(Output::Settle(q.flight, Outcome::Again));
                 }
                 return Step::Wait(flight);
@@ -739,7 +748,7 @@ impl Machine {
         }
         let delete = self.has_storage.then(|| {
             let io = self.id();
-            let key = self.config.storage_key.clone();
+            let key = self.config.storage_key();
             self.push(Output::Storage(StorageOp::Delete { id: io, key }));
             (io, now + self.config.timeout_ms as i64)
         });
@@ -765,7 +774,7 @@ impl Machine {
         }
         let flight = self.id();
         let io = self.id();
-        let key = self.config.storage_key.clone();
+        let key = self.config.storage_key();
         self.push(Output::Storage(StorageOp::Get { id: io, key }));
         self.restore = Some(Restore {
             flight,
@@ -787,7 +796,7 @@ impl Machine {
         self.refresh_at = None;
         self.epoch = self.epoch.wrapping_add(1);
         self.abandon_op(Outcome::Failed(disposed()));
-        if let Some(q) = self.queued.take() {
+        if let Some(q) = self.queued.take().map(|o| *o) {
             self.push(Output::Settle(q.flight, Outcome::Failed(disposed())));
         }
         if let Some(r) = self.restore.take() {
@@ -951,7 +960,7 @@ impl Machine {
             // A revoke with nothing to send and nothing to delete is done at once.
             self.finish_revoke(now, op);
         } else {
-            self.op = Some(op);
+            self.op = Some(Box::new(op));
         }
         flight
     }
@@ -962,13 +971,13 @@ impl Machine {
         let (endpoint, url, body, bearer) = match &op.kind {
             OpKind::Login { creds, .. } => (
                 Endpoint::Login,
-                c.login_url.clone(),
+                c.login_url(),
                 envelope::login_body(&creds.username, creds.password.expose()),
                 None,
             ),
             OpKind::Refresh { token } => (
                 Endpoint::Refresh,
-                c.refresh_url.clone(),
+                c.refresh_url(),
                 envelope::refresh_token_body(token),
                 None,
             ),
@@ -978,7 +987,7 @@ impl Machine {
                 ..
             } => (
                 Endpoint::Revoke,
-                c.revoke_url.clone(),
+                c.revoke_url(),
                 envelope::refresh_token_body(&p.refresh_token),
                 bearer_ok.then(|| p.access_token.clone()),
             ),
@@ -1005,7 +1014,7 @@ impl Machine {
 
     /// Drops the op in progress: its attempt is cancelled, its flight settled.
     fn abandon_op(&mut self, outcome: Outcome) {
-        if let Some(op) = self.op.take() {
+        if let Some(op) = self.op.take().map(|o| *o) {
             match op.stage {
                 Stage::Sending { io, .. } | Stage::Adopting { io, .. } | Stage::Persisting { io, .. } => {
                     self.push(Output::Cancel(io))
@@ -1043,16 +1052,16 @@ impl Machine {
                 }
             }
             if !matches!(op.kind, OpKind::Revoke { .. }) {
-                self.last_error = Some(e.clone());
+                self.last_error = Some(Box::new(e.clone()));
             }
         } else if !matches!(op.kind, OpKind::Revoke { .. }) {
             self.last_error = None;
         }
         self.push(Output::Settle(op.flight, outcome));
-        if let Some(mut next) = self.queued.take() {
+        if let Some(mut next) = self.queued.take().map(|o| *o) {
             self.epoch = self.epoch.wrapping_add(1);
             self.send(now, &mut next);
-            self.op = Some(next);
+            self.op = Some(Box::new(next));
         }
     }
 
@@ -1073,9 +1082,9 @@ impl Machine {
 
     /// The answer to [`Output::Send`] `io`. Answers to cancelled or unknown ids are ignored.
     pub fn handle_auth(&mut self, now: i64, io: IoId, reply: Result<AuthReply, IoFailure>) {
-        let Some(op) = self.op.take() else { return };
+        let Some(op) = self.op.take().map(|o| *o) else { return };
         if !matches!(op.stage, Stage::Sending { io: i, .. } if i == io) {
-            self.op = Some(op);
+            self.op = Some(Box::new(op));
             return;
         }
         let (result, retry_after) = self.read_reply(now, &op, reply);
@@ -1153,7 +1162,7 @@ impl Machine {
                 op.stage = Stage::Backoff {
                     until: now + delay as i64,
                 };
-                self.op = Some(op);
+                self.op = Some(Box::new(op));
                 return;
             }
         }
@@ -1183,7 +1192,7 @@ impl Machine {
                     failure.get_or_insert(error);
                 }
                 op.stage = Stage::Finishing;
-                self.op = Some(op);
+                self.op = Some(Box::new(op));
                 return;
             }
             _ => {}
@@ -1213,13 +1222,13 @@ impl Machine {
         match record {
             Some(value) => {
                 let io = self.id();
-                let key = self.config.storage_key.clone();
+                let key = self.config.storage_key();
                 self.push(Output::Storage(StorageOp::Put { id: io, key, value }));
                 op.stage = Stage::Persisting {
                     io,
                     deadline: now + self.config.timeout_ms as i64,
                 };
-                self.op = Some(op);
+                self.op = Some(Box::new(op));
             }
             None => self.finish(now, op, Outcome::Done),
         }
@@ -1276,13 +1285,13 @@ impl Machine {
         }
         if self.has_storage {
             let io = self.id();
-            let key = self.config.storage_key.clone();
+            let key = self.config.storage_key();
             self.push(Output::Storage(StorageOp::Get { id: io, key }));
             op.stage = Stage::Adopting {
                 io,
                 deadline: now + self.config.timeout_ms as i64,
             };
-            self.op = Some(op);
+            self.op = Some(Box::new(op));
             return;
         }
         self.session_over(now, op);
@@ -1304,7 +1313,7 @@ impl Machine {
                 };
                 op.attempt = 0;
                 self.send(now, &mut op);
-                self.op = Some(op);
+                self.op = Some(Box::new(op));
             }
             None => {
                 if !reported {
@@ -1324,7 +1333,7 @@ impl Machine {
     fn revoke_sent(&mut self, now: i64, mut op: Op) {
         if let OpKind::Revoke { delete: Some(_), .. } = op.kind {
             op.stage = Stage::Finishing;
-            self.op = Some(op);
+            self.op = Some(Box::new(op));
             return;
         }
         self.finish_revoke(now, op);
@@ -1346,7 +1355,9 @@ impl Machine {
             self.restore = None;
             return self.restored(now, r, reply);
         }
-        let Some(mut op) = self.op.take() else { return };
+        let Some(mut op) = self.op.take().map(|o| *o) else {
+            return;
+        };
         match op.stage {
             Stage::Adopting { io: i, .. } if i == io => self.adopt(now, op, reply),
             Stage::Persisting { io: i, .. } if i == io => {
@@ -1372,7 +1383,7 @@ impl Machine {
                         }
                     }
                 }
-                self.op = Some(op);
+                self.op = Some(Box::new(op));
             }
         }
     }
@@ -1474,7 +1485,7 @@ impl Machine {
             let e = storage_error("the storage adapter did not answer within timeoutMs", None);
             self.push(Output::Settle(r.flight, Outcome::Failed(e)));
         }
-        if let Some(mut op) = self.op.take() {
+        if let Some(mut op) = self.op.take().map(|o| *o) {
             if let OpKind::Revoke { delete, failure, .. } = &mut op.kind {
                 if let Some((io, deadline)) = *delete {
                     if deadline <= now {
@@ -1497,7 +1508,7 @@ impl Machine {
                         && !self.held().is_some_and(|h| now < h.refresh_local);
                     if !ran_out {
                         self.send(now, &mut op);
-                        self.op = Some(op);
+                        self.op = Some(Box::new(op));
                     } else if let Some(e) = self.expire_if_due(now) {
                         // The refresh token ran out while the retry waited: it is not sent.
                         // The session ends here, as it would for a call made now...
@@ -1520,7 +1531,7 @@ impl Machine {
                 Stage::Finishing if !matches!(op.kind, OpKind::Revoke { delete: Some(_), .. }) => {
                     self.finish_revoke(now, op);
                 }
-                _ => self.op = Some(op),
+                _ => self.op = Some(Box::new(op)),
             }
         }
         if self.refresh_at.is_some_and(|t| t <= now) {

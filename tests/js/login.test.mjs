@@ -184,6 +184,9 @@ describe("json() and fetch()", () => {
     });
     const { data } = await res.json();
     assert.deepEqual([data.method, data.contentType, data.body], ["PUT", "application/merge-patch+json", "[1,2]"]);
+    // A Request input takes the JSON body too.
+    const viaRequest = await session.json(new Request(`${server.url}/api/v1/echo`, { method: "POST" }), { json: { r: 1 } });
+    assert.deepEqual([viaRequest.method, viaRequest.contentType, viaRequest.body], ["POST", "application/json", '{"r":1}']);
     // GET/HEAD with json, or json with a body: CONFIG_ERROR, nothing sent.
     const before = server.log.length;
     await rejectsWith(session.json("/api/v1/echo", { json: { a: 1 } }), { code: "CONFIG_ERROR" });
