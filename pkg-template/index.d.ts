@@ -185,8 +185,21 @@ export interface AuthSessionOptions {
   /** Where tokens persist between processes or requests (a Workers KV namespace or Durable Object storage fits). Default: memory only. */
   storage?: TokenStorage;
 
-  /** The key of the record in `storage`. */
+  /**
+   * The key of the record in `storage`. Default: derived from `host` and, with
+   * `credentials`, the account (a hash of the username, never the username), so tenants
+   * sharing one store never share a record. Sessions without `credentials` know no
+   * account: give each tenant its own `storageKey`.
+   */
   storageKey?: string;
+
+  /**
+   * Encrypts the stored record (AES-GCM with the runtime's WebCrypto; the record's key and
+   * account are authenticated with it). An AES-GCM `CryptoKey`, or 16 or 32 raw key bytes.
+   * A record that does not open (another key, tampered, truncated) is treated as absent and
+   * reported as a `STORAGE_ERROR` event.
+   */
+  encryptionKey?: CryptoKey | Uint8Array | ArrayBuffer;
 
   /** Origins besides the host's that may receive the bearer token, e.g. `"https://files.example.com"`. */
   allowedOrigins?: string[];
@@ -232,6 +245,15 @@ export interface TokenStorage {
   get(key: string): Promise<string | null | undefined> | string | null | undefined;
   put(key: string, value: string): Promise<void> | void;
   delete(key: string): Promise<unknown> | unknown;
+  /**
+   * Optional, with `release`: take the refresh lease of the record `key` for `ttlMs`.
+   * Resolve a lease id (a non-empty string) when taken, `null` when another holder has it.
+   * Of all sessions sharing the record, the holder alone refreshes; the others wait and
+   * adopt the pair it stores. `auth-session/redis` implements it with `SET NX PX`.
+   */
+  acquire?(key: string, ttlMs: number): Promise<string | null | undefined> | string | null | undefined;
+  /** Give the lease back if `lease` still holds it (never another holder's). */
+  release?(key: string, lease: string): Promise<unknown> | unknown;
 }
 
 /** The public view of a session. Never contains a token. */

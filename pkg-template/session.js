@@ -16,11 +16,12 @@
 
 import { Core } from "./auth_session.js";
 import { AuthError } from "./auth-error.js";
+import { encryptedStorage, importKey } from "./encryption.js";
 
 const KNOWN = new Set([
   "host", "credentials", "refreshMarginSeconds", "autoRefresh", "timeoutMs", "retries",
   "maxRetryAfterSeconds", "maxResponseBytes", "paths", "fetch", "storage", "storageKey",
-  "allowedOrigins", "allowInsecureHttp", "waitUntil",
+  "allowedOrigins", "allowInsecureHttp", "waitUntil", "encryptionKey",
 ]);
 const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_RESPONSE_BYTES = 10_485_760;
@@ -190,6 +191,23 @@ function readStorage(value) {
   for (const m of ["get", "put", "delete"]) {
     if (typeof value[m] !== "function") throw configError(`storage.${m} must be a function`);
   }
+  // The lease is optional, but it comes whole.
+  if ((typeof value.acquire === "function") !== (typeof value.release === "function")) {
+    throw configError("storage.acquire and storage.release go together: give both or neither");
+  }
+  return value;
+}
+
+/** `encryptionKey`: an AES-GCM CryptoKey, or 16 or 32 raw key bytes; only with storage. */
+function readEncryptionKey(value, storage) {
+  if (value === undefined || value === null) return undefined;
+  if (storage === undefined) throw configError("encryptionKey needs storage: it encrypts the stored record");
+  const bytes = value instanceof ArrayBuffer ? value.byteLength : ArrayBuffer.isView(value) ? value.byteLength : -1;
+  const isKey = typeof CryptoKey === "function" && value instanceof CryptoKey;
+  if (!isKey && bytes !== 16 && bytes !== 32) {
+    throw configError("encryptionKey must be an AES-GCM CryptoKey or 16 or 32 key bytes");
+  }
+  if (isKey && value.algorithm?.name !== "AES-GCM") throw configError("encryptionKey must be an AES-GCM key");
   return value;
 }
 
@@ -285,6 +303,7 @@ export class AuthSession {
     }
     this.#fetch = readFetch(o.fetch);
     this.#storage = readStorage(o.storage);
+    const encryptionKey = readEncryptionKey(o.encryptionKey, this.#storage);
     this.#waitUntil = readWaitUntil(o.waitUntil, "waitUntil");
     this.#maxBytes = maxBytes;
     this.#d = Object.create(DRIVER);
@@ -301,7 +320,7 @@ export class AuthSession {
         o.storageKey,
         origins,
         o.allowInsecureHttp,
-        this.#storage !== undefined,
+        this.#storage === undefined ? 0 : typeof this.#storage.acquire === "function" ? 2 : 1,
         Math.random(),
       );
     } catch (e) {
@@ -309,6 +328,13 @@ export class AuthSession {
     }
     // Validated by the core above; kept for the API attempts this file times.
     this.#timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (encryptionKey !== undefined) {
+      // Every record sealed with AES-GCM by the runtime's WebCrypto; its key and account
+      // are authenticated with it, so a record moved elsewhere does not open.
+      const key = importKey(encryptionKey);
+      key.catch(() => {}); // each storage call reports a bad key as STORAGE_ERROR
+      this.#storage = encryptedStorage(this.#storage, key, { associatedData: this.#core.account() ?? "" });
+    }
     let host = HOSTS.get(o.host);
     if (host === undefined) {
       const base = this.#core.resolve("/").slice(0, -1);
@@ -517,9 +543,20 @@ export class AuthSession {
       }
     };
     Promise.resolve()
-      .then(() => (op === 0 ? s.get(key) : op === 1 ? s.put(key, value) : s.delete(key)))
+      .then(() => {
+        switch (op) {
+          case 0: return s.get(key);
+          case 1: return s.put(key, value);
+          case 2: return s.delete(key);
+          case 3: return s.acquire(key, Number(value));
+          default: return s.release(key, value);
+        }
+      })
       .then(
         (v) => {
+          if (op === 3 && typeof v === "string" && v !== "") {
+            return report((c, d) => c.storage_reply(d, now(), io, 4, v, undefined, undefined));
+          }
           if (op !== 0 || v === null || v === undefined) {
             return report((c, d) => c.storage_reply(d, now(), io, 0, undefined, undefined, undefined));
           }

@@ -101,6 +101,8 @@ expected_files=(
   auth_session.js auth_session_bg.wasm session.js auth-error.js
   node.mjs node.cjs web.mjs workerd.mjs
   index.d.ts index.d.cts
+  redis.js redis.d.ts
+  encryption.js encryption.d.ts
 )
 listing="$(tar tzf "$tgz")"
 problems=()

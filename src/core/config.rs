@@ -53,6 +53,8 @@ pub struct Config {
     refresh_path: Option<String>,
     revoke_path: Option<String>,
     storage_key: Option<String>,
+    /// The fingerprint of the configured account ([`crate::core::fingerprint::account`]).
+    pub account: Option<String>,
     pub allowed_origins: Vec<Origin>,
 }
 
@@ -192,6 +194,9 @@ impl Options {
             refresh_path,
             revoke_path,
             storage_key: self.storage_key,
+            account: credentials
+                .as_ref()
+                .map(|c| crate::core::fingerprint::account(&c.username)),
             base,
             credentials,
             refresh_margin_ms: (margin * 1000.0 + 0.5) as i64,
@@ -217,12 +222,20 @@ impl Config {
         self.base.join(self.revoke_path.as_deref().unwrap_or("/auth/revoke"))
     }
 
-    /// The key of the stored record: `storageKey`, else one derived from the host.
+    /// The key of the stored record: `storageKey`, else one derived from the host and,
+    /// with credentials, the account (its fingerprint: never the username in clear), so
+    /// that tenants sharing a store never share a record by default.
     pub fn storage_key(&self) -> String {
-        match &self.storage_key {
-            Some(k) => k.clone(),
-            None => cat(&["auth-session:", &self.base.as_string()]),
+        match (&self.storage_key, &self.account) {
+            (Some(k), _) => k.clone(),
+            (None, Some(a)) => cat(&["auth-session:", &self.base.as_string(), "#", a]),
+            (None, None) => cat(&["auth-session:", &self.base.as_string()]),
         }
+    }
+
+    /// What a stored record calls its host: the origin and path prefix.
+    pub fn record_origin(&self) -> String {
+        self.base.as_string()
     }
 
     /// May a request to this origin carry the bearer token?

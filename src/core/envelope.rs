@@ -194,14 +194,39 @@ pub fn refresh_token_body(token: &RefreshToken) -> String {
     out
 }
 
-/// The storage record format version; a record with another version is not ours to read.
-const RECORD_VERSION: f64 = 1.0;
+/// The storage record format version. Version 1 (auth-session 0.1) had no origin, account
+/// or rotation version: such a record is treated as absent.
+const RECORD_FORMAT: f64 = 2.0;
+const LEGACY_FORMAT: f64 = 1.0;
 
-/// Serialises a token pair for `TokenStorage.put`. Times are stored as the server gave them,
-/// so every isolate that restores the record applies its own clock offset.
-pub fn write_record(pair: &TokenPair) -> String {
-    let mut out = String::with_capacity(128 + pair.access_token.expose().len() + pair.refresh_token.expose().len());
-    out.push_str("{\"v\":1,\"access_token\":");
+/// A stored session: the pair plus what binds it to its place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub pair: TokenPair,
+    /// The host (origin and path prefix) the pair was issued by.
+    pub origin: String,
+    /// The account fingerprint ([`crate::core::fingerprint::account`]) of whoever logged in,
+    /// when the session knew it.
+    pub account: Option<String>,
+    /// Grows with every rotation: a record is newer than another when its version is higher.
+    pub version: u64,
+}
+
+/// Serialises a stored session for `TokenStorage.put`. Times are stored as the server gave
+/// them, so every isolate that restores the record applies its own clock offset.
+pub fn write_record(stored: &Stored) -> String {
+    let pair = &stored.pair;
+    let mut out = String::with_capacity(192 + pair.access_token.expose().len() + pair.refresh_token.expose().len());
+    out.push_str("{\"v\":2,\"origin\":");
+    json::write_string(&mut out, &stored.origin);
+    out.push_str(",\"account\":");
+    match &stored.account {
+        Some(a) => json::write_string(&mut out, a),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"version\":");
+    out.push_str(&int(stored.version.min(MAX_SAFE_INTEGER as u64) as i64));
+    out.push_str(",\"access_token\":");
     json::write_string(&mut out, pair.access_token.expose());
     out.push_str(",\"refresh_token\":");
     json::write_string(&mut out, pair.refresh_token.expose());
@@ -220,11 +245,14 @@ pub fn write_record(pair: &TokenPair) -> String {
     out
 }
 
-/// Reads a record written by [`write_record`], after the driver's `JSON.parse`.
-pub fn read_record(doc: &Json) -> Result<TokenPair, AuthError> {
+/// Reads a record written by [`write_record`], after the driver's `JSON.parse`. `Ok(None)`:
+/// a record of the previous format, which says nothing about its host or account.
+pub fn read_record(doc: &Json) -> Result<Option<Stored>, AuthError> {
     let bad = |why: &'static str| AuthError::new(crate::core::error::ErrorCode::Storage, why);
-    if doc.get("v").and_then(Json::as_f64) != Some(RECORD_VERSION) {
-        return Err(bad("the stored session record has an unknown format version"));
+    match doc.get("v").and_then(Json::as_f64) {
+        Some(v) if v == RECORD_FORMAT => {}
+        Some(v) if v == LEGACY_FORMAT => return Ok(None),
+        _ => return Err(bad("the stored session record has an unknown format version")),
     }
     let time = |name: &str| match doc.get(name).and_then(Json::as_f64) {
         Some(n) if is_safe_integer(n) => Ok(n as i64),
@@ -235,7 +263,20 @@ pub fn read_record(doc: &Json) -> Result<TokenPair, AuthError> {
             .and_then(Json::as_str)
             .ok_or_else(|| bad("the stored session record has no tokens"))
     };
-    Ok(TokenPair {
+    let origin = doc
+        .get("origin")
+        .and_then(Json::as_str)
+        .ok_or_else(|| bad("the stored session record has no origin"))?;
+    let account = match doc.get("account") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(a)) if a.len() <= 64 => Some(a.clone()),
+        Some(_) => return Err(bad("the stored session record has an invalid account")),
+    };
+    let version = match doc.get("version").and_then(Json::as_f64) {
+        Some(n) if is_safe_integer(n) && n >= 0.0 => n as u64,
+        _ => return Err(bad("the stored session record has an invalid version")),
+    };
+    let pair = TokenPair {
         access_token: AccessToken::parse(token("access_token")?)
             .map_err(|_| bad("the stored session record holds an invalid access token"))?,
         refresh_token: RefreshToken::parse(token("refresh_token")?)
@@ -249,7 +290,13 @@ pub fn read_record(doc: &Json) -> Result<TokenPair, AuthError> {
                 _ => return Err(bad("the stored session record has an invalid client_id")),
             },
         },
-    })
+    };
+    Ok(Some(Stored {
+        pair,
+        origin: origin.to_owned(),
+        account,
+        version,
+    }))
 }
 
 // Native only: the documents are read with `json::parse`, which wasm32 does not have.
@@ -272,7 +319,7 @@ mod tests {
         read_auth_response(status, &body(text), &[])
     }
 
-    fn record(text: &str) -> Result<TokenPair, AuthError> {
+    fn record(text: &str) -> Result<Option<Stored>, AuthError> {
         read_record(
             &json::parse(text.as_bytes())
                 .map_err(|_| AuthError::new(crate::core::error::ErrorCode::Storage, "not JSON"))?,
@@ -425,10 +472,25 @@ mod tests {
     #[test]
     fn storage_records_round_trip_and_reject_garbage() {
         let p = pair_of(PAIR).unwrap();
-        assert_eq!(record(&write_record(&p)).unwrap(), p);
-        let no_id = TokenPair { client_id: None, ..p };
-        assert_eq!(record(&write_record(&no_id)).unwrap(), no_id);
-        for bad in ["", "{}", r#"{"v":2}"#, r#"{"v":1,"access_token":"a"}"#, "null"] {
+        let stored = Stored {
+            pair: p.clone(),
+            origin: "https://api.example.com/v2".into(),
+            account: Some("0123456789abcdef".into()),
+            version: 7,
+        };
+        assert_eq!(record(&write_record(&stored)).unwrap(), Some(stored.clone()));
+        let plain = Stored {
+            pair: TokenPair { client_id: None, ..p },
+            account: None,
+            ..stored
+        };
+        assert_eq!(record(&write_record(&plain)).unwrap(), Some(plain));
+        assert_eq!(
+            record(r#"{"v":1,"access_token":"a"}"#).unwrap(),
+            None,
+            "the old format is absent"
+        );
+        for bad in ["", "{}", r#"{"v":3}"#, r#"{"v":2,"access_token":"a"}"#, "null"] {
             let e = record(bad).unwrap_err();
             assert_eq!(e.code(), "STORAGE_ERROR", "{bad}");
         }

@@ -161,6 +161,18 @@ pub enum StorageOp {
         id: IoId,
         key: String,
     },
+    /// Take the refresh lease of the record `key` for `ttl_ms` (storage with a lease only).
+    Acquire {
+        id: IoId,
+        key: String,
+        ttl_ms: u32,
+    },
+    /// Give back the lease `lease` of the record `key`; the answer is not awaited.
+    Release {
+        id: IoId,
+        key: String,
+        lease: String,
+    },
 }
 
 /// What the driver must do next.
@@ -209,6 +221,8 @@ pub enum StorageReply {
     Garbage,
     /// The adapter threw or rejected. `cause` as for [`IoFailure::Network`].
     Failed(Option<Cause>),
+    /// `acquire` took the lease, under this id (`Empty`: another holder has it).
+    Lease(String),
 }
 
 /// What a caller needs the token for.
@@ -284,6 +298,10 @@ struct Held {
     refresh_local: i64,
     margin_ms: i64,
     serial: u32,
+    /// The rotation version of the pair, as stored (see [`envelope::Stored`]).
+    version: u64,
+    /// The account fingerprint of whoever logged in, when known.
+    account: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -340,6 +358,26 @@ enum Stage {
         io: IoId,
         deadline: i64,
     },
+    /// Before a refresh: reading storage for a newer pair another instance stored (then no
+    /// refresh is needed, and no refresh token is spent twice).
+    Looking {
+        io: IoId,
+        deadline: i64,
+    },
+    /// After a login: reading the record's version, so the new pair is stored as newer.
+    Versioning {
+        io: IoId,
+        deadline: i64,
+    },
+    /// Taking the refresh lease.
+    Leasing {
+        io: IoId,
+        deadline: i64,
+    },
+    /// Another instance holds the lease: look again at `until` for the pair it stores.
+    Waiting {
+        until: i64,
+    },
     /// The new pair is in; waiting (at most the timeout) for its storage write.
     Persisting {
         io: IoId,
@@ -356,6 +394,10 @@ struct Op {
     trigger: Trigger,
     attempt: u32,
     stage: Stage,
+    /// The refresh lease this op holds (storage with a lease only), and until when.
+    lease: Option<(String, i64)>,
+    /// Since when this op waits for another holder's lease, and how many rounds.
+    waiting: Option<(i64, u32)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -371,6 +413,7 @@ struct Restore {
 pub struct Machine {
     config: Config,
     has_storage: bool,
+    has_lease: bool,
     state: State,
     /// The server's clock minus ours.
     skew_ms: i64,
@@ -401,6 +444,8 @@ pub struct Machine {
     last_error: Option<Box<AuthError>>,
     /// The status of the auth reply being handled.
     reply_status: u16,
+    /// The highest record version read from storage: a pair of ours is stored above it.
+    seen_version: u64,
 }
 
 fn fingerprint(token: &str) -> u64 {
@@ -433,7 +478,8 @@ impl Machine {
     pub fn new(config: Config, persistence: Persistence, seed: u64) -> Machine {
         Machine {
             config,
-            has_storage: persistence == Persistence::Storage,
+            has_storage: persistence != Persistence::MemoryOnly,
+            has_lease: persistence == Persistence::StorageWithLease,
             state: State::Anonymous,
             skew_ms: 0,
             op: None,
@@ -451,6 +497,7 @@ impl Machine {
             outputs: VecDeque::new(),
             last_error: None,
             reply_status: 0,
+            seen_version: 0,
         }
     }
 
@@ -483,8 +530,11 @@ impl Machine {
             match op.stage {
                 Stage::Sending { deadline, .. }
                 | Stage::Adopting { deadline, .. }
+                | Stage::Looking { deadline, .. }
+                | Stage::Versioning { deadline, .. }
+                | Stage::Leasing { deadline, .. }
                 | Stage::Persisting { deadline, .. } => add(deadline),
-                Stage::Backoff { until } => add(until),
+                Stage::Backoff { until } | Stage::Waiting { until } => add(until),
                 Stage::Queued | Stage::Finishing => {}
             }
             if let OpKind::Revoke {
@@ -667,6 +717,8 @@ impl Machine {
                     trigger: Trigger::User,
                     attempt: 0,
                     stage: Stage::Queued,
+                    lease: None,
+                    waiting: None,
                 }));
                 Step::Wait(flight)
             }
@@ -932,6 +984,8 @@ impl Machine {
                     trigger,
                     attempt: 0,
                     stage: Stage::Queued,
+                    lease: None,
+                    waiting: None,
                 };
                 self.refresh_rejected(now, op);
                 return Some(flight);
@@ -954,7 +1008,16 @@ impl Machine {
             trigger,
             attempt: 0,
             stage: Stage::Queued,
+            lease: None,
+            waiting: None,
         };
+        if self.has_storage && matches!(op.kind, OpKind::Refresh { .. }) {
+            // Look before you refresh: another instance sharing the storage may have
+            // rotated the pair already; its newer pair is adopted, no token spent.
+            op.stage = self.read_stage(now, StageRead::Look);
+            self.op = Some(Box::new(op));
+            return flight;
+        }
         self.send(now, &mut op);
         if op.stage == Stage::Finishing && !matches!(op.kind, OpKind::Revoke { delete: Some(_), .. }) {
             // A revoke with nothing to send and nothing to delete is done at once.
@@ -1016,10 +1079,13 @@ impl Machine {
     fn abandon_op(&mut self, outcome: Outcome) {
         if let Some(op) = self.op.take().map(|o| *o) {
             match op.stage {
-                Stage::Sending { io, .. } | Stage::Adopting { io, .. } | Stage::Persisting { io, .. } => {
-                    self.push(Output::Cancel(io))
-                }
-                Stage::Queued | Stage::Backoff { .. } | Stage::Finishing => {}
+                Stage::Sending { io, .. }
+                | Stage::Adopting { io, .. }
+                | Stage::Looking { io, .. }
+                | Stage::Versioning { io, .. }
+                | Stage::Leasing { io, .. }
+                | Stage::Persisting { io, .. } => self.push(Output::Cancel(io)),
+                Stage::Queued | Stage::Backoff { .. } | Stage::Waiting { .. } | Stage::Finishing => {}
             }
             if let OpKind::Revoke {
                 delete: Some((io, _)), ..
@@ -1027,8 +1093,29 @@ impl Machine {
             {
                 self.push(Output::Cancel(io));
             }
+            self.release(&op);
             self.push(Output::Settle(op.flight, outcome));
         }
+    }
+
+    /// Gives back the op's lease, if it holds one (the answer is not awaited: a lease that
+    /// is not given back runs out by itself).
+    fn release(&mut self, op: &Op) {
+        if let Some((lease, _)) = &op.lease {
+            let io = self.id();
+            let key = self.config.storage_key();
+            self.push(Output::Storage(StorageOp::Release {
+                id: io,
+                key,
+                lease: lease.clone(),
+            }));
+        }
+    }
+
+    /// How long a refresh lease is taken for: every attempt of a refresh with its retries.
+    /// A holder never sends after its lease has run out (another may hold it by then).
+    fn lease_ttl(&self) -> u32 {
+        self.config.timeout_ms.saturating_mul(self.config.retries + 2)
     }
 
     /// A restore's read is moot once a login or revoke has begun: it resolves `null`.
@@ -1057,6 +1144,7 @@ impl Machine {
         } else if !matches!(op.kind, OpKind::Revoke { .. }) {
             self.last_error = None;
         }
+        self.release(&op);
         self.push(Output::Settle(op.flight, outcome));
         if let Some(mut next) = self.queued.take().map(|o| *o) {
             self.epoch = self.epoch.wrapping_add(1);
@@ -1213,24 +1301,62 @@ impl Machine {
             Ok(p) => p,
             Err(e) => return self.op_failed(now, op, e),
         };
-        if let OpKind::Refresh { token } = &op.kind {
-            let token = token.clone();
-            self.mark_spent(&token);
-        }
-        let record = self.has_storage.then(|| envelope::write_record(&pair));
-        self.install(now, pair, reason);
-        match record {
-            Some(value) => {
-                let io = self.id();
-                let key = self.config.storage_key();
-                self.push(Output::Storage(StorageOp::Put { id: io, key, value }));
-                op.stage = Stage::Persisting {
-                    io,
-                    deadline: now + self.config.timeout_ms as i64,
-                };
-                self.op = Some(Box::new(op));
+        let account = match &op.kind {
+            OpKind::Refresh { token } => {
+                let token = token.clone();
+                self.mark_spent(&token);
+                self.held().and_then(|h| h.account.clone())
             }
-            None => self.finish(now, op, Outcome::Done),
+            OpKind::Login { creds, .. } => Some(crate::core::fingerprint::account(&creds.username)),
+            OpKind::Revoke { .. } => None,
+        };
+        let version = self.seen_version.max(self.held().map_or(0, |h| h.version)) + 1;
+        self.install(now, pair, reason, version, account);
+        if !self.has_storage {
+            return self.finish(now, op, Outcome::Done);
+        }
+        if reason == Reason::Login {
+            // A login did not look first: read the record's version so ours is stored as
+            // the newer one.
+            op.stage = self.read_stage(now, StageRead::Version);
+            self.op = Some(Box::new(op));
+        } else {
+            self.persist(now, op);
+        }
+    }
+
+    /// Writes the held pair as the newest record; the op ends when the write does (or its
+    /// deadline passes).
+    fn persist(&mut self, now: i64, mut op: Op) {
+        let Some(h) = self.held() else {
+            return self.finish(now, op, Outcome::Done);
+        };
+        let value = envelope::write_record(&envelope::Stored {
+            pair: h.pair.clone(),
+            origin: self.config.record_origin(),
+            account: h.account.clone(),
+            version: h.version,
+        });
+        let io = self.id();
+        let key = self.config.storage_key();
+        self.push(Output::Storage(StorageOp::Put { id: io, key, value }));
+        op.stage = Stage::Persisting {
+            io,
+            deadline: now + self.config.timeout_ms as i64,
+        };
+        self.op = Some(Box::new(op));
+    }
+
+    /// Starts a storage read for `why` and returns the stage that waits for it.
+    fn read_stage(&mut self, now: i64, why: StageRead) -> Stage {
+        let io = self.id();
+        let key = self.config.storage_key();
+        self.push(Output::Storage(StorageOp::Get { id: io, key }));
+        let deadline = now + self.config.timeout_ms as i64;
+        match why {
+            StageRead::Look => Stage::Looking { io, deadline },
+            StageRead::Version => Stage::Versioning { io, deadline },
+            StageRead::Adopt => Stage::Adopting { io, deadline },
         }
     }
 
@@ -1256,7 +1382,7 @@ impl Machine {
     }
 
     /// Takes a pair into the state, arms the auto-refresh and tells listeners.
-    fn install(&mut self, now: i64, pair: TokenPair, reason: Reason) {
+    fn install(&mut self, now: i64, pair: TokenPair, reason: Reason, version: u64, account: Option<String>) {
         self.newest = self.newest.max(pair.access_expires_at);
         self.expiry_reported = false;
         let access_local = pair.access_expires_at - self.skew_ms;
@@ -1271,6 +1397,8 @@ impl Machine {
             refresh_local,
             margin_ms,
             serial: self.serial,
+            version,
+            account,
         });
         let info = self.info();
         self.emit(Event::Tokens(info, reason));
@@ -1284,13 +1412,7 @@ impl Machine {
             self.mark_spent(&token);
         }
         if self.has_storage {
-            let io = self.id();
-            let key = self.config.storage_key();
-            self.push(Output::Storage(StorageOp::Get { id: io, key }));
-            op.stage = Stage::Adopting {
-                io,
-                deadline: now + self.config.timeout_ms as i64,
-            };
+            op.stage = self.read_stage(now, StageRead::Adopt);
             self.op = Some(Box::new(op));
             return;
         }
@@ -1360,6 +1482,19 @@ impl Machine {
         };
         match op.stage {
             Stage::Adopting { io: i, .. } if i == io => self.adopt(now, op, reply),
+            Stage::Looking { io: i, .. } if i == io => self.looked(now, op, reply),
+            Stage::Leasing { io: i, .. } if i == io => self.leased(now, op, reply),
+            Stage::Versioning { io: i, .. } if i == io => {
+                if let Err(e) = self.stored_record(now, &reply) {
+                    self.emit(Event::Error(e));
+                }
+                // The read raised `seen_version`: the held pair goes above it.
+                let above = self.seen_version + 1;
+                if let State::Active(h) = &mut self.state {
+                    h.version = h.version.max(above);
+                }
+                self.persist(now, op);
+            }
             Stage::Persisting { io: i, .. } if i == io => {
                 if let StorageReply::Failed(cause) = reply {
                     self.emit(Event::Error(storage_error(
@@ -1388,14 +1523,15 @@ impl Machine {
         }
     }
 
-    /// Reads a stored record into a pair, or nothing. A record is usable when it parses,
-    /// its refresh token is unexpired and not one we spent.
-    /// A record that is not ours to read is reported (`error` event) and treated as absent.
-    fn stored_pair(&mut self, now: i64, reply: &StorageReply) -> Result<Option<TokenPair>, AuthError> {
+    /// Reads a stored record, or nothing. A record is usable when it parses, belongs to this
+    /// host and (with credentials) this account, and its refresh token is unexpired and not
+    /// one we spent. A record that is not ours to read is reported (`error` event) and
+    /// treated as absent; one of another host or account is simply absent.
+    fn stored_record(&mut self, now: i64, reply: &StorageReply) -> Result<Option<envelope::Stored>, AuthError> {
         let garbage = || storage_error("the stored session record is not one this client can read", None);
-        let pair = match reply {
+        let stored = match reply {
             StorageReply::Record(doc) => match read_record(doc) {
-                Ok(p) => Some(p),
+                Ok(s) => s,
                 Err(_) => {
                     self.emit(Event::Error(garbage()));
                     None
@@ -1405,7 +1541,7 @@ impl Machine {
                 self.emit(Event::Error(garbage()));
                 None
             }
-            StorageReply::Empty => None,
+            StorageReply::Empty | StorageReply::Lease(_) => None,
             StorageReply::Failed(cause) => {
                 return Err(storage_error(
                     "the storage adapter failed to read the session",
@@ -1413,12 +1549,101 @@ impl Machine {
                 ))
             }
         };
-        Ok(pair.filter(|p| p.refresh_expires_at - self.skew_ms > now && !self.is_spent(&p.refresh_token)))
+        let stored = stored.filter(|s| {
+            s.origin == self.config.record_origin()
+                && (self.config.account.is_none() || s.account == self.config.account)
+        });
+        if let Some(s) = &stored {
+            self.seen_version = self.seen_version.max(s.version);
+        }
+        Ok(stored.filter(|s| s.pair.refresh_expires_at - self.skew_ms > now && !self.is_spent(&s.pair.refresh_token)))
+    }
+
+    /// Before a refresh: a newer record (another instance rotated) is adopted instead.
+    fn looked(&mut self, now: i64, mut op: Op, reply: StorageReply) {
+        let stored = match self.stored_record(now, &reply) {
+            Ok(s) => s,
+            Err(e) => {
+                // A storage failure never blocks the protocol: refresh as without storage.
+                self.emit(Event::Error(e));
+                None
+            }
+        };
+        let held = self.held().map(|h| (h.version, h.pair.refresh_token.clone()));
+        let newer = stored.filter(|s| {
+            held.as_ref()
+                .is_some_and(|(v, t)| s.version > *v && s.pair.refresh_token != *t)
+        });
+        if let Some(s) = newer {
+            self.install(now, s.pair, Reason::Adopt, s.version, s.account);
+            return self.finish(now, op, Outcome::Done);
+        }
+        // The refresh token may have run out while we read.
+        if !self.held().is_some_and(|h| now < h.refresh_local) {
+            return match self.expire_if_due(now) {
+                Some(e) => self.finish(now, op, Outcome::Failed(e)),
+                None => self.session_over(now, op),
+            };
+        }
+        if self.has_lease && op.lease.is_none() {
+            // Only the lease holder refreshes; it looks again once it holds the lease.
+            if op
+                .waiting
+                .is_some_and(|(since, _)| now - since > 2 * self.lease_ttl() as i64)
+            {
+                let e = AuthError::new(
+                    ErrorCode::Timeout,
+                    "another instance held the refresh lease for longer than its time to live",
+                );
+                return self.finish(now, op, Outcome::Failed(e));
+            }
+            let io = self.id();
+            let key = self.config.storage_key();
+            let ttl_ms = self.lease_ttl();
+            self.push(Output::Storage(StorageOp::Acquire { id: io, key, ttl_ms }));
+            op.stage = Stage::Leasing {
+                io,
+                deadline: now + self.config.timeout_ms as i64,
+            };
+            self.op = Some(Box::new(op));
+            return;
+        }
+        self.send(now, &mut op);
+        self.op = Some(Box::new(op));
+    }
+
+    /// The answer to `acquire`: holding the lease, look once more (the previous holder may
+    /// have just stored its pair) and refresh; else wait for the holder's pair.
+    fn leased(&mut self, now: i64, mut op: Op, reply: StorageReply) {
+        match reply {
+            StorageReply::Lease(id) => {
+                op.lease = Some((id, now + self.lease_ttl() as i64));
+                op.stage = self.read_stage(now, StageRead::Look);
+            }
+            StorageReply::Empty | StorageReply::Record(_) | StorageReply::Garbage => {
+                // Another instance refreshes: its pair will be in the record soon. Look at
+                // 100 ms, then 200, 400... at most every second.
+                let (since, round) = op.waiting.unwrap_or((now, 0));
+                op.waiting = Some((since, round + 1));
+                let pause = (100i64 << round.min(4)).min(1_000);
+                op.stage = Stage::Waiting { until: now + pause };
+            }
+            StorageReply::Failed(cause) => {
+                // A lease the storage cannot give never blocks the protocol: refresh.
+                self.emit(Event::Error(storage_error(
+                    "the storage adapter failed to take the refresh lease",
+                    cause,
+                )));
+                op.waiting = None;
+                self.send(now, &mut op);
+            }
+        }
+        self.op = Some(Box::new(op));
     }
 
     fn adopt(&mut self, now: i64, op: Op, reply: StorageReply) {
-        let pair = match self.stored_pair(now, &reply) {
-            Ok(p) => p,
+        let stored = match self.stored_record(now, &reply) {
+            Ok(s) => s,
             Err(e) => {
                 self.emit(Event::Error(e));
                 None
@@ -1426,11 +1651,11 @@ impl Machine {
         };
         // Only a pair issued after ours is newer. An older record (a write of ours that
         // failed, a stale read of an eventually consistent store) holds a spent token.
-        let held_expiry = self.held().map(|h| h.pair.access_expires_at);
+        let held = self.held().map(|h| (h.version, h.pair.access_expires_at));
         // (`map_or`, not `is_none_or`: the MSRV is 1.81.)
-        match pair.filter(|p| held_expiry.map_or(true, |x| p.access_expires_at > x)) {
-            Some(p) => {
-                self.install(now, p, Reason::Adopt);
+        match stored.filter(|s| held.map_or(true, |(v, x)| s.version > v || s.pair.access_expires_at > x)) {
+            Some(s) => {
+                self.install(now, s.pair, Reason::Adopt, s.version, s.account);
                 self.finish(now, op, Outcome::Done);
             }
             None => self.session_over(now, op),
@@ -1438,8 +1663,8 @@ impl Machine {
     }
 
     fn restored(&mut self, now: i64, r: Restore, reply: StorageReply) {
-        let pair = match self.stored_pair(now, &reply) {
-            Ok(p) => p,
+        let stored = match self.stored_record(now, &reply) {
+            Ok(s) => s,
             Err(e) => return self.push(Output::Settle(r.flight, Outcome::Failed(e))),
         };
         // An op still running decides the session, not this read: a pair restored beside
@@ -1453,9 +1678,9 @@ impl Machine {
         }
         // Only a pair at least as new as any held before (a stale read, or a record our
         // failed writes left behind, holds a spent refresh token).
-        match pair.filter(|p| p.access_expires_at >= self.newest) {
-            Some(p) => {
-                self.install(now, p, Reason::Restore);
+        match stored.filter(|s| s.pair.access_expires_at >= self.newest) {
+            Some(s) => {
+                self.install(now, s.pair, Reason::Restore, s.version, s.account);
                 self.push(Output::Settle(r.flight, Outcome::Done));
             }
             None => self.push(Output::Settle(r.flight, Outcome::Nothing)),
@@ -1506,7 +1731,16 @@ impl Machine {
                     // No pair held: a call found the refresh token expired while we waited.
                     let ran_out = matches!(op.kind, OpKind::Refresh { .. })
                         && !self.held().is_some_and(|h| now < h.refresh_local);
-                    if !ran_out {
+                    // A holder whose lease would run out before this attempt's deadline
+                    // stops: another instance may take the lease and refresh meanwhile.
+                    let lease_out = op
+                        .lease
+                        .as_ref()
+                        .is_some_and(|(_, until)| now + self.config.timeout_ms as i64 > *until);
+                    if lease_out {
+                        let e = AuthError::new(ErrorCode::Timeout, "the refresh lease ran out before a retry");
+                        self.finish(now, op, Outcome::Failed(e));
+                    } else if !ran_out {
                         self.send(now, &mut op);
                         self.op = Some(Box::new(op));
                     } else if let Some(e) = self.expire_if_due(now) {
@@ -1521,6 +1755,24 @@ impl Machine {
                 Stage::Adopting { io, deadline } if deadline <= now => {
                     self.push(Output::Cancel(io));
                     self.adopt(now, op, StorageReply::Failed(None));
+                }
+                Stage::Looking { io, deadline } if deadline <= now => {
+                    self.push(Output::Cancel(io));
+                    self.looked(now, op, StorageReply::Failed(None));
+                }
+                Stage::Leasing { io, deadline } if deadline <= now => {
+                    self.push(Output::Cancel(io));
+                    self.leased(now, op, StorageReply::Failed(None));
+                }
+                Stage::Waiting { until } if until <= now => {
+                    op.stage = self.read_stage(now, StageRead::Look);
+                    self.op = Some(Box::new(op));
+                }
+                Stage::Versioning { io, deadline } if deadline <= now => {
+                    self.push(Output::Cancel(io));
+                    let e = storage_error("the storage adapter did not answer within timeoutMs", None);
+                    self.emit(Event::Error(e));
+                    self.persist(now, op);
                 }
                 Stage::Persisting { io, deadline } if deadline <= now => {
                     self.push(Output::Cancel(io));
@@ -1650,11 +1902,22 @@ fn ready(h: &Held, background: Option<FlightId>) -> TokenStep {
     }
 }
 
-/// Whether the session has a `storage` to keep its pair in.
+/// Why the machine reads the stored record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StageRead {
+    Look,
+    Version,
+    Adopt,
+}
+
+/// Whether the session has a `storage` to keep its pair in, and whether that storage can
+/// give a refresh lease (`acquire`/`release`): then of all instances sharing the record,
+/// one refreshes at a time and the others adopt what it stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Persistence {
     MemoryOnly,
     Storage,
+    StorageWithLease,
 }
 
 /// Whether an API request was already replayed once after a 401.

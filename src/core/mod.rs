@@ -7,6 +7,7 @@
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod fingerprint;
 pub mod http_date;
 pub mod json;
 pub mod machine;

@@ -41,7 +41,8 @@ extern "C" {
     fn send(this: &Driver, io: u32, endpoint: u8, url: &str, body: &str, bearer: Option<String>, max_bytes: u32);
     #[wasm_bindgen(method)]
     fn cancel(this: &Driver, io: u32);
-    /// `op`: 0 get, 1 put, 2 delete.
+    /// `op`: 0 get, 1 put, 2 delete, 3 acquire (`value`: the lease's time to live in ms),
+    /// 4 release (`value`: the lease id).
     #[wasm_bindgen(method)]
     fn storage(this: &Driver, op: u8, io: u32, key: &str, value: Option<String>);
     /// `outcome`: 0 done, 1 nothing, 2 failed (with `error`), 3 again.
@@ -127,7 +128,7 @@ impl Core {
         storage_key: Option<String>,
         allowed_origins: Vec<String>,
         allow_insecure_http: Option<bool>,
-        has_storage: bool,
+        storage: u8,
         seed: f64,
     ) -> Result<Core, JsValue> {
         // `paths`: login, refresh, revoke; "" where not given.
@@ -151,10 +152,10 @@ impl Core {
         Ok(Core {
             machine: Machine::new(
                 config,
-                if has_storage {
-                    Persistence::Storage
-                } else {
-                    Persistence::MemoryOnly
+                match storage {
+                    0 => Persistence::MemoryOnly,
+                    1 => Persistence::Storage,
+                    _ => Persistence::StorageWithLease,
                 },
                 (seed * 9_007_199_254_740_991.0) as u64,
             ),
@@ -181,6 +182,10 @@ impl Core {
                 Output::Storage(StorageOp::Get { id, key }) => d.storage(0, id, &key, None),
                 Output::Storage(StorageOp::Put { id, key, value }) => d.storage(1, id, &key, Some(value)),
                 Output::Storage(StorageOp::Delete { id, key }) => d.storage(2, id, &key, None),
+                Output::Storage(StorageOp::Acquire { id, key, ttl_ms }) => {
+                    d.storage(3, id, &key, Some(crate::core::text::int(ttl_ms as i64)))
+                }
+                Output::Storage(StorageOp::Release { id, key, lease }) => d.storage(4, id, &key, Some(lease)),
                 Output::Settle(flight, outcome) => match outcome {
                     Outcome::Done => d.settle(flight, 0, JsValue::UNDEFINED),
                     Outcome::Nothing => d.settle(flight, 1, JsValue::UNDEFINED),
@@ -262,6 +267,11 @@ impl Core {
     pub fn dispose(&mut self, d: &Driver) {
         self.machine.dispose();
         self.drain(d);
+    }
+
+    /// The configured account's fingerprint (no credentials: none).
+    pub fn account(&self) -> Option<String> {
+        self.machine.config().account.clone()
     }
 
     pub fn disposed(&self) -> bool {
@@ -387,8 +397,9 @@ impl Core {
         self.drain(d);
     }
 
-    /// The answer to `d.storage(…, io, …)`. `kind`: 0 done or nothing found, 1 a record
-    /// (`value` is what `JSON.parse` returned), 2 garbage, 3 the adapter failed.
+    /// The answer to `d.storage(…, io, …)`. `kind`: 0 done or nothing found (or the lease
+    /// not taken), 1 a record (`value` is what `JSON.parse` returned), 2 garbage, 3 the
+    /// adapter failed, 4 the lease taken (`value`: its id).
     // Eight with `self`: clippy's limit is seven (the wasm32 clippy run failed here).
     #[allow(clippy::too_many_arguments)]
     pub fn storage_reply(
@@ -405,6 +416,10 @@ impl Core {
             0 => StorageReply::Empty,
             1 => StorageReply::Record(to_json(&value)),
             2 => StorageReply::Garbage,
+            4 => match value.as_string() {
+                Some(id) if !id.is_empty() && id.len() <= 256 => StorageReply::Lease(id),
+                _ => StorageReply::Garbage,
+            },
             _ => StorageReply::Failed(cause(cause_name, cause_code)),
         };
         self.machine.handle_storage(now as i64, io, reply);

@@ -195,7 +195,7 @@ describe("storage", () => {
 
   it("a corrupt record restores nothing and is reported as a STORAGE_ERROR event", async () => {
     const wrongType = { get: () => 42, put() {}, delete() {} };
-    const values = ["not json", "{}", '{"v":99}', JSON.stringify({ v: 1, access_token: "" }), "[]", "null", "7"];
+    const values = ["not json", "{}", '{"v":99}', JSON.stringify({ v: 2, access_token: "" }), "[]", "null", "7"];
     const storages = [...values.map((v) => mapStorage(new Map([["k", v]]))), wrongType];
     for (const storage of storages) {
       const session = newSession({ storage, storageKey: "k" });
@@ -207,6 +207,16 @@ describe("storage", () => {
       checkInfo(session.info, "anonymous");
       session.dispose();
     }
+  });
+
+  it("a record of the previous format (0.1) restores nothing, without an error event", async () => {
+    const v1 = JSON.stringify({ v: 1, access_token: "eyJ.a", refresh_token: "eyJ.r", access_expires_at: Date.now() + 3.6e6, refresh_expires_at: Date.now() + 8.64e7, client_id: 1 });
+    const session = newSession({ storage: mapStorage(new Map([["k", v1]])), storageKey: "k" });
+    const errors = [];
+    session.on("error", (e) => errors.push(e));
+    assert.equal(await session.restore(), null);
+    assert.equal(errors.length, 0);
+    session.dispose();
   });
 
   it("a storage that throws is STORAGE_ERROR (sync throw and rejected promise)", async () => {
