@@ -130,6 +130,33 @@ export class AuthSession {
   toJSON(): SessionInfo;
 }
 
+/**
+ * Many tenants in one process: one {@link AuthSession} per key (an account, a tenant id),
+ * created on first use by `create`, at most `max` alive (default 1000): the least recently
+ * used is disposed when a new one would exceed the bound. Each session keeps its own stored
+ * record, so an evicted tenant restores instead of logging in again.
+ *
+ * @example
+ * ```ts
+ * const pool = new SessionPool({
+ *   max: 500,
+ *   create: (tenant) => new AuthSession({ host, credentials: credentialsOf(tenant), storage }),
+ * });
+ * const orders = await pool.get(tenantId).json("/api/v1/orders");
+ * ```
+ */
+export class SessionPool {
+  constructor(options: { max?: number; create: (key: string) => AuthSession });
+  /** The session of `key`, created on first use. */
+  get(key: string): AuthSession;
+  /** Disposes and forgets the session of `key`; its stored record stays. */
+  delete(key: string): boolean;
+  readonly size: number;
+  /** Disposes every session. */
+  dispose(): void;
+  [Symbol.dispose](): void;
+}
+
 /** The events of {@link AuthSession.on}. */
 export type AuthSessionEvent = "tokens" | "expired" | "revoked" | "error";
 

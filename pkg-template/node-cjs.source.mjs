@@ -9,3 +9,4 @@ initSync({ module: readFileSync(join(__dirname, "auth_session_bg.wasm")) });
 
 export { AuthSession } from "./session.js";
 export { AuthError } from "./auth-error.js";
+export { SessionPool } from "./pool.js";

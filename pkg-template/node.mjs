@@ -8,3 +8,4 @@ initSync({ module: readFileSync(new URL("./auth_session_bg.wasm", import.meta.ur
 
 export { AuthSession } from "./session.js";
 export { AuthError } from "./auth-error.js";
+export { SessionPool } from "./pool.js";

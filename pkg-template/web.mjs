@@ -7,3 +7,4 @@ await init();
 
 export { AuthSession } from "./session.js";
 export { AuthError } from "./auth-error.js";
+export { SessionPool } from "./pool.js";

@@ -8,3 +8,4 @@ initSync({ module: wasmModule });
 
 export { AuthSession } from "./session.js";
 export { AuthError } from "./auth-error.js";
+export { SessionPool } from "./pool.js";

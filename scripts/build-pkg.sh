@@ -64,7 +64,7 @@ size_row() { # label, files...
   local label="$1"; shift
   printf '%-34s %9s %9s\n' "$label" "$(cat "$@" | wc -c)" "$(cat "$@" | gzip -9 | wc -c)"
 }
-esm_common=("$pkg/auth_session.js" "$pkg/session.js" "$pkg/auth-error.js")
+esm_common=("$pkg/auth_session.js" "$pkg/session.js" "$pkg/auth-error.js" "$pkg/encryption.js" "$pkg/pool.js")
 echo
 printf '%-34s %9s %9s\n' "bytes" "raw" "gzip -9"
 size_row "auth_session_bg.wasm (pre-opt)" "$AUTH_SESSION_BINDGEN_DIR/auth_session_bg.wasm"

@@ -98,7 +98,7 @@ note "$(basename "$tgz"): $tgz_bytes bytes (unpacked $unpacked_bytes bytes)"
 # Rust sources, wasm-bindgen's own .d.ts, node-cjs.source.mjs), no tarballs, no node_modules.
 expected_files=(
   LICENSE README.md package.json
-  auth_session.js auth_session_bg.wasm session.js auth-error.js
+  auth_session.js auth_session_bg.wasm session.js auth-error.js pool.js
   node.mjs node.cjs web.mjs workerd.mjs
   index.d.ts index.d.cts
   redis.js redis.d.ts
@@ -302,7 +302,7 @@ installed="$consumer/node_modules/auth-session"
 entry_files() { # entry -> files
   case "$1" in
     node.cjs) echo "node.cjs auth_session_bg.wasm" ;; # node.cjs bundles the glue, driver and AuthError
-    *) echo "$1 auth_session.js session.js auth-error.js auth_session_bg.wasm" ;;
+    *) echo "$1 auth_session.js session.js auth-error.js encryption.js pool.js auth_session_bg.wasm" ;;
   esac
 }
 size_of() { # entry -> "raw gzip"

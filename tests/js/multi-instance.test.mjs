@@ -238,3 +238,40 @@ describe("encryption at rest", () => {
     }
   });
 });
+
+describe("many tenants in one process: SessionPool", () => {
+  it("one session per key, distinct records, at most max alive (the least recently used disposed)", async () => {
+    const { SessionPool } = await import("../../pkg/node.mjs");
+    const storage = mapStorage();
+    const accounts = { demo: DEMO, other: OTHER };
+    const created = [];
+    const pool = new SessionPool({
+      max: 2,
+      create: (tenant) => {
+        const s = session({ storage, credentials: accounts[tenant.split(":")[0]] });
+        created.push(tenant);
+        return s;
+      },
+    });
+    const a = pool.get("demo:1");
+    assert.equal(pool.get("demo:1"), a, "the same session for the same key");
+    const b = pool.get("other:1");
+    await a.login();
+    await b.login();
+    assert.equal(storage.map.size, 2, "each account its own record");
+    pool.get("demo:1"); // used last: "other:1" is now the oldest
+    pool.get("demo:2"); // a third: "other:1" goes
+    assert.equal(pool.size, 2);
+    await assert.rejects(b.json("/api/v1/products"), (e) => e.code === "DISPOSED");
+    assert.equal((await a.json("/api/v1/products")).length, 4);
+    // Evicted and asked for again: a new session, which restores from its record.
+    const b2 = pool.get("other:1");
+    assert.notEqual(b2, b);
+    assert.equal((await b2.restore()).state, "active");
+    assert.equal(server.stats.login, 2, "the evicted tenant did not log in again");
+    assert.deepEqual(created, ["demo:1", "other:1", "demo:2", "other:1"]);
+    pool.dispose();
+    assert.equal(pool.size, 0);
+    assert.throws(() => new SessionPool({ max: 0, create: () => a }), TypeError);
+  });
+});
