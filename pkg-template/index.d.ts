@@ -358,6 +358,14 @@ export class AuthError extends Error {
    * `{ name: "TypeError", code: "ECONNREFUSED" }`), never its message.
    */
   cause?: { name: string; code?: string };
+  /**
+   * True for an `AuthError` of any copy of the package (its ESM and CommonJS entries,
+   * another version, another directory): they share the brand
+   * `Symbol.for("auth-session.AuthError")`. `value instanceof AuthError` agrees.
+   */
+  static is(value: unknown): value is AuthError;
+  /** `{ name, code, message, status, retryable }`: what `JSON.stringify` writes. */
+  toJSON(): { name: string; code: string; message: string; status: number; retryable: boolean };
 }
 
 declare global {
