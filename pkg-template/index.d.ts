@@ -82,8 +82,13 @@ export class AuthSession {
    * An access token valid for at least `refreshMarginSeconds`, refreshing first if needed.
    * For callers that must set the header themselves; prefer {@link AuthSession.fetch}.
    * `init.signal` stops the wait for a shared refresh (`ABORTED`).
+   *
+   * `init.replacing`: the token a server just rejected (a 401 to a request you sent
+   * yourself, e.g. with axios or ky). If the session already holds another token, that one
+   * comes back at once; else the session refreshes — one refresh however many callers
+   * report the same token — and returns the new one.
    */
-  getAccessToken(init?: { signal?: AbortSignal }): Promise<string>;
+  getAccessToken(init?: { signal?: AbortSignal; replacing?: string }): Promise<string>;
 
   /**
    * Loads the tokens saved in `options.storage` (for example after a restart). Resolves
@@ -94,6 +99,13 @@ export class AuthSession {
    * `timeoutMs`.
    */
   restore(): Promise<SessionInfo | null>;
+
+  /**
+   * Whether a request to `url` (absolute, or relative to `host`) may carry the bearer token:
+   * the host's origin or one of `allowedOrigins`. For clients that set the header
+   * themselves; `auth-session/clients` uses it.
+   */
+  mayReceiveToken(url: string | URL): boolean;
 
   /** The current state and expiry times. Never contains a token. */
   readonly info: SessionInfo;

@@ -635,6 +635,11 @@ export class AuthSession {
       after401Serial !== undefined
         ? this.#call((c, d) => c.token_after_401(d, now(), after401Serial))
         : this.#call((c, d) => c.token(d, now(), need, WAITED_NOTHING, 0));
+    return this.#tokenStep(step, need, signal, waitUntil);
+  }
+
+  /** [token, serial] now for a ready step, else a promise of it after the waits. */
+  #tokenStep(step, need, signal, waitUntil) {
     if (step > 0) return this.#ready(step, waitUntil);
     return this.#tokenAfterWaits(step, need, signal, waitUntil);
   }
@@ -669,6 +674,25 @@ export class AuthSession {
 
   get info() {
     return this.#core.info(this.#d);
+  }
+
+  /**
+   * May a request to `url` carry the bearer token (the host's origin, or allowedOrigins)?
+   * For clients that set the header themselves (see auth-session/clients).
+   */
+  mayReceiveToken(url) {
+    let origin;
+    try {
+      origin = new URL(String(url), this.#base + "/").origin;
+    } catch {
+      return false;
+    }
+    try {
+      this.#checkOrigin(origin);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   toJSON() {
@@ -728,7 +752,16 @@ export class AuthSession {
 
   async getAccessToken(init) {
     try {
-      const [token] = await this.#token(NEED_STRICT, init?.signal);
+      const replacing = init?.replacing;
+      if (replacing !== undefined && typeof replacing !== "string") {
+        throw configError("getAccessToken({ replacing }) takes the token a server rejected, as a string");
+      }
+      let got =
+        replacing === undefined
+          ? this.#token(NEED_STRICT, init?.signal)
+          : this.#tokenStep(this.#call((c, d) => c.token_replacing(d, now(), replacing)), NEED_REPLAY, init?.signal);
+      if (!Array.isArray(got)) got = await got;
+      const [token] = got;
       return token;
     } catch (e) {
       throw this.#error(e);

@@ -98,9 +98,10 @@ note "$(basename "$tgz"): $tgz_bytes bytes (unpacked $unpacked_bytes bytes)"
 # Rust sources, wasm-bindgen's own .d.ts, node-cjs.source.mjs), no tarballs, no node_modules.
 expected_files=(
   LICENSE README.md package.json
-  auth_session.js auth_session_bg.wasm session.js auth-error.js pool.js
+  auth_session.js auth_session_bg.wasm session.js auth-error.js pool.js clients.js clients.d.ts
   node.mjs node.cjs web.mjs workerd.mjs
   index.d.ts index.d.cts
+  workers.js workers.d.ts
   redis.js redis.d.ts
   encryption.js encryption.d.ts
 )

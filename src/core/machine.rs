@@ -929,6 +929,19 @@ impl Machine {
         }
     }
 
+    /// For clients that set the header themselves (axios, ky): a server rejected `rejected`.
+    /// When the session has moved on to another token, that one; else a refresh (shared),
+    /// exactly as [`Machine::token_after_401`] for the pair held now.
+    pub fn token_replacing(&mut self, now: i64, rejected: &str) -> TokenStep {
+        let serial = match self.held() {
+            Some(h) if h.pair.access_token.expose() == rejected => h.serial,
+            // Another token (or none) is current: never refresh for a replaced one.
+            Some(h) => h.serial.wrapping_add(1),
+            None => 0,
+        };
+        self.token_after_401(now, serial)
+    }
+
     fn still_valid(&self, now: i64) -> Option<TokenStep> {
         self.held().filter(|h| now < h.access_local).map(|h| ready(h, None))
     }
@@ -1772,6 +1785,12 @@ impl Machine {
                     self.push(Output::Cancel(io));
                     let e = storage_error("the storage adapter did not answer within timeoutMs", None);
                     self.emit(Event::Error(e));
+                    // Still above every version read meanwhile (a restore's read may have
+                    // raised `seen_version` since the pair was installed).
+                    let above = self.seen_version + 1;
+                    if let State::Active(h) = &mut self.state {
+                        h.version = h.version.max(above);
+                    }
                     self.persist(now, op);
                 }
                 Stage::Persisting { io, deadline } if deadline <= now => {

@@ -312,6 +312,12 @@ impl Core {
         self.token_step(d, step)
     }
 
+    /// [`Machine::token_replacing`]: a server rejected the token `rejected`.
+    pub fn token_replacing(&mut self, d: &Driver, now: f64, rejected: &str) -> Result<f64, JsValue> {
+        let step = self.machine.token_replacing(now as i64, rejected);
+        self.token_step(d, step)
+    }
+
     pub fn token_after_401(&mut self, d: &Driver, now: f64, serial: u32) -> Result<f64, JsValue> {
         let step = self.machine.token_after_401(now as i64, serial);
         self.token_step(d, step)
