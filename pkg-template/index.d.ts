@@ -240,6 +240,15 @@ export interface AuthSessionOptions {
    */
   encryptionKey?: CryptoKey | Uint8Array | ArrayBuffer;
 
+  /**
+   * Receives a structured record of everything the session does with the auth server: a
+   * refresh starting and why (`trigger`: `manual`, `margin`, `401`, `timer`, `background`),
+   * a login, each auth request (`endpoint`, `attempt`), its response (`status`, and `code`
+   * for a failure), each retry (`delayMs`, `code`). Never a token, a password or a body.
+   * Called after the session's own work; a logger that throws is ignored.
+   */
+  logger?: (record: LogRecord) => void;
+
   /** Origins besides the host's that may receive the bearer token, e.g. `"https://files.example.com"`. */
   allowedOrigins?: string[];
 
@@ -268,6 +277,18 @@ export interface AuthRequestInit extends RequestInit {
    * with a `body`, it is a `CONFIG_ERROR`.
    */
   json?: unknown;
+}
+
+/** What the `logger` option receives. */
+export interface LogRecord {
+  time: Date;
+  event: "refresh" | "login" | "request" | "response" | "retry";
+  endpoint?: "login" | "refresh" | "revoke";
+  attempt?: number;
+  status?: number;
+  delayMs?: number;
+  code?: string;
+  trigger?: "manual" | "margin" | "401" | "timer" | "background";
 }
 
 /** The payload of the `tokens` event: the new info and why the tokens changed. */

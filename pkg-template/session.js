@@ -21,7 +21,7 @@ import { encryptedStorage, importKey } from "./encryption.js";
 const KNOWN = new Set([
   "host", "credentials", "refreshMarginSeconds", "autoRefresh", "timeoutMs", "retries",
   "maxRetryAfterSeconds", "maxResponseBytes", "paths", "fetch", "storage", "storageKey",
-  "allowedOrigins", "allowInsecureHttp", "waitUntil", "encryptionKey",
+  "allowedOrigins", "allowInsecureHttp", "waitUntil", "encryptionKey", "logger",
 ]);
 const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_RESPONSE_BYTES = 10_485_760;
@@ -246,6 +246,8 @@ export class AuthSession {
   /** Events raised during the current machine call, delivered after it. */
   #events = null;
   #broken = undefined;
+  /** The `logger` option: structured records of what the session does, never a secret. */
+  #logger = undefined;
   /** The host with its path prefix, as the machine joins paths to it. */
   #base = "";
   /** The host's origin, and other origins the machine allowed to receive the token. */
@@ -304,6 +306,7 @@ export class AuthSession {
     this.#fetch = readFetch(o.fetch);
     this.#storage = readStorage(o.storage);
     const encryptionKey = readEncryptionKey(o.encryptionKey, this.#storage);
+    if (o.logger !== undefined && typeof o.logger !== "function") throw configError("logger must be a function");
     this.#waitUntil = readWaitUntil(o.waitUntil, "waitUntil");
     this.#maxBytes = maxBytes;
     this.#d = Object.create(DRIVER);
@@ -328,6 +331,10 @@ export class AuthSession {
     }
     // Validated by the core above; kept for the API attempts this file times.
     this.#timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (o.logger !== undefined) {
+      this.#logger = o.logger;
+      this.#core.set_logging(true);
+    }
     if (encryptionKey !== undefined) {
       // Every record sealed with AES-GCM by the runtime's WebCrypto; its key and account
       // are authenticated with it, so a record moved elsewhere does not open.
@@ -371,6 +378,16 @@ export class AuthSession {
         } else {
           (s.#early ??= []).push([flight, [outcome, error]]);
         }
+      },
+      log(event, endpoint, attempt, status, delayMs, code, trigger) {
+        const record = { time: new Date(), event };
+        if (endpoint !== undefined) record.endpoint = endpoint;
+        if (attempt !== undefined) record.attempt = attempt;
+        if (status !== undefined) record.status = status;
+        if (delayMs !== undefined) record.delayMs = delayMs;
+        if (code !== undefined) record.code = code;
+        if (trigger !== undefined) record.trigger = trigger;
+        (this.s.#events ??= []).push(["log", record]);
       },
       event(kind, payload, reason) {
         if (kind === 0) payload.reason = reason;
@@ -420,6 +437,14 @@ export class AuthSession {
     if (events === null) return;
     this.#events = null;
     for (const [name, payload] of events) {
+      if (name === "log") {
+        try {
+          this.#logger?.(payload);
+        } catch {
+          // A logger's failure is its own.
+        }
+        continue;
+      }
       const listeners = this.#listeners?.[name];
       if (!listeners) continue;
       // Each listener of an `error` event gets its own AuthError, built here.

@@ -184,6 +184,63 @@ pub enum Output {
     Storage(StorageOp),
     Settle(FlightId, Outcome),
     Event(Event),
+    /// A record for the `logger` hook (only after [`Machine::set_logging`]). Never a secret.
+    Log(Log),
+}
+
+/// Why a refresh (or a login standing in for one) starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// `refresh()`.
+    Manual,
+    /// A call found the access token inside the refresh margin (or expired).
+    Margin,
+    /// A request was answered 401 with the current token.
+    Unauthorized,
+    /// The auto-refresh timer.
+    Timer,
+    /// A call with `waitUntil` inside the margin: refreshed behind the response.
+    Background,
+}
+
+impl Why {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Manual => "manual",
+            Why::Margin => "margin",
+            Why::Unauthorized => "401",
+            Why::Timer => "timer",
+            Why::Background => "background",
+        }
+    }
+}
+
+/// What the `logger` hook is told: codes, statuses and delays, never a token or password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Log {
+    Refresh {
+        why: Why,
+    },
+    /// A login standing in for a refresh (credentials, no pair held).
+    Login {
+        why: Why,
+    },
+    Request {
+        endpoint: Endpoint,
+        attempt: u32,
+    },
+    /// An auth attempt's answer: its status (0: none) and, for a failure, the error code.
+    Response {
+        endpoint: Endpoint,
+        status: u16,
+        code: Option<String>,
+    },
+    Retry {
+        endpoint: Endpoint,
+        attempt: u32,
+        delay_ms: u32,
+        code: String,
+    },
 }
 
 /// An auth response as the driver read it: status, the two headers the machine reads, and
@@ -400,6 +457,16 @@ struct Op {
     waiting: Option<(i64, u32)>,
 }
 
+impl Op {
+    fn endpoint(&self) -> Endpoint {
+        match self.kind {
+            OpKind::Login { .. } => Endpoint::Login,
+            OpKind::Refresh { .. } => Endpoint::Refresh,
+            OpKind::Revoke { .. } => Endpoint::Revoke,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Restore {
     flight: FlightId,
@@ -414,6 +481,7 @@ pub struct Machine {
     config: Config,
     has_storage: bool,
     has_lease: bool,
+    logging: bool,
     state: State,
     /// The server's clock minus ours.
     skew_ms: i64,
@@ -480,6 +548,7 @@ impl Machine {
             config,
             has_storage: persistence != Persistence::MemoryOnly,
             has_lease: persistence == Persistence::StorageWithLease,
+            logging: false,
             state: State::Anonymous,
             skew_ms: 0,
             op: None,
@@ -562,6 +631,18 @@ impl Machine {
 
     fn emit(&mut self, event: Event) {
         self.push(Output::Event(event));
+    }
+
+    /// Records what happens for the `logger` hook, when one is set.
+    fn log(&mut self, record: Log) {
+        if self.logging {
+            self.push(Output::Log(record));
+        }
+    }
+
+    /// Turns the [`Output::Log`] records on (the driver has a `logger`).
+    pub fn set_logging(&mut self, on: bool) {
+        self.logging = on;
     }
 
     fn id(&mut self) -> IoId {
@@ -700,6 +781,7 @@ impl Machine {
                 "login() needs a username and a password, or options.credentials",
             ));
         };
+        self.log(Log::Login { why: Why::Manual });
         let kind = OpKind::Login { creds, relogin: false };
         // A login replaces a login or refresh in progress; it waits for a revoke.
         match &self.op {
@@ -742,7 +824,7 @@ impl Machine {
         }
         match self.expire_if_due(now) {
             Some(e) => Step::Fail(e),
-            None => match self.start_getting_tokens(now, Trigger::User) {
+            None => match self.start_getting_tokens(now, Trigger::User, Why::Manual) {
                 Some(f) => Step::Wait(f),
                 None => Step::Fail(self.state_error().unwrap_or_else(not_logged_in)),
             },
@@ -892,14 +974,14 @@ impl Machine {
                 // Nobody awaits a background refresh: its failure is an `error` event.
                 let flight = self
                     .joinable()
-                    .or_else(|| self.start_getting_tokens(now, Trigger::Timer));
+                    .or_else(|| self.start_getting_tokens(now, Trigger::Timer, Why::Background));
                 return ready(&h, flight);
             }
         }
         if let Some(f) = self.joinable() {
             return TokenStep::Wait(f);
         }
-        match self.start_getting_tokens(now, Trigger::User) {
+        match self.start_getting_tokens(now, Trigger::User, Why::Margin) {
             Some(f) => TokenStep::Wait(f),
             None => TokenStep::Fail(self.state_error().unwrap_or_else(not_logged_in)),
         }
@@ -921,7 +1003,7 @@ impl Machine {
                 if let Some(f) = self.joinable() {
                     return TokenStep::Wait(f);
                 }
-                match self.start_getting_tokens(now, Trigger::User) {
+                match self.start_getting_tokens(now, Trigger::User, Why::Unauthorized) {
                     Some(f) => TokenStep::Wait(f),
                     None => TokenStep::Fail(self.state_error().unwrap_or_else(not_logged_in)),
                 }
@@ -982,7 +1064,11 @@ impl Machine {
     }
 
     /// Starts a refresh (a pair is held) or a login (credentials are configured).
-    fn start_getting_tokens(&mut self, now: i64, trigger: Trigger) -> Option<FlightId> {
+    fn start_getting_tokens(&mut self, now: i64, trigger: Trigger, why: Why) -> Option<FlightId> {
+        match self.held() {
+            Some(_) => self.log(Log::Refresh { why }),
+            None => self.log(Log::Login { why }),
+        }
         if let Some(h) = self.held() {
             let token = h.pair.refresh_token.clone();
             if self.is_spent(&token) {
@@ -1074,6 +1160,10 @@ impl Machine {
             }
         };
         let io = self.id();
+        self.log(Log::Request {
+            endpoint,
+            attempt: op.attempt,
+        });
         op.stage = Stage::Sending {
             io,
             deadline: now + self.config.timeout_ms as i64,
@@ -1189,10 +1279,23 @@ impl Machine {
             return;
         }
         let (result, retry_after) = self.read_reply(now, &op, reply);
+        let endpoint = op.endpoint();
         let error = match result {
-            Ok(data) => return self.succeeded(now, op, data),
+            Ok(data) => {
+                self.log(Log::Response {
+                    endpoint,
+                    status: self.reply_status,
+                    code: None,
+                });
+                return self.succeeded(now, op, data);
+            }
             Err(e) => e,
         };
+        self.log(Log::Response {
+            endpoint,
+            status: error.status(),
+            code: Some(error.code().to_owned()),
+        });
         if let (OpKind::Refresh { .. }, true) = (&op.kind, error.is_unauthorized()) {
             return self.refresh_rejected(now, op);
         }
@@ -1206,6 +1309,7 @@ impl Machine {
         op: &Op,
         reply: Result<AuthReply, IoFailure>,
     ) -> (Result<Json, AuthError>, Option<String>) {
+        self.reply_status = 0;
         let reply = match reply {
             Ok(r) => r,
             Err(IoFailure::Network(cause)) => {
@@ -1259,6 +1363,12 @@ impl Machine {
                 RetryAfter::TooLong(_) => None,
             };
             if let Some(delay) = delay {
+                self.log(Log::Retry {
+                    endpoint: op.endpoint(),
+                    attempt: op.attempt + 1,
+                    delay_ms: delay,
+                    code: error.code().to_owned(),
+                });
                 op.attempt += 1;
                 op.stage = Stage::Backoff {
                     until: now + delay as i64,
@@ -1822,7 +1932,7 @@ impl Machine {
         if self.held().is_none() && self.config.credentials.is_none() {
             return;
         }
-        self.start_getting_tokens(now, Trigger::Timer);
+        self.start_getting_tokens(now, Trigger::Timer, Why::Timer);
     }
 
     // ----- API call decisions -----------------------------------------------------------------

@@ -26,7 +26,7 @@ use super::json::{string_at, to_json};
 use crate::core::config::Options;
 use crate::core::envelope::{ApiBody, ApiJson, AuthBody};
 use crate::core::machine::{
-    ApiFailure, ApiStep, AuthReply, Endpoint, Event, IoFailure, Keep, Machine, Need, Outcome, Output, Persistence,
+    ApiFailure, ApiStep, AuthReply, Endpoint, Event, IoFailure, Keep, Log, Machine, Need, Outcome, Output, Persistence,
     Replay, SessionInfo, Step, StorageOp, StorageReply, TokenStep, Waited,
 };
 use crate::core::secret::{AccessToken, Password};
@@ -55,6 +55,20 @@ extern "C" {
     /// awaits, so the timer keeps the process alive.
     #[wasm_bindgen(method)]
     fn arm(this: &Driver, at: f64, keep: bool);
+    /// A record for the `logger` hook: `event` ("refresh", "login", "request", "response",
+    /// "retry") and the fields that apply (else undefined).
+    #[wasm_bindgen(method)]
+    #[allow(clippy::too_many_arguments)]
+    fn log(
+        this: &Driver,
+        event: &str,
+        endpoint: Option<String>,
+        attempt: Option<u32>,
+        status: Option<u16>,
+        delay_ms: Option<u32>,
+        code: Option<String>,
+        trigger: Option<String>,
+    );
     /// A `SessionInfo` object.
     #[wasm_bindgen(method)]
     fn info(this: &Driver, state: &str, client_id: Option<f64>, access: Option<f64>, refresh: Option<f64>) -> JsValue;
@@ -83,6 +97,56 @@ fn descriptor(d: &Driver, e: &AuthError) -> JsValue {
         cause.map(|c| c.name.clone()),
         cause.and_then(|c| c.code.clone()),
     )
+}
+
+fn endpoint_name(e: Endpoint) -> Option<String> {
+    Some(
+        match e {
+            Endpoint::Login => "login",
+            Endpoint::Refresh => "refresh",
+            Endpoint::Revoke => "revoke",
+        }
+        .to_owned(),
+    )
+}
+
+fn log(d: &Driver, record: Log) {
+    match record {
+        Log::Refresh { why } => d.log("refresh", None, None, None, None, None, Some(why.as_str().to_owned())),
+        Log::Login { why } => d.log("login", None, None, None, None, None, Some(why.as_str().to_owned())),
+        Log::Request { endpoint, attempt } => d.log(
+            "request",
+            endpoint_name(endpoint),
+            Some(attempt),
+            None,
+            None,
+            None,
+            None,
+        ),
+        Log::Response { endpoint, status, code } => d.log(
+            "response",
+            endpoint_name(endpoint),
+            None,
+            Some(status),
+            None,
+            code,
+            None,
+        ),
+        Log::Retry {
+            endpoint,
+            attempt,
+            delay_ms,
+            code,
+        } => d.log(
+            "retry",
+            endpoint_name(endpoint),
+            Some(attempt),
+            None,
+            Some(delay_ms),
+            Some(code),
+            None,
+        ),
+    }
 }
 
 fn info_js(d: &Driver, i: &SessionInfo) -> JsValue {
@@ -196,6 +260,7 @@ impl Core {
                 Output::Event(Event::Expired(i)) => d.event(1, info_js(d, &i), ""),
                 Output::Event(Event::Revoked(i)) => d.event(2, info_js(d, &i), ""),
                 Output::Event(Event::Error(e)) => d.event(3, descriptor(d, &e), ""),
+                Output::Log(record) => log(d, record),
             }
         }
         let next = self.machine.poll_timeout();
@@ -272,6 +337,11 @@ impl Core {
     /// The configured account's fingerprint (no credentials: none).
     pub fn account(&self) -> Option<String> {
         self.machine.config().account.clone()
+    }
+
+    /// Turns on the records for the `logger` hook.
+    pub fn set_logging(&mut self, on: bool) {
+        self.machine.set_logging(on);
     }
 
     pub fn disposed(&self) -> bool {
