@@ -33,6 +33,11 @@ const WAITED_NOTHING = 0, WAITED_DONE = 1, WAITED_RETRYABLE = 2, WAITED_FINAL = 
 const DONE = 0, NOTHING = 1, FAILED = 2, AGAIN = 3;
 const BODY_EMPTY = 0, BODY_NOT_JSON = 1, BODY_JSON = 2;
 const EVENTS = ["tokens", "expired", "revoked", "error"];
+/** Codes the client makes (a server's envelope keeps its own words). */
+const CLIENT_CODES = new Set([
+  "NETWORK_ERROR", "TIMEOUT", "ABORTED", "INVALID_RESPONSE", "SERVER_ERROR", "RATE_LIMITED", "HTTP_ERROR",
+  "RESPONSE_TOO_LARGE", "ORIGIN_NOT_ALLOWED", "SESSION_EXPIRED", "NOT_AUTHENTICATED", "DISPOSED", "STORAGE_ERROR",
+]);
 
 const DESCRIPTOR = Symbol("auth-session.descriptor");
 
@@ -863,14 +868,22 @@ export class AuthSession {
   }
 
   async #api(input, init, asJson) {
+    let call;
     try {
       if (this.#disposed) throw toError(disposedError());
-      const call = this.#prepare(input, init, asJson);
+      call = this.#prepare(input, init, asJson);
       const signal = call.init.signal ?? call.template?.signal;
       const waitUntil = call.init.waitUntil !== undefined ? readWaitUntil(call.init.waitUntil, "init.waitUntil") : this.#waitUntil;
       return await this.#attempts(call, signal, waitUntil, asJson);
     } catch (e) {
-      throw this.#error(e);
+      const err = this.#error(e);
+      // A client-made error names the request: method and path, never the query.
+      if (call && AuthError.is(err) && CLIENT_CODES.has(err.code)) {
+        const path = call.url.pathname;
+        const shown = this.#tokenText !== "" && path.includes(this.#tokenText) ? "(path withheld)" : path;
+        err.message = `${call.method} ${shown}: ${err.message}`;
+      }
+      throw err;
     }
   }
 

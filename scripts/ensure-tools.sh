@@ -5,10 +5,11 @@
 #     the wasm-bindgen crate in Cargo.lock, cached per version under
 #     ${AUTH_SESSION_TOOLS:-$HOME/.cache/auth-session}/wasm-bindgen-<version>;
 #   - the root node_modules (binaryen's wasm-opt, esbuild) with `npm ci`;
-#   - with --browser: Debian's chromium and chromium-driver, for the browser tests.
+#   - with --browser: Debian's chromium and chromium-driver, for the browser tests;
+#   - with --redis: Debian's redis-server, for the Redis adapter tests (tests/redis/).
 #
-# Run it (`scripts/ensure-tools.sh [--browser]`) or source it to also get the tools on
-# PATH (`source scripts/ensure-tools.sh [--browser]`). A script that sources it should
+# Run it (`scripts/ensure-tools.sh [--browser] [--redis]`) or source it to also get the tools on
+# PATH (`source scripts/ensure-tools.sh [--browser] [--redis]`). A script that sources it should
 # pass `--` so its own arguments are not taken for ours.
 #
 # Environment:
@@ -16,7 +17,7 @@
 #   AUTH_SESSION_CRATE_DIR  crate whose Cargo.lock names the version (default: this repo)
 
 _auth_session_ensure_tools() {
-  local root crate_dir cache browser=0 arg
+  local root crate_dir cache browser=0 redis=0 arg
   root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
   crate_dir="${AUTH_SESSION_CRATE_DIR:-$root}"
   cache="${AUTH_SESSION_TOOLS:-$HOME/.cache/auth-session}"
@@ -24,11 +25,12 @@ _auth_session_ensure_tools() {
   for arg in "$@"; do
     case "$arg" in
       --browser) browser=1 ;;
+      --redis) redis=1 ;;
       --) ;;
       -h|--help)
         sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         return 0 ;;
-      *) echo "ensure-tools: unknown argument '$arg' (expected --browser)" >&2; return 2 ;;
+      *) echo "ensure-tools: unknown argument '$arg' (expected --browser or --redis)" >&2; return 2 ;;
     esac
   done
 
@@ -128,6 +130,18 @@ _auth_session_ensure_tools() {
       [ "$(id -u)" = 0 ] || sudo="sudo"
       echo "$say chromium: apt-get install chromium chromium-driver" >&2
       $sudo apt-get update >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y chromium chromium-driver >&2 || return 1
+    fi
+  fi
+
+  # --- redis-server for the Redis adapter tests (optional) --------------------------
+  if [ "$redis" = 1 ]; then
+    if command -v redis-server >/dev/null 2>&1; then
+      echo "$say redis-server: present" >&2
+    else
+      local sudo=""
+      [ "$(id -u)" = 0 ] || sudo="sudo"
+      echo "$say redis-server: apt-get install redis-server" >&2
+      $sudo apt-get update >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y redis-server >&2 || return 1
     fi
   fi
 

@@ -3,13 +3,13 @@
 # core tests, the wasm layer in Node and in headless Chromium, then the built package:
 # Node (ESM and CJS) against the local reference server, the packed tarball in every
 # runtime (Node, Deno, Bun, TypeScript, bundlers), Cloudflare's workerd, and the browser
-# example page. Installs what is missing first (scripts/ensure-tools.sh --browser).
+# example page. Installs what is missing first (scripts/ensure-tools.sh --browser --redis).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 # shellcheck source=ensure-tools.sh
-source scripts/ensure-tools.sh --browser
+source scripts/ensure-tools.sh --browser --redis
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -38,6 +38,9 @@ bash scripts/test-workerd.sh
 
 step "headless Chromium: wasm tests and the example page"
 bash scripts/test-browser.sh
+
+step "Redis adapter and a fleet of Node processes on one Redis (redis-server, node-redis, ioredis)"
+bash scripts/test-redis.sh
 
 # Last, so the closing lines are the test runner's own summary.
 step "JavaScript tests: the reference server, then the package in Node (ESM and CJS)"

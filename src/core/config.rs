@@ -210,6 +210,16 @@ impl Options {
 }
 
 impl Config {
+    /// The path of an auth endpoint (`login`, `refresh`, `revoke`), for messages: errors
+    /// name the request they are about.
+    pub fn auth_path(&self, endpoint: usize) -> &str {
+        match endpoint {
+            0 => self.login_path.as_deref().unwrap_or("/auth/login"),
+            1 => self.refresh_path.as_deref().unwrap_or("/auth/refresh"),
+            _ => self.revoke_path.as_deref().unwrap_or("/auth/revoke"),
+        }
+    }
+
     pub fn login_url(&self) -> String {
         self.base.join(self.login_path.as_deref().unwrap_or("/auth/login"))
     }

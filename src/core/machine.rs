@@ -1302,6 +1302,17 @@ impl Machine {
         self.attempt_failed(now, op, error, retry_after.as_deref());
     }
 
+    /// A client-made message about the op's request: `POST /auth/refresh: <what>` (the path
+    /// as configured; never a query or a secret).
+    fn about(&self, op: &Op, what: &str) -> String {
+        let endpoint = match op.endpoint() {
+            Endpoint::Login => 0,
+            Endpoint::Refresh => 1,
+            Endpoint::Revoke => 2,
+        };
+        crate::core::text::cat(&["POST ", self.config.auth_path(endpoint), ": ", what])
+    }
+
     /// Reads an auth reply into the envelope's `data` or an error, redacted.
     fn read_reply(
         &mut self,
@@ -1313,12 +1324,14 @@ impl Machine {
         let reply = match reply {
             Ok(r) => r,
             Err(IoFailure::Network(cause)) => {
-                let e = AuthError::new(ErrorCode::Network, "the auth request failed: no answer from the server");
+                let e = AuthError::new(ErrorCode::Network, self.about(op, "no answer from the server"));
                 return (Err(e.with_cause(cause)), None);
             }
             Err(IoFailure::NotAResponse) => {
                 return (
-                    Err(AuthError::invalid_response("fetch did not resolve to a Response")),
+                    Err(AuthError::invalid_response(
+                        self.about(op, "fetch did not resolve to a Response"),
+                    )),
                     None,
                 )
             }
@@ -1326,7 +1339,7 @@ impl Machine {
                 return (
                     Err(AuthError::new(
                         ErrorCode::ResponseTooLarge,
-                        "the auth response is larger than the client accepts",
+                        self.about(op, "the response is larger than an auth response may be (64 KiB)"),
                     )),
                     None,
                 )
@@ -1848,7 +1861,11 @@ impl Machine {
             match op.stage {
                 Stage::Sending { io, deadline } if deadline <= now => {
                     self.push(Output::Cancel(io));
-                    self.attempt_failed(now, op, timeout_error(), None);
+                    let e = AuthError::new(
+                        ErrorCode::Timeout,
+                        self.about(&op, "no complete answer within timeoutMs"),
+                    );
+                    self.attempt_failed(now, op, e, None);
                 }
                 Stage::Backoff { until } if until <= now => {
                     // No pair held: a call found the refresh token expired while we waited.

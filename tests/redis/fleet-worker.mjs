@@ -1,0 +1,161 @@
+// One instance of the fleet (tests/redis/fleet.test.mjs): a Node process with one
+// AuthSession on a shared Redis record, driven by its parent over IPC.
+//
+// Environment: FLEET_HOST (reference server), FLEET_REDIS (redis:// URL), FLEET_CLIENT
+// ("node-redis" or "ioredis"), FLEET_PREFIX, FLEET_INDEX, FLEET_TIMEOUT_MS, FLEET_RETRIES,
+// AUTH_SESSION_PKG_DIR.
+// Parent → child: { type: "login" | "restore" | "run" | "stall-put" | "stop", ... }.
+// Child → parent: { type: "ready" | "started" | "acquired" | "released" | "putting" | "tokens" |
+//   "error-event" | "expired" | "run-done" | "stopped" | "fatal", ... }. Nothing sent holds
+//   a token.
+
+import { pathToFileURL } from "node:url";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+
+const env = process.env;
+const pkg = env.AUTH_SESSION_PKG_DIR;
+const index = Number(env.FLEET_INDEX);
+/** Sends a message to the parent; resolves once it is handed to the channel. */
+const send = (message) =>
+  new Promise((resolve) => {
+    if (!process.connected) return resolve();
+    process.send({ index, at: Date.now(), ...message }, () => resolve());
+  });
+
+// The parent's death ends us too (never an orphan holding a port or a lease).
+process.on("disconnect", () => process.exit(0));
+
+const { AuthSession } = await import(pathToFileURL(join(pkg, "node.mjs")).href);
+const { redisStorage } = await import(pathToFileURL(join(pkg, "redis.js")).href);
+
+let client;
+if (env.FLEET_CLIENT === "ioredis") {
+  const { default: Redis } = await import("ioredis");
+  client = new Redis(env.FLEET_REDIS, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  client.on("error", () => {});
+  await client.connect();
+} else {
+  const { createClient } = await import("redis");
+  client = createClient({ url: env.FLEET_REDIS });
+  client.on("error", () => {});
+  await client.connect();
+}
+
+// The adapter, watched: the parent learns who holds the lease. With `stallPut` on, the
+// holder announces the write of the pair it just got and waits (the parent kills it there:
+// the server has rotated, the record still holds the spent pair).
+const inner = redisStorage(client, { prefix: env.FLEET_PREFIX });
+let holding = false;
+let stallPut = false;
+const storage = {
+  get: (key) => inner.get(key),
+  async put(key, value) {
+    if (stallPut && holding) {
+      await send({ type: "putting" });
+      await sleep(3000);
+    }
+    return inner.put(key, value);
+  },
+  delete: (key) => inner.delete(key),
+  async acquire(key, ttlMs) {
+    const lease = await inner.acquire(key, ttlMs);
+    if (lease !== null) holding = true;
+    send({ type: "acquired", taken: lease !== null, ttlMs });
+    return lease;
+  },
+  async release(key, lease) {
+    holding = false;
+    const released = await inner.release(key, lease);
+    send({ type: "released", released });
+    return released;
+  },
+};
+
+const session = new AuthSession({
+  host: env.FLEET_HOST,
+  credentials: { username: "demo", password: "demo-password" },
+  storage,
+  timeoutMs: Number(env.FLEET_TIMEOUT_MS),
+  retries: Number(env.FLEET_RETRIES),
+});
+session.on("tokens", (info) =>
+  send({ type: "tokens", reason: info.reason, accessExpiresAt: info.accessExpiresAt?.getTime() ?? null }),
+);
+session.on("error", (err) => send({ type: "error-event", code: err.code, name: err.name }));
+session.on("expired", () => send({ type: "expired" }));
+
+let running = false;
+let stats = { calls: 0, ok: 0, failures: [] };
+
+async function loop(until, pauseMs) {
+  while (running && Date.now() < until) {
+    stats.calls++;
+    try {
+      const data = await session.json("/api/v1/products");
+      if (!Array.isArray(data)) throw Object.assign(new Error("unexpected data"), { code: "BAD_DATA" });
+      stats.ok++;
+    } catch (err) {
+      if (stats.failures.length < 50) stats.failures.push({ code: err?.code ?? null, name: err?.name ?? null, at: Date.now() });
+      else stats.failures.length++;
+    }
+    await sleep(pauseMs + Math.random() * pauseMs);
+  }
+}
+
+let loops = [];
+
+process.on("message", async (message) => {
+  try {
+    switch (message.type) {
+      case "login":
+        await session.login();
+        send({ type: "started", state: session.info.state });
+        break;
+      case "restore": {
+        const info = await session.restore();
+        send({ type: "started", state: info?.state ?? null });
+        break;
+      }
+      case "run": {
+        // `concurrency` loops of json() calls for `durationMs`, then the figures of this run.
+        running = true;
+        stats = { calls: 0, ok: 0, failures: [] };
+        const until = Date.now() + message.durationMs;
+        loops = Array.from({ length: message.concurrency }, () => loop(until, message.pauseMs));
+        await Promise.all(loops);
+        running = false;
+        const info = session.info;
+        await send({
+          type: "run-done",
+          calls: stats.calls,
+          ok: stats.ok,
+          failures: stats.failures,
+          state: info.state,
+          accessExpiresAt: info.accessExpiresAt?.getTime() ?? null,
+        });
+        break;
+      }
+      case "stall-put":
+        stallPut = message.on === true;
+        break;
+      case "stop": {
+        running = false;
+        await Promise.race([Promise.all(loops), sleep(3000)]);
+        session.dispose();
+        try {
+          if (typeof client.call === "function") client.disconnect();
+          else await Promise.race([client.close?.() ?? client.quit(), sleep(1000)]);
+        } catch {
+          // Closing is best effort.
+        }
+        await send({ type: "stopped" });
+        process.exit(0);
+      }
+    }
+  } catch (err) {
+    send({ type: "fatal", code: err?.code ?? null, name: err?.name ?? null, message: String(err?.message).slice(0, 200) });
+  }
+});
+
+send({ type: "ready", pid: process.pid });
