@@ -5,7 +5,10 @@
 //! settled asks the machine again at once (`token` with what it waited for, `rejoin` after an
 //! `Again`), answers go to the open request or storage call, and time moves only forward.
 //! The server is modelled just enough to know which refresh tokens it spent and which it
-//! revoked; the storage keeps what was written. At the end a quiesce phase answers
+//! revoked; the storage keeps what was written (and what other instances wrote), with the
+//! rotation versions they would write, and hands out old records too (an eventually
+//! consistent store), records of another host or account and records of the previous
+//! format, none of which may ever be installed. At the end a quiesce phase answers
 //! everything and advances time until no work is left, and every flight handed out must
 //! have settled exactly once.
 // Native only: the harness reads JSON with the core's native reader.
@@ -15,6 +18,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
+use auth_session::core::fingerprint;
 use auth_session::core::machine::{
     AuthRequest, Endpoint, Event, FlightId, IoFailure, IoId, Keep, Need, Outcome, Output, Step, StorageOp,
     StorageReply, TokenStep, MAX_ROUNDS,
@@ -61,12 +65,17 @@ enum Answer {
 
 #[derive(Clone, Copy, Debug)]
 enum Stored {
-    /// What the storage holds now (the last successful write).
+    /// What the storage holds now (the last successful write, ours or another instance's).
     Current,
-    /// A pair another instance stored just now.
+    /// A pair another instance stored just now, one version above the newest record.
     Foreign,
-    /// An old record: any pair issued before (an eventually consistent store).
+    /// An old record: any the storage held before (an eventually consistent store).
     Stale(usize),
+    /// A record with a higher version, of another host or (`true`) another account: absent
+    /// for this session, except another account's when it has no credentials.
+    Elsewhere(bool),
+    /// A record of the previous format (v1): absent, and not an error.
+    Legacy,
     Empty,
     Garbage,
     Failed,
@@ -135,6 +144,8 @@ fn stored() -> impl Strategy<Value = Stored> {
         4 => Just(Stored::Current),
         2 => Just(Stored::Foreign),
         1 => any::<usize>().prop_map(Stored::Stale),
+        1 => any::<bool>().prop_map(Stored::Elsewhere),
+        1 => Just(Stored::Legacy),
         2 => Just(Stored::Empty),
         1 => Just(Stored::Garbage),
         1 => Just(Stored::Failed),
@@ -142,6 +153,11 @@ fn stored() -> impl Strategy<Value = Stored> {
 }
 
 fn act() -> impl Strategy<Value = Act> {
+    act_with(6)
+}
+
+/// Acts, with storage answers weighted `storage` (of about 45).
+fn act_with(storage: u32) -> impl Strategy<Value = Act> {
     prop_oneof![
         3 => any::<bool>().prop_map(|configured| Act::Login { configured }),
         2 => Just(Act::Refresh),
@@ -152,7 +168,7 @@ fn act() -> impl Strategy<Value = Act> {
         1 => prop::bool::weighted(0.1).prop_map(|d| if d { Act::Dispose } else { Act::Refresh }),
         12 => answer().prop_map(Act::Auth),
         2 => (any::<usize>(), answer()).prop_map(|(i, a)| Act::Late(i, a)),
-        6 => (any::<usize>(), stored(), prop::bool::weighted(0.8)).prop_map(|(i, s, ok)| Act::Storage(i, s, ok)),
+        storage => (any::<usize>(), stored(), prop::bool::weighted(0.8)).prop_map(|(i, s, ok)| Act::Storage(i, s, ok)),
         5 => prop_oneof![Just(0i64), 1..=2_000i64].prop_map(|late| Act::Fire { late }),
         2 => (1..=120_000i64).prop_map(Act::Wait),
         1 => prop_oneof![Just(HOUR), Just(2 * HOUR), Just(DAY), Just(8 * DAY)].prop_map(Act::Sleep),
@@ -180,6 +196,11 @@ fn setup() -> impl Strategy<Value = Setup> {
 
 // ----- the driver and the model --------------------------------------------------------------
 
+/// The number of the pair a token belongs to (its `client_id` in these cases).
+fn token_number(token: &str) -> i64 {
+    token.rsplit('.').next().unwrap().parse().unwrap()
+}
+
 /// A caller waiting for a flight, and what it does when the flight ends.
 #[derive(Clone, Copy, Debug)]
 enum Caller {
@@ -206,6 +227,15 @@ struct Case {
     revoking: Option<(FlightId, HashSet<String>)>,
     /// The record the storage holds.
     store: Option<String>,
+    /// Every record the storage held, for stale reads.
+    history: Vec<String>,
+    /// The highest version of any record the storage held.
+    top: u64,
+    /// The highest version of a record of this host and account read by the machine: every
+    /// pair it stores goes above it.
+    read_max: u64,
+    /// The `client_id`s of pairs whose records the session must treat as absent.
+    elsewhere: HashSet<i64>,
     callers: Vec<(FlightId, Caller)>,
     handed_out: HashSet<FlightId>,
     /// Requests answered or cancelled: a late answer to one must change nothing.
@@ -238,6 +268,10 @@ impl Case {
             revoked: HashSet::new(),
             revoking: None,
             store: None,
+            history: Vec::new(),
+            top: 0,
+            read_max: 0,
+            elsewhere: HashSet::new(),
             callers: Vec::new(),
             handed_out: HashSet::new(),
             dead: Vec::new(),
@@ -300,6 +334,10 @@ impl Case {
                 assert!(
                     !self.revoked.contains(token.expose()),
                     "a revoked access token handed out"
+                );
+                assert!(
+                    !self.elsewhere.contains(&token_number(token.expose())),
+                    "the access token of another host's or account's record handed out"
                 );
                 self.last_serial = serial;
                 if let Some(f) = background {
@@ -368,6 +406,19 @@ impl Case {
                             "a revoked token written to storage"
                         );
                     }
+                    let doc = parse(&value);
+                    assert_eq!(doc.get("origin").and_then(|o| o.as_str()), Some(HOST));
+                    let version = record_version(&value);
+                    assert!(
+                        version > self.read_max,
+                        "a pair stored as version {version}, not above version {} read before",
+                        self.read_max
+                    );
+                }
+                Output::Event(Event::Tokens(info, _))
+                    if info.client_id.is_some_and(|c| self.elsewhere.contains(&c)) =>
+                {
+                    panic!("a pair of another host's or account's record installed")
                 }
                 Output::Cancel(io) => self.dead.push(io),
                 Output::Event(Event::Expired(_)) => {
@@ -389,6 +440,10 @@ impl Case {
                 || (req.endpoint == Endpoint::Revoke && self.revoking.as_ref().is_some_and(|(_, ts)| ts.contains(t)))
         };
         if let Some(token) = body_token(req) {
+            assert!(
+                !self.elsewhere.contains(&token_number(&token)),
+                "the refresh token of another host's or account's record sent"
+            );
             // A revoke may name a spent token (the held one after a 401): revoking it only
             // asks the server to end a family it may have ended already.
             assert!(
@@ -505,16 +560,28 @@ impl Case {
                     let reply = match (&op, success) {
                         (StorageOp::Get { .. }, _) => self.read(*what, *i),
                         (StorageOp::Put { value, .. }, true) => {
-                            self.store = Some(value.clone());
+                            self.hold(value.clone());
                             StorageReply::Empty
                         }
                         (StorageOp::Delete { .. }, true) => {
                             self.store = None;
                             StorageReply::Empty
                         }
+                        (StorageOp::Acquire { .. } | StorageOp::Release { .. }, true) => {
+                            unreachable!("these cases run without a lease")
+                        }
                         (_, false) => StorageReply::Failed(None),
                     };
-                    self.r.answer_storage(now, op_id(&op), reply);
+                    let readable = matches!(&reply, StorageReply::Empty | StorageReply::Record(_));
+                    let out = self.r.answer_storage(now, op_id(&op), reply);
+                    if readable && matches!(op, StorageOp::Get { .. }) {
+                        // Only garbage and failed calls are storage errors (a record of another
+                        // place or of the previous format is absent, silently).
+                        assert!(
+                            !out.iter().any(|o| matches!(o, Output::Event(Event::Error(_)))),
+                            "a readable record ({what:?}) reported as an error: {out:?}"
+                        );
+                    }
                     self.dead.push(op_id(&op));
                 }
             }
@@ -534,21 +601,67 @@ impl Case {
         self.continue_callers();
     }
 
+    /// The storage now holds `record`.
+    fn hold(&mut self, record: String) {
+        self.top = self.top.max(record_version(&record));
+        self.history.push(record.clone());
+        self.store = Some(record);
+    }
+
+    /// What a `get` answers. Every record of this host (and, with credentials, this
+    /// account) raises the version the next write must go above.
     fn read(&mut self, what: Stored, i: usize) -> StorageReply {
-        match what {
-            Stored::Current => match &self.store {
-                Some(v) => StorageReply::Record(parse(v)),
-                None => StorageReply::Empty,
-            },
-            Stored::Foreign => self.issue(Ttl::Guide).stored(),
-            Stored::Stale(_) if self.pairs.is_empty() => StorageReply::Empty,
-            Stored::Stale(k) => {
-                let n = (k.wrapping_add(i) % self.pairs.len()) as i64 + 1;
-                self.pairs[&n].stored()
+        let ours = |v: &String| StorageReply::Record(parse(v));
+        let record = match what {
+            Stored::Current => self.store.clone(),
+            Stored::Foreign => {
+                let p = self.issue(Ttl::Guide);
+                let record = p.record_as(self.top + 1, Some(&fingerprint::account(USER)));
+                self.hold(record.clone());
+                Some(record)
             }
-            Stored::Empty => StorageReply::Empty,
-            Stored::Garbage => StorageReply::Garbage,
-            Stored::Failed => StorageReply::Failed(None),
+            Stored::Stale(_) if self.history.is_empty() => None,
+            Stored::Stale(k) => Some(self.history[k.wrapping_add(i) % self.history.len()].clone()),
+            Stored::Elsewhere(account) => {
+                let p = self.issue(Ttl::Guide);
+                let version = self.top + 5;
+                if account {
+                    let bob = fingerprint::account("bob");
+                    if self.setup.credentials {
+                        self.elsewhere.insert(p.client_id.unwrap());
+                    } else {
+                        // A session without credentials knows no account: it may take this.
+                        self.read_max = self.read_max.max(version);
+                    }
+                    return StorageReply::Record(parse(&p.record_as(version, Some(&bob))));
+                }
+                self.elsewhere.insert(p.client_id.unwrap());
+                let record = p.record_of("https://other.test", version, Some(&fingerprint::account(USER)));
+                return StorageReply::Record(parse(&record));
+            }
+            Stored::Legacy => {
+                let p = self.issue(Ttl::Guide);
+                self.elsewhere.insert(p.client_id.unwrap());
+                let legacy = format!(
+                    r#"{{"v":1,"access_token":"{}","refresh_token":"{}","access_expires_at":{},"refresh_expires_at":{},"client_id":{}}}"#,
+                    p.access,
+                    p.refresh,
+                    p.access_expires_at,
+                    p.refresh_expires_at,
+                    p.client_id.unwrap()
+                );
+                return StorageReply::Record(parse(&legacy));
+            }
+            Stored::Empty => None,
+            Stored::Garbage => return StorageReply::Garbage,
+            Stored::Failed => return StorageReply::Failed(None),
+        };
+        match record {
+            Some(v) => {
+                self.read_max = self.read_max.max(record_version(&v));
+                ours(&v)
+            }
+            None => StorageReply::Empty,
         }
     }
 
@@ -598,6 +711,20 @@ proptest! {
 
     #[test]
     fn invariants_hold_under_any_interleaving(setup in setup(), acts in prop::collection::vec(act(), 1..60)) {
+        let mut case = Case::new(setup);
+        for act in &acts {
+            case.step(act);
+        }
+        case.quiesce();
+    }
+
+    /// With storage always on and answered often: looks, versioning reads, adoptions and
+    /// records of other instances, hosts and accounts in every order.
+    #[test]
+    fn invariants_hold_when_instances_share_the_storage(
+        setup in setup().prop_map(|s| Setup { storage: true, ..s }),
+        acts in prop::collection::vec(act_with(16), 1..60),
+    ) {
         let mut case = Case::new(setup);
         for act in &acts {
             case.step(act);

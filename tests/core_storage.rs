@@ -21,6 +21,11 @@ fn login_writes_the_record_refresh_rewrites_it_and_revoke_deletes_it() {
     let f = r.login(EPOCH);
     let p1 = Pair::issued(1, EPOCH);
     r.answer(EPOCH, ok(&p1));
+    // The pair is in at once; the login reads the record's version before it writes.
+    assert_eq!(r.m.info(), p1.info(Phase::Active));
+    assert!(matches!(&r.storage_ops()[..], [StorageOp::Get { key, .. }] if key == KEY));
+    assert_eq!(r.outcome(f), None, "the login waits for its read and write");
+    r.answer_get(EPOCH, StorageReply::Empty);
     let ops = r.storage_ops();
     assert!(
         matches!(&ops[..], [StorageOp::Put { key, value, .. }] if key == KEY && *value == p1.record()),
@@ -30,13 +35,17 @@ fn login_writes_the_record_refresh_rewrites_it_and_revoke_deletes_it() {
     r.answer_put(EPOCH, StorageReply::Empty);
     assert_eq!(r.settled(f), Outcome::Done);
 
+    // A refresh looks first: the record holds our own pair, so it refreshes.
     let g = wait(r.refresh(EPOCH + 1));
+    assert!(matches!(&r.storage_ops()[..], [StorageOp::Get { key, .. }] if key == KEY));
+    r.looked(EPOCH + 1, p1.stored());
     let p2 = Pair::issued(2, EPOCH + 1);
     r.answer(EPOCH + 1, ok(&p2));
     r.answer_put(EPOCH + 1, StorageReply::Empty);
     assert_eq!(r.settled(g), Outcome::Done);
 
-    let t = r.fire(); // the timer's refresh is stored too
+    let t = r.fire(); // the timer's refresh looks and is stored too
+    r.looked(t, p2.stored());
     let p3 = Pair::issued(3, t);
     r.answer(t, ok(&p3));
     r.answer_put(t, StorageReply::Empty);
@@ -54,14 +63,42 @@ fn login_writes_the_record_refresh_rewrites_it_and_revoke_deletes_it() {
     r.answer(t, reply(200, ""));
     assert_eq!(r.settled(h), Outcome::Done);
     assert_eq!(r.storage_ops(), []);
+    // Every storage call, in order: versioning read and write, then look and write twice,
+    // then the delete.
+    let calls: Vec<_> = r
+        .all_storage_ops()
+        .iter()
+        .map(|op| {
+            let key = match op {
+                StorageOp::Get { key, .. } | StorageOp::Put { key, .. } | StorageOp::Delete { key, .. } => key,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(key, KEY);
+            op_kind(op)
+        })
+        .collect();
+    assert_eq!(calls, ["get", "put", "get", "put", "get", "put", "delete"]);
 }
 
 #[test]
 fn the_storage_key_option_is_used() {
-    let mut r = storage_run(|o| o.storage_key = Some("tenant-42".into()));
-    r.login(EPOCH);
-    r.answer(EPOCH, ok(&Pair::issued(1, EPOCH)));
-    assert!(matches!(&r.storage_ops()[..], [StorageOp::Put { key, .. }] if key == "tenant-42"));
+    // As given, with or without credentials (no account is appended to a chosen key).
+    for configured in [false, true] {
+        let mut r = storage_run(|o| {
+            o.storage_key = Some("tenant-42".into());
+            if configured {
+                with_credentials(o);
+            }
+        });
+        r.login_with(EPOCH, (!configured).then(creds));
+        r.answer(EPOCH, ok(&Pair::issued(1, EPOCH)));
+        assert!(matches!(&r.storage_ops()[..], [StorageOp::Get { key, .. }] if key == "tenant-42"));
+        r.answer_get(EPOCH, StorageReply::Empty);
+        assert!(matches!(&r.storage_ops()[..], [StorageOp::Put { key, .. }] if key == "tenant-42"));
+        r.answer_put(EPOCH, StorageReply::Empty);
+        wait(r.refresh(EPOCH + 1));
+        assert!(matches!(&r.storage_ops()[..], [StorageOp::Get { key, .. }] if key == "tenant-42"));
+    }
 }
 
 #[test]
@@ -69,6 +106,7 @@ fn a_failed_write_is_an_error_event_and_the_login_still_succeeds() {
     let mut r = storage_run(|_| {});
     let f = r.login(EPOCH);
     r.answer(EPOCH, ok(&Pair::issued(1, EPOCH)));
+    r.answer_get(EPOCH, StorageReply::Empty);
     r.answer_put(
         EPOCH,
         StorageReply::Failed(Some(Cause::new("QuotaExceededError", None))),
@@ -87,6 +125,7 @@ fn a_write_that_never_answers_lets_the_login_settle_at_the_timeout() {
     let mut r = storage_run(|_| {});
     let f = r.login(EPOCH);
     r.answer(EPOCH + 100, ok(&Pair::issued(1, EPOCH)));
+    r.answer_get(EPOCH + 100, StorageReply::Empty);
     let put = match &r.storage_ops()[..] {
         [op @ StorageOp::Put { .. }] => op_id(op),
         other => panic!("{other:?}"),
@@ -121,11 +160,14 @@ fn restore_takes_a_stored_session() {
     assert_eq!(r.deadline(), Some(EPOCH + HOUR - 10 * MINUTE - MARGIN));
     assert_eq!(r.token_now(EPOCH).unwrap(), at(7));
     assert_eq!(r.puts().len(), 0, "restoring does not write back");
-    // It refreshes when due, with the stored refresh token.
+    // It refreshes when due, with the stored refresh token (the record still holds it),
+    // and stores the new pair one version above the restored one.
     let t = r.fire();
+    r.looked(t, pair.stored());
     assert_eq!(body_token(&r.open_send()), Some(rt(7)));
     r.answer(t, ok(&Pair::issued(8, t)));
     assert_eq!(r.puts(), [Pair::issued(8, t).record()]);
+    assert_eq!(record_version(&r.puts()[0]), 8);
 }
 
 #[test]
@@ -137,11 +179,12 @@ fn restore_of_an_expired_access_token_refreshes_at_once() {
     assert_eq!(r.m.info().state, Phase::Active);
     assert_eq!(r.deadline(), Some(EPOCH - HOUR), "due already");
     r.timeout(EPOCH);
+    // Callers join the refresh while it looks and while it is sent.
+    let f = wait_token(r.ask(EPOCH, Need::Strict));
+    r.looked(EPOCH, Pair::issued(1, EPOCH - 2 * HOUR).stored());
     assert_eq!(body_token(&r.open_send()), Some(rt(1)));
-    assert_eq!(
-        wait_token(r.ask(EPOCH, Need::Strict)),
-        wait_token(r.ask(EPOCH, Need::Lenient))
-    );
+    assert_eq!(wait_token(r.ask(EPOCH, Need::Strict)), f);
+    assert_eq!(wait_token(r.ask(EPOCH, Need::Lenient)), f);
     assert_eq!(r.count(Endpoint::Refresh), 1);
 }
 
@@ -169,10 +212,14 @@ fn restore_without_a_record_is_nothing() {
 
 #[test]
 fn restore_of_a_garbage_record_is_nothing_and_an_error_event() {
+    // (A record of the previous format, v1, is not garbage: see core_binding.rs.)
     let records = [
         "{}",
         r#"{"v":2,"access_token":"a"}"#,
-        r#"{"v":1,"access_token":"a b","refresh_token":"r","access_expires_at":1,"refresh_expires_at":2}"#,
+        r#"{"v":2,"origin":"https://api.test","account":null,"version":1,"access_token":"a b","refresh_token":"r","access_expires_at":1,"refresh_expires_at":2,"client_id":null}"#,
+        r#"{"v":2,"origin":"https://api.test","account":null,"version":-1,"access_token":"a","refresh_token":"r","access_expires_at":1,"refresh_expires_at":2,"client_id":null}"#,
+        r#"{"v":2,"account":null,"version":1,"access_token":"a","refresh_token":"r","access_expires_at":1,"refresh_expires_at":2,"client_id":null}"#,
+        r#"{"v":3,"origin":"https://api.test","account":null,"version":1,"access_token":"a","refresh_token":"r","access_expires_at":1,"refresh_expires_at":2,"client_id":null}"#,
         "null",
         "[1,2]",
     ];
@@ -255,6 +302,7 @@ fn a_restore_read_that_answers_after_a_login_does_not_install_the_old_pair() {
     assert!(r.cancelled().contains(&get));
     assert_eq!(r.settled(f), Outcome::Nothing);
     r.answer(EPOCH + 2, ok(&Pair::issued(2, EPOCH + 2)));
+    r.answer_get(EPOCH + 2, old.stored()); // the login's versioning read
     r.answer_put(EPOCH + 2, StorageReply::Empty);
     assert_eq!(r.settled(g), Outcome::Done);
     assert_eq!(r.answer_storage(EPOCH + 3, get, old.stored()), []);
@@ -263,13 +311,17 @@ fn a_restore_read_that_answers_after_a_login_does_not_install_the_old_pair() {
     let mut r = storage_run(|_| {});
     let g = r.login(EPOCH);
     let f = wait(r.restore(EPOCH + 1));
+    let get = op_id(&r.storage_ops()[0]);
     r.answer(EPOCH + 2, ok(&Pair::issued(2, EPOCH + 2)));
-    r.answer_get(EPOCH + 3, old.stored());
+    r.answer_storage(EPOCH + 3, get, old.stored());
     assert_eq!(r.settled(f), Outcome::Nothing);
+    r.answer_get(EPOCH + 3, old.stored()); // the login's versioning read
     r.answer_put(EPOCH + 3, StorageReply::Empty);
     assert_eq!(r.settled(g), Outcome::Done);
     assert_eq!(r.token_now(EPOCH + 3).unwrap(), at(2));
     assert_eq!(r.token_reasons(), [Reason::Login]);
+    // Stored above the version the read saw.
+    assert_eq!(r.puts(), [Pair::issued(2, EPOCH + 2).record()]);
 }
 
 // ----- revoke and storage --------------------------------------------------------------------
@@ -356,8 +408,11 @@ fn another_process_rotated_the_token_the_session_adopts_the_stored_pair() {
     r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
     let t = EPOCH + HOUR - 100 * SECOND;
     // Process B spent rt1 and stored pair 2 a moment ago.
+    let p1 = Pair::issued(1, EPOCH);
     let p2 = Pair::issued(2, t - SECOND);
     let flights: Vec<_> = (0..3).map(|_| wait_token(r.ask(t, Need::Strict))).collect();
+    // The look still saw pair 1 (B stored pair 2 just after): rt1 goes out and is refused.
+    r.looked(t, p1.stored());
     r.answer(t, unauthorized());
     assert_eq!(r.outcome(flights[0]), None, "looking in storage first");
     r.answer_get(t, p2.stored());
@@ -371,6 +426,7 @@ fn another_process_rotated_the_token_the_session_adopts_the_stored_pair() {
     assert_eq!(r.puts().len(), 1, "an adopted pair is not written back");
     // The next refresh uses the adopted refresh token.
     wait(r.refresh(t + 1));
+    r.looked(t + 1, p2.stored());
     assert_eq!(r.refresh_tokens_sent(), [rt(1), rt(2)]);
 }
 
@@ -388,6 +444,7 @@ fn a_refresh_401_with_nothing_newer_in_storage_ends_the_session() {
         r.logged_in(EPOCH, &p1);
         let t = EPOCH + HOUR;
         let f = wait_token(r.ask(t, Need::Strict));
+        r.looked(t, p1.stored());
         r.answer(t, unauthorized());
         r.answer_get(t, stored.clone());
         assert_eq!(r.failure(f).code(), "SESSION_EXPIRED", "{stored:?}");
@@ -402,9 +459,11 @@ fn an_adoption_read_that_never_answers_ends_the_session_at_the_timeout_or_logs_i
         no_timer(o);
         with_credentials(o);
     });
-    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
+    let p1 = Pair::issued(1, EPOCH);
+    r.logged_in(EPOCH, &p1);
     let t = EPOCH + HOUR;
     let f = wait_token(r.ask(t, Need::Strict));
+    r.looked(t, p1.stored());
     r.answer(t, unauthorized());
     let get = op_id(&r.storage_ops()[0]);
     assert_eq!(r.deadline(), Some(t + TIMEOUT));
@@ -412,9 +471,12 @@ fn an_adoption_read_that_never_answers_ends_the_session_at_the_timeout_or_logs_i
     assert!(out.contains(&Output::Cancel(get)));
     assert_eq!(r.open_send().endpoint, Endpoint::Login, "credentials: a re-login");
     r.answer(t + TIMEOUT, ok(&Pair::issued(2, t + TIMEOUT)));
+    r.answer_get(t + TIMEOUT, p1.stored());
     r.answer_put(t + TIMEOUT, StorageReply::Empty);
     assert_eq!(r.settled(f), Outcome::Done);
     assert_eq!(r.event_count("expired"), 0);
+    assert_eq!(r.errors().len(), 1, "the read that never answered");
+    assert_eq!(r.puts()[1], Pair::issued(2, t + TIMEOUT).record());
 }
 
 #[test]
@@ -424,11 +486,13 @@ fn an_older_stored_pair_is_not_adopted_after_a_401() {
     r.logged_in(EPOCH, &p1);
     let t = EPOCH + 10 * MINUTE;
     let f = wait(r.refresh(t));
+    r.looked(t, p1.stored());
     r.answer(t, ok(&Pair::issued(2, t)));
     r.answer_put(t, StorageReply::Failed(None)); // pair 2 held, the record still holds pair 1
     assert_eq!(r.settled(f), Outcome::Done);
     let t = t + HOUR;
     let g = wait_token(r.ask(t, Need::Strict));
+    r.looked(t, p1.stored()); // older than the pair held: not adopted
     r.answer(t, unauthorized());
     r.answer_get(t, p1.stored());
     assert_eq!(r.failure(g).code(), "SESSION_EXPIRED");
@@ -443,6 +507,7 @@ fn a_restore_and_its_answer_while_a_refresh_is_out_share_nothing_but_the_session
     let mut r = storage_run(no_timer);
     r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
     let f = wait(r.refresh(EPOCH + 1));
+    r.looked(EPOCH + 1, Pair::issued(1, EPOCH).stored());
     let g = wait(r.restore(EPOCH + 1));
     assert_ne!(f, g);
     r.answer(EPOCH + 2, ok(&Pair::issued(2, EPOCH + 2)));
@@ -467,12 +532,14 @@ fn a_stale_record_is_never_restored_over_newer_tokens() {
         for n in 2..=6 {
             t += MINUTE;
             let f = wait(r.refresh(t));
+            r.looked(t, p1.stored()); // pair 1, version 1: older than the pair held
             r.answer(t, ok(&Pair::issued(n, t)));
             r.answer_put(t, StorageReply::Failed(None));
             assert_eq!(r.settled(f), Outcome::Done);
         }
         if end_first {
             let f = wait(r.refresh(t));
+            r.looked(t, p1.stored());
             r.answer(t, unauthorized());
             r.answer_get(t, StorageReply::Empty);
             assert_eq!(r.failure(f).code(), "SESSION_EXPIRED");
@@ -481,6 +548,10 @@ fn a_stale_record_is_never_restored_over_newer_tokens() {
         r.answer_get(t, p1.stored());
         assert_eq!(r.settled(g), Outcome::Nothing, "end_first {end_first}");
         let _ = r.refresh(t);
+        if !r.storage_ops().is_empty() {
+            r.looked(t, p1.stored());
+            assert_eq!(r.token_reasons().last(), Some(&Reason::Refresh), "not adopted");
+        }
         assert!(
             !r.refresh_tokens_sent()[1..].contains(&rt(1)),
             "end_first {end_first}: a spent refresh token was sent again"
@@ -495,6 +566,7 @@ fn a_refresh_token_rejected_during_a_superseded_adoption_is_never_sent_again() {
     let mut r = storage_run(no_timer);
     r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
     let f = wait(r.refresh(EPOCH + 1));
+    r.looked(EPOCH + 1, Pair::issued(1, EPOCH).stored());
     r.answer(EPOCH + 1, unauthorized());
     let g = r.login(EPOCH + 2);
     assert_eq!(r.settled(f), Outcome::Again);
@@ -508,6 +580,7 @@ fn a_refresh_token_rejected_during_a_superseded_adoption_is_never_sent_again() {
 
     let h = wait(r.refresh(t));
     assert_eq!(r.refresh_tokens_sent(), [rt(1)], "rt1 was rejected: not sent again");
+    // No look: the held token is known spent, so this is the adoption read after a 401.
     r.answer_get(t, StorageReply::Empty);
     assert_eq!(r.failure(h).code(), "SESSION_EXPIRED");
     assert_eq!(r.event_count("expired"), 1);
@@ -519,14 +592,17 @@ fn a_restore_read_answering_while_a_refresh_is_out_installs_nothing() {
     // refresh's retry send its own token after it had expired (the checks looked at the
     // restored pair).
     let mut r = storage_run(no_timer);
-    r.logged_in(EPOCH, &Pair::with_ttl(1, EPOCH, MINUTE, MINUTE));
+    let p1 = Pair::with_ttl(1, EPOCH, MINUTE, MINUTE);
+    r.logged_in(EPOCH, &p1);
     let g = wait(r.restore(EPOCH + 1));
+    let restore_get = op_id(&r.storage_ops()[0]);
     let f = wait(r.refresh(EPOCH + 1));
-    r.answer_get(EPOCH + 2, Pair::issued(2, EPOCH + 2).stored());
+    r.answer_storage(EPOCH + 2, restore_get, Pair::issued(2, EPOCH + 2).stored());
     assert_eq!(r.settled(g), Outcome::Nothing, "the refresh decides");
+    r.looked(EPOCH + 2, p1.stored());
     assert_eq!(r.m.info().client_id, Some(123_456));
     assert_eq!(r.token_reasons(), [Reason::Login]);
-    r.timeout(EPOCH + 1 + TIMEOUT); // the refresh attempt times out
+    r.timeout(EPOCH + 2 + TIMEOUT); // the refresh attempt (sent after the look) times out
     r.timeout(EPOCH + HOUR); // and its retry is due long after rt1 expired
     assert_eq!(r.refresh_tokens_sent(), [rt(1)]);
     assert_eq!(r.failure(f).code(), "SESSION_EXPIRED");

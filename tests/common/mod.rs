@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use auth_session::core::config::{Config, Credentials, Options};
 use auth_session::core::envelope::{self, AuthBody, TokenPair};
+use auth_session::core::fingerprint;
 use auth_session::core::json::{self, Json};
 use auth_session::core::machine::{
     AuthReply, AuthRequest, Endpoint, Event, FlightId, IoFailure, IoId, Keep, Machine, Need, Outcome, Output,
@@ -141,9 +142,37 @@ impl Pair {
         }
     }
 
-    /// The storage record the session writes for this pair.
+    /// The pair's number (the `n` of [`at`] and [`rt`]).
+    pub fn n(&self) -> u64 {
+        self.access.rsplit('.').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    }
+
+    /// The storage record the session writes for this pair: this host, [`USER`]'s account,
+    /// and the pair's number as its rotation version (a session's first login stores
+    /// version 1, each refresh one more).
     pub fn record(&self) -> String {
-        envelope::write_record(&self.token_pair())
+        self.record_as(self.n(), Some(&fingerprint::account(USER)))
+    }
+
+    /// The record of this pair with another version or account.
+    pub fn record_as(&self, version: u64, account: Option<&str>) -> String {
+        self.record_of(HOST, version, account)
+    }
+
+    /// The record of this pair as a session of the host `origin` (origin and path prefix)
+    /// writes it.
+    pub fn record_of(&self, origin: &str, version: u64, account: Option<&str>) -> String {
+        envelope::write_record(&envelope::Stored {
+            pair: self.token_pair(),
+            origin: origin.to_owned(),
+            account: account.map(str::to_owned),
+            version,
+        })
+    }
+
+    /// [`Pair::record_as`] as the driver hands it back from `get`.
+    pub fn stored_as(&self, version: u64, account: Option<&str>) -> StorageReply {
+        StorageReply::Record(parse(&self.record_as(version, account)))
     }
 
     /// The record as the driver hands it back from `get` (after `JSON.parse`).
@@ -344,7 +373,7 @@ impl Run {
                     all.push(outcome.clone());
                     assert_eq!(all.len(), 1, "flight {f} settled twice: {all:?}");
                 }
-                Output::Event(_) => {}
+                Output::Event(_) | Output::Log(_) => {}
             }
             new.push(out);
         }
@@ -626,14 +655,39 @@ impl Run {
 
     // ----- shortcuts -------------------------------------------------------------------------
 
-    /// Logs in at `now` and answers with `pair` (and its storage write): an active session.
+    /// Logs in at `now` and answers with `pair` (with storage: the versioning read finds an
+    /// empty store, the write succeeds): an active session.
     pub fn logged_in(&mut self, now: i64, pair: &Pair) {
+        self.logged_in_over(now, pair, StorageReply::Empty);
+    }
+
+    /// [`Run::logged_in`] where the versioning read that follows the login (with storage)
+    /// answers `current`, what the store holds.
+    pub fn logged_in_over(&mut self, now: i64, pair: &Pair, current: StorageReply) {
         let f = self.login(now);
         self.answer(now, ok(pair));
-        if self.storage.iter().any(|op| op_kind(op) == "put") {
+        if self.storage.iter().any(|op| op_kind(op) == "get") {
+            assert_eq!(self.outcome(f), None, "the login waits for its versioning read");
+            self.answer_get(now, current);
             self.answer_put(now, StorageReply::Empty);
         }
         assert_eq!(self.settled(f), Outcome::Done);
+    }
+
+    /// Answers the look that comes before a refresh (with storage) with `current`; the
+    /// refresh request follows unless the record is adopted.
+    pub fn looked(&mut self, now: i64, current: StorageReply) -> Vec<Output> {
+        assert!(!self.has_open_send(), "the look comes before the request");
+        self.answer_get(now, current)
+    }
+
+    /// Answers every open storage call from `store`, and every call those answers lead to,
+    /// in order: a `TokenStorage` that answers at once.
+    pub fn serve(&mut self, now: i64, store: &mut MemoryStore) {
+        while let Some(op) = self.storage.first().cloned() {
+            let reply = store.answer(&op);
+            self.answer_storage(now, op_id(&op), reply);
+        }
     }
 
     /// Everything this run printed that a user could see (events, outcomes, info), for the
@@ -675,9 +729,59 @@ pub fn assert_no_secret(text: &str) {
     );
 }
 
+/// An in-memory `TokenStorage` that several runs (instances of the session) can share.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    pub records: HashMap<String, String>,
+}
+
+impl MemoryStore {
+    /// Performs a storage call and gives the driver's answer.
+    pub fn answer(&mut self, op: &StorageOp) -> StorageReply {
+        match op {
+            StorageOp::Get { key, .. } => match self.records.get(key) {
+                Some(v) => StorageReply::Record(parse(v)),
+                None => StorageReply::Empty,
+            },
+            StorageOp::Put { key, value, .. } => {
+                self.records.insert(key.clone(), value.clone());
+                StorageReply::Empty
+            }
+            StorageOp::Delete { key, .. } => {
+                self.records.remove(key);
+                StorageReply::Empty
+            }
+            StorageOp::Acquire { .. } | StorageOp::Release { .. } => panic!("MemoryStore has no lease: {op:?}"),
+        }
+    }
+
+    /// The version of the record under `key`.
+    pub fn version(&self, key: &str) -> Option<u64> {
+        self.records.get(key).map(|v| record_version(v))
+    }
+}
+
+/// The `version` of a stored record.
+pub fn record_version(record: &str) -> u64 {
+    parse(record).get("version").and_then(Json::as_f64).expect("a version") as u64
+}
+
+/// The access token of a stored record.
+pub fn record_access_token(record: &str) -> String {
+    parse(record)
+        .get("access_token")
+        .and_then(Json::as_str)
+        .expect("an access token")
+        .to_owned()
+}
+
 pub fn op_id(op: &StorageOp) -> IoId {
     match op {
-        StorageOp::Get { id, .. } | StorageOp::Put { id, .. } | StorageOp::Delete { id, .. } => *id,
+        StorageOp::Get { id, .. }
+        | StorageOp::Put { id, .. }
+        | StorageOp::Delete { id, .. }
+        | StorageOp::Acquire { id, .. }
+        | StorageOp::Release { id, .. } => *id,
     }
 }
 
@@ -686,6 +790,8 @@ pub fn op_kind(op: &StorageOp) -> &'static str {
         StorageOp::Get { .. } => "get",
         StorageOp::Put { .. } => "put",
         StorageOp::Delete { .. } => "delete",
+        StorageOp::Acquire { .. } => "acquire",
+        StorageOp::Release { .. } => "release",
     }
 }
 
