@@ -133,8 +133,9 @@ export class AuthSession {
   dispose(): void;
 
   /**
-   * Same as {@link AuthSession.dispose}, so that `using session = new AuthSession(…)`
-   * disposes at the end of the scope.
+   * Same as {@link AuthSession.dispose}, for explicit resource management where the runtime
+   * or the compiler supports it (TypeScript's `using`, down-levelled; not Node 20's own
+   * parser: there, call `dispose()` in a `finally`).
    */
   [Symbol.dispose](): void;
 
@@ -218,8 +219,12 @@ export interface AuthSessionOptions {
   /** Endpoint paths, appended to `host`. Defaults: `/auth/login`, `/auth/refresh`, `/auth/revoke`. */
   paths?: { login?: string; refresh?: string; revoke?: string };
 
-  /** The fetch to use, e.g. a Workers service binding's. Default `globalThis.fetch`. */
-  fetch?: typeof fetch;
+  /**
+   * The fetch to use: a function called like `fetch(input, init)`, or an object with a
+   * `fetch` method, called as a method (a Workers service binding, a `Fetcher`). Default
+   * `globalThis.fetch`.
+   */
+  fetch?: FetchFunction | { fetch(input: any, init?: any): Promise<Response> };
 
   /** Where tokens persist between processes or requests (a Workers KV namespace or Durable Object storage fits). Default: memory only. */
   storage?: TokenStorage;
@@ -264,6 +269,12 @@ export interface AuthSessionOptions {
    */
   waitUntil?: WaitUntil;
 }
+
+/**
+ * A fetch implementation: the runtime's `fetch`, a test double, an instrumented wrapper.
+ * Its parameters are loose on purpose, so every runtime's own `fetch` type fits.
+ */
+export type FetchFunction = (input: any, init?: any) => Promise<Response>;
 
 /** `ctx.waitUntil` as a function, or the execution context that has it. */
 export type WaitUntil = ((promise: Promise<unknown>) => void) | { waitUntil(promise: Promise<unknown>): void };

@@ -148,6 +148,10 @@ else
 fi
 cp "$here/smoke.mjs" "$here/smoke.cjs" "$here/startup.mjs" "$here/startup.cjs" "$consumer/"
 cp -r "$here/ts-consumer" "$consumer/ts-consumer"
+cp -r "$here/ts-workers" "$consumer/ts-workers"
+# Cloudflare's types from the repository's devDependencies, for the Worker consumer.
+mkdir -p "$consumer/node_modules/@cloudflare"
+ln -sfn "$root/node_modules/@cloudflare/workers-types" "$consumer/node_modules/@cloudflare/workers-types"
 : >"$consumer/empty.mjs"
 : >"$consumer/empty.cjs"
 
@@ -212,6 +216,12 @@ if (cd "$consumer/ts-consumer" && tsc --noEmit -p . >"$work/tsc.out" 2>&1); then
 else
   sed 's/^/   /' "$work/tsc.out"
   fail "tsc --noEmit"
+fi
+if (cd "$consumer/ts-workers" && tsc --noEmit -p . >"$work/tsc-workers.out" 2>&1); then
+  pass "tsc --noEmit with @cloudflare/workers-types: a service binding as fetch, KV and DO storage, ctx as waitUntil"
+else
+  sed 's/^/   /' "$work/tsc-workers.out"
+  fail "tsc --noEmit (Workers types)"
 fi
 # Deno reads the same declarations through the exports map's "types" condition.
 cp "$consumer/ts-consumer/index.ts" "$consumer/deno-check.ts"
