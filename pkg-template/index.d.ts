@@ -1,4 +1,4 @@
-// Type declarations of the auth-session package (the contract is API.md in the repository).
+// Type declarations of the auth-session package; REFERENCE.md describes the same API.
 // Hand-written: wasm-bindgen's generated declarations are not shipped, because they type
 // options and payloads as `any` and miss what the entries add in JavaScript.
 

@@ -42,6 +42,9 @@ bash scripts/test-browser.sh
 step "Redis adapter and a fleet of Node processes on one Redis (redis-server, node-redis, ioredis)"
 bash scripts/test-redis.sh
 
+step "the documentation (pkg-template/README.md, REFERENCE.md): its examples run, it covers every option, method, event, error code and export"
+node --test tests/docs/*.test.mjs
+
 # Last, so the closing lines are the test runner's own summary.
 step "JavaScript tests: the reference server, then the package in Node (ESM and CJS)"
 node --test tests/server/*.test.mjs tests/js/*.test.mjs tests/js/*.test.cjs

@@ -1356,6 +1356,9 @@ impl Machine {
         if let Some(skew) = clock_skew(reply.date.as_deref(), now) {
             self.skew_ms = skew;
         }
+        // A bad token pair is judged later; it keeps the status it came with (and the
+        // logger shows it).
+        self.reply_status = reply.status;
         let revoke = matches!(op.kind, OpKind::Revoke { .. });
         if revoke && (200..300).contains(&reply.status) {
             // RFC 7009: a 2xx is success whatever the body says.
@@ -1363,8 +1366,6 @@ impl Machine {
         }
         let secrets = self.secrets_with(Some(op));
         let result = read_auth_response(reply.status, &reply.body, &secrets);
-        // A bad token pair is judged later; it keeps the status it came with.
-        self.reply_status = reply.status;
         (result, reply.retry_after)
     }
 
