@@ -584,8 +584,11 @@ export class AuthSession {
       })
       .then(
         (v) => {
-          if (op === 3 && typeof v === "string" && v !== "") {
-            return report((c, d) => c.storage_reply(d, now(), io, 4, v, undefined, undefined));
+          if (op === 3) {
+            // acquire: a lease id, or "another holder has it" (null, undefined, false);
+            // anything else is garbage the machine reports.
+            const kind = typeof v === "string" && v !== "" ? 4 : v === null || v === undefined || v === false ? 0 : 2;
+            return report((c, d) => c.storage_reply(d, now(), io, kind, kind === 4 ? v : undefined, undefined, undefined));
           }
           if (op !== 0 || v === null || v === undefined) {
             return report((c, d) => c.storage_reply(d, now(), io, 0, undefined, undefined, undefined));

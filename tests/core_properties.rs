@@ -11,6 +11,15 @@
 //! format, none of which may ever be installed. At the end a quiesce phase answers
 //! everything and advances time until no work is left, and every flight handed out must
 //! have settled exactly once.
+//!
+//! With a leasing storage the model also plays the store's lease: another instance may
+//! take it first (then `acquire` answers `Empty` until its time to live is over, or until
+//! it stores a pair), and only a free lease is granted. The machine must ask for the lease
+//! only when it holds none, send a refresh only while it holds one (or after an `acquire`
+//! failed) and only an attempt that ends within it, give back exactly the lease it holds,
+//! never before the write of the pair it got under it, and hold none once all is done.
+//! With the store granting one lease at a time, that makes at most one instance of a shared
+//! store a refreshing holder at any time.
 // Native only: the harness reads JSON with the core's native reader.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -20,8 +29,8 @@ use std::collections::{HashMap, HashSet};
 
 use auth_session::core::fingerprint;
 use auth_session::core::machine::{
-    AuthRequest, Endpoint, Event, FlightId, IoFailure, IoId, Keep, Need, Outcome, Output, Step, StorageOp,
-    StorageReply, TokenStep, MAX_ROUNDS,
+    AuthRequest, Endpoint, Event, FlightId, IoFailure, IoId, Keep, Need, Outcome, Output, Persistence, Reason, Step,
+    StorageOp, StorageReply, TokenStep, MAX_ROUNDS,
 };
 use auth_session::core::Phase;
 use common::*;
@@ -33,6 +42,8 @@ use proptest::prelude::*;
 struct Setup {
     credentials: bool,
     storage: bool,
+    /// The storage has `acquire`/`release` (only with `storage`).
+    lease: bool,
     auto_refresh: bool,
     retries: u8,
     /// The server's clock minus ours; sent in a `Date` header with every answer.
@@ -187,6 +198,9 @@ fn setup() -> impl Strategy<Value = Setup> {
         .prop_map(|(credentials, storage, auto_refresh, retries, skew, seed)| Setup {
             credentials,
             storage,
+            // Set by the lease property only: the strategy draws what it drew before, so
+            // the saved regressions still replay the same cases.
+            lease: false,
             auto_refresh,
             retries,
             skew,
@@ -247,6 +261,18 @@ struct Case {
     ended: bool,
     /// How many outputs of `r.log` were checked.
     checked: usize,
+    /// Open `acquire` calls and when each was made (a lease runs from then at the latest).
+    acquiring: HashMap<IoId, i64>,
+    /// The lease the machine holds: its id and when it runs out.
+    lease: Option<(String, i64)>,
+    /// The last `acquire` failed or timed out: the refresh goes out without the lease.
+    lease_failed: bool,
+    /// A pair came in under the lease and has not been written yet.
+    unwritten: bool,
+    /// Until when another instance holds the lease (on our clock).
+    foreign_until: i64,
+    /// Leases granted to the machine.
+    granted: u32,
 }
 
 impl Case {
@@ -258,8 +284,13 @@ impl Case {
             o.auto_refresh = Some(setup.auto_refresh);
             o.retries = Some(setup.retries as f64);
         });
+        let persistence = match (setup.storage, setup.lease) {
+            (false, _) => Persistence::MemoryOnly,
+            (true, false) => Persistence::Storage,
+            (true, true) => Persistence::StorageWithLease,
+        };
         Case {
-            r: Run::with(config, setup.storage, setup.seed),
+            r: Run::with_persistence(config, persistence, setup.seed),
             setup,
             now: EPOCH,
             pairs: HashMap::new(),
@@ -279,6 +310,46 @@ impl Case {
             knows_clock: false,
             ended: false,
             checked: 0,
+            acquiring: HashMap::new(),
+            lease: None,
+            lease_failed: false,
+            unwritten: false,
+            foreign_until: i64::MIN,
+            granted: 0,
+        }
+    }
+
+    fn timeout_ms(&self) -> i64 {
+        self.r.m.config().timeout_ms as i64
+    }
+
+    /// The lease's time to live: every attempt of a refresh with its retries, and one more.
+    fn ttl(&self) -> i64 {
+        self.timeout_ms() * (self.setup.retries as i64 + 2)
+    }
+
+    /// What the store answers to the machine's `acquire` made at `asked`: a free lease is
+    /// granted; otherwise (or when `what` says another instance asked first) it is refused.
+    fn acquire(&mut self, what: Stored, asked: i64) -> StorageReply {
+        let free = self.now >= self.foreign_until;
+        match what {
+            Stored::Garbage => StorageReply::Garbage,
+            Stored::Failed => StorageReply::Failed(None),
+            Stored::Foreign | Stored::Empty => {
+                if free {
+                    self.foreign_until = self.now + self.ttl();
+                }
+                StorageReply::Empty
+            }
+            _ if free => {
+                self.granted += 1;
+                let id = format!("lease-{}", self.granted);
+                // The store's clock ran from when it took the call, no earlier than `asked`:
+                // the machine must count from `asked`.
+                self.lease = Some((id.clone(), asked + self.ttl()));
+                StorageReply::Lease(id)
+            }
+            _ => StorageReply::Empty,
         }
     }
 
@@ -396,10 +467,37 @@ impl Case {
     fn check_outputs(&mut self) {
         let new: Vec<Output> = self.r.log[self.checked..].to_vec();
         self.checked = self.r.log.len();
-        for out in new {
+        for (k, out) in new.iter().cloned().enumerate() {
+            if let Output::Event(Event::Tokens(_, Reason::Login | Reason::Refresh)) = &out {
+                // A pair that came in under the lease is written before the lease goes back.
+                self.unwritten |= self.lease.is_some();
+            }
             match out {
                 Output::Send(req) => self.check_send(&req),
+                Output::Storage(StorageOp::Acquire { id, ttl_ms, .. }) => {
+                    assert!(self.setup.lease, "an acquire without a leasing storage");
+                    assert_eq!(self.lease, None, "an acquire while holding a lease");
+                    assert_eq!(ttl_ms as i64, self.ttl(), "the lease's time to live");
+                    self.acquiring.insert(id, self.now);
+                    self.lease_failed = false;
+                }
+                Output::Storage(StorageOp::Release { lease, .. }) => {
+                    let held = self.lease.take().map(|(id, _)| id);
+                    assert_eq!(
+                        held.as_deref(),
+                        Some(lease.as_str()),
+                        "released a lease it does not hold"
+                    );
+                    if self.unwritten {
+                        // Only an op dropped before its write gives its lease back unwritten.
+                        let dropped = matches!(new.get(k + 1), Some(Output::Settle(_, Outcome::Again)))
+                            || matches!(new.get(k + 1), Some(Output::Settle(_, Outcome::Failed(e))) if e.code() == "DISPOSED");
+                        assert!(dropped, "the lease given back before the pair got under it was written");
+                        self.unwritten = false;
+                    }
+                }
                 Output::Storage(StorageOp::Put { value, .. }) => {
+                    self.unwritten = false;
                     for t in &self.revoked {
                         assert!(
                             !value.contains(&format!("\"{t}\"")),
@@ -420,7 +518,29 @@ impl Case {
                 {
                     panic!("a pair of another host's or account's record installed")
                 }
-                Output::Cancel(io) => self.dead.push(io),
+                Output::Cancel(io) => {
+                    if self.acquiring.remove(&io).is_some() {
+                        // A timed-out acquire counts as failed (an abandoned op sends nothing).
+                        self.lease_failed = true;
+                    }
+                    // An op abandoned with its refresh on the wire gives no lease back: the
+                    // server may have rotated the token, so the lease runs out in the store.
+                    let rest = &new[k + 1..];
+                    let released = rest
+                        .iter()
+                        .any(|o| matches!(o, Output::Storage(StorageOp::Release { .. })));
+                    let abandoned = rest.iter().any(|o| {
+                        matches!(o, Output::Settle(_, Outcome::Again))
+                            || matches!(o, Output::Settle(_, Outcome::Failed(e)) if e.code() == "DISPOSED")
+                    });
+                    if self.lease.is_some() && abandoned && !released {
+                        if let Some((_, until)) = self.lease.take() {
+                            self.foreign_until = self.foreign_until.max(until);
+                        }
+                        self.unwritten = false;
+                    }
+                    self.dead.push(io);
+                }
                 Output::Event(Event::Expired(_)) => {
                     assert!(!self.ended, "the end of the session was reported twice");
                     self.ended = true;
@@ -464,6 +584,16 @@ impl Case {
         }
         if let Some(bearer) = &req.bearer {
             assert!(may_carry(bearer.expose()), "a revoked access token sent");
+        }
+        if self.setup.lease && req.endpoint == Endpoint::Refresh {
+            match &self.lease {
+                Some((_, until)) => assert!(
+                    self.now + self.timeout_ms() <= *until,
+                    "a refresh attempt that would end {} ms after the lease",
+                    self.now + self.timeout_ms() - until
+                ),
+                None => assert!(self.lease_failed, "a refresh sent without the lease"),
+            }
         }
     }
 
@@ -559,6 +689,11 @@ impl Case {
                     let op = ops[i % ops.len()].clone();
                     let reply = match (&op, success) {
                         (StorageOp::Get { .. }, _) => self.read(*what, *i),
+                        (StorageOp::Acquire { id, .. }, true) => {
+                            let asked = self.acquiring[id];
+                            self.acquire(*what, asked)
+                        }
+                        (StorageOp::Release { .. }, true) => StorageReply::Empty,
                         (StorageOp::Put { value, .. }, true) => {
                             self.hold(value.clone());
                             StorageReply::Empty
@@ -567,18 +702,25 @@ impl Case {
                             self.store = None;
                             StorageReply::Empty
                         }
-                        (StorageOp::Acquire { .. } | StorageOp::Release { .. }, true) => {
-                            unreachable!("these cases run without a lease")
-                        }
                         (_, false) => StorageReply::Failed(None),
                     };
+                    if let StorageOp::Acquire { id, .. } = &op {
+                        self.acquiring.remove(id);
+                        // Garbage (neither a lease id nor "taken") counts as a failed acquire.
+                        self.lease_failed = matches!(reply, StorageReply::Failed(_) | StorageReply::Garbage);
+                    }
                     let readable = matches!(&reply, StorageReply::Empty | StorageReply::Record(_));
                     let out = self.r.answer_storage(now, op_id(&op), reply);
+                    if let StorageOp::Release { .. } = &op {
+                        assert_eq!(out, [], "the answer to a release did something");
+                    }
                     if readable && matches!(op, StorageOp::Get { .. }) {
                         // Only garbage and failed calls are storage errors (a record of another
-                        // place or of the previous format is absent, silently).
+                        // place or of the previous format is absent, silently). A look may end a
+                        // timer's refresh with another error: a lease that ran out meanwhile.
                         assert!(
-                            !out.iter().any(|o| matches!(o, Output::Event(Event::Error(_)))),
+                            !out.iter()
+                                .any(|o| matches!(o, Output::Event(Event::Error(e)) if e.code() == "STORAGE_ERROR")),
                             "a readable record ({what:?}) reported as an error: {out:?}"
                         );
                     }
@@ -615,6 +757,8 @@ impl Case {
         let record = match what {
             Stored::Current => self.store.clone(),
             Stored::Foreign => {
+                // Another instance stored its pair (and gave back the lease if it held it).
+                self.foreign_until = self.foreign_until.min(self.now);
                 let p = self.issue(Ttl::Guide);
                 let record = p.record_as(self.top + 1, Some(&fingerprint::account(USER)));
                 self.hold(record.clone());
@@ -668,7 +812,8 @@ impl Case {
     /// Answers everything and advances time until no work is left; then every flight
     /// handed out has settled and every caller is done.
     fn quiesce(&mut self) {
-        for _ in 0..200 {
+        // Enough for a waiter to outwait another instance's lease (one look a second).
+        for _ in 0..1_000 {
             self.continue_callers();
             if self.r.has_open_send() {
                 let endpoint = self.r.open_send().endpoint;
@@ -703,6 +848,7 @@ impl Case {
             );
         }
         assert!(self.callers.is_empty(), "callers still waiting: {:?}", self.callers);
+        assert_eq!(self.lease, None, "a lease never given back");
     }
 }
 
@@ -731,6 +877,33 @@ proptest! {
         }
         case.quiesce();
     }
+
+    /// A leasing storage: `acquire` granted, refused (another instance holds the lease, maybe
+    /// storing its pair later), failed or never answered, beside every storage answer above.
+    #[test]
+    fn invariants_hold_with_a_refresh_lease(
+        setup in setup().prop_map(|s| Setup { storage: true, lease: true, ..s }),
+        logged_in in any::<bool>(),
+        acts in prop::collection::vec(act_with(16), 1..60),
+    ) {
+        let mut case = Case::new(setup);
+        if logged_in {
+            // Half the cases start with a session (and its record) in place, so that most
+            // of their acts meet a refresh under the lease.
+            for act in [
+                Act::Login { configured: false },
+                Act::Auth(Answer::Pair(Ttl::Guide)),
+                Act::Storage(0, Stored::Current, true),
+                Act::Storage(0, Stored::Current, true),
+            ] {
+                case.step(&act);
+            }
+        }
+        for act in &acts {
+            case.step(act);
+        }
+        case.quiesce();
+    }
 }
 
 /// A long run with the guide's tokens only: many rotations, so the spent-token and
@@ -740,6 +913,7 @@ fn many_rotations_never_resend_an_old_token() {
     let setup = Setup {
         credentials: true,
         storage: true,
+        lease: false,
         auto_refresh: true,
         retries: 2,
         skew: 0,

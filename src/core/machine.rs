@@ -1196,7 +1196,13 @@ impl Machine {
             {
                 self.push(Output::Cancel(io));
             }
-            self.release(&op);
+            // A refresh already on the wire may have rotated the token at the server: its
+            // lease is left to run out, so no other instance refreshes (with the spent token)
+            // before the write that will never come is past.
+            let on_the_wire = matches!(op.kind, OpKind::Refresh { .. }) && matches!(op.stage, Stage::Sending { .. });
+            if !on_the_wire {
+                self.release(&op);
+            }
             self.push(Output::Settle(op.flight, outcome));
         }
     }
@@ -1745,6 +1751,18 @@ impl Machine {
             self.op = Some(Box::new(op));
             return;
         }
+        // As for a retry (see `handle_timeout_once`): a holder sends only an attempt that
+        // ends within its lease. Slow storage calls (the acquire, this look) may have used
+        // up so much of it (with no retries the lease is only twice the timeout) that
+        // another instance could take the lease and send the same token meanwhile.
+        if op
+            .lease
+            .as_ref()
+            .is_some_and(|(_, until)| now + self.config.timeout_ms as i64 > *until)
+        {
+            let e = AuthError::new(ErrorCode::Timeout, "the refresh lease would run out before the refresh");
+            return self.finish(now, op, Outcome::Failed(e));
+        }
         self.send(now, &mut op);
         self.op = Some(Box::new(op));
     }
@@ -1754,10 +1772,18 @@ impl Machine {
     fn leased(&mut self, now: i64, mut op: Op, reply: StorageReply) {
         match reply {
             StorageReply::Lease(id) => {
-                op.lease = Some((id, now + self.lease_ttl() as i64));
+                // The storage started the lease's clock when `acquire` reached it, at some
+                // time between the call and this answer: count from the call (the Leasing
+                // deadline less the timeout), never from the answer, or a slow answer would
+                // let this holder believe in a lease that another may already have taken.
+                let asked = match op.stage {
+                    Stage::Leasing { deadline, .. } => deadline - self.config.timeout_ms as i64,
+                    _ => now,
+                };
+                op.lease = Some((id, asked + self.lease_ttl() as i64));
                 op.stage = self.read_stage(now, StageRead::Look);
             }
-            StorageReply::Empty | StorageReply::Record(_) | StorageReply::Garbage => {
+            StorageReply::Empty => {
                 // Another instance refreshes: its pair will be in the record soon. Look at
                 // 100 ms, then 200, 400... at most every second.
                 let (since, round) = op.waiting.unwrap_or((now, 0));
@@ -1765,13 +1791,26 @@ impl Machine {
                 let pause = (100i64 << round.min(4)).min(1_000);
                 op.stage = Stage::Waiting { until: now + pause };
             }
-            StorageReply::Failed(cause) => {
-                // A lease the storage cannot give never blocks the protocol: refresh.
+            failed => {
+                // A lease the storage cannot give (it threw, or answered something that is
+                // neither a lease id nor "taken") never blocks the protocol: refresh.
+                let cause = match failed {
+                    StorageReply::Failed(cause) => cause,
+                    _ => None,
+                };
                 self.emit(Event::Error(storage_error(
                     "the storage adapter failed to take the refresh lease",
                     cause,
                 )));
                 op.waiting = None;
+                // As in `looked`: the refresh token may have run out while the acquire was
+                // out (up to timeoutMs); a dead token is not sent.
+                if !self.held().is_some_and(|h| now < h.refresh_local) {
+                    return match self.expire_if_due(now) {
+                        Some(e) => self.finish(now, op, Outcome::Failed(e)),
+                        None => self.session_over(now, op),
+                    };
+                }
                 self.send(now, &mut op);
             }
         }

@@ -336,17 +336,23 @@ impl Run {
         Run::with(config, true, SEED)
     }
 
+    /// A run whose driver has a `TokenStorage` with `acquire`/`release` (a refresh lease).
+    pub fn with_lease(config: Config) -> Run {
+        Run::with_persistence(config, Persistence::StorageWithLease, SEED)
+    }
+
     pub fn with(config: Config, storage: bool, seed: u64) -> Run {
+        let persistence = if storage {
+            Persistence::Storage
+        } else {
+            Persistence::MemoryOnly
+        };
+        Run::with_persistence(config, persistence, seed)
+    }
+
+    pub fn with_persistence(config: Config, persistence: Persistence, seed: u64) -> Run {
         Run {
-            m: Machine::new(
-                config,
-                if storage {
-                    Persistence::Storage
-                } else {
-                    Persistence::MemoryOnly
-                },
-                seed,
-            ),
+            m: Machine::new(config, persistence, seed),
             log: Vec::new(),
             open: Vec::new(),
             storage: Vec::new(),
@@ -564,6 +570,39 @@ impl Run {
         self.answer_storage(now, io, reply)
     }
 
+    /// Answers the one open `acquire` (`Lease(id)`: taken; `Empty`: another holder has it).
+    pub fn answer_acquire(&mut self, now: i64, reply: StorageReply) -> Vec<Output> {
+        let io = self.open_op("acquire");
+        self.answer_storage(now, io, reply)
+    }
+
+    /// Whether a storage call of `kind` ("get", "acquire"…) is open.
+    pub fn has_open_op(&self, kind: &str) -> bool {
+        self.storage.iter().any(|op| op_kind(op) == kind)
+    }
+
+    /// The lease ids of every `release`, in order.
+    pub fn releases(&self) -> Vec<String> {
+        self.all_storage_ops()
+            .into_iter()
+            .filter_map(|op| match op {
+                StorageOp::Release { lease, .. } => Some(lease),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The `ttl_ms` of every `acquire`, in order.
+    pub fn acquires(&self) -> Vec<u32> {
+        self.all_storage_ops()
+            .into_iter()
+            .filter_map(|op| match op {
+                StorageOp::Acquire { ttl_ms, .. } => Some(ttl_ms),
+                _ => None,
+            })
+            .collect()
+    }
+
     // ----- time ------------------------------------------------------------------------------
 
     /// When the machine wants `handle_timeout` next.
@@ -682,10 +721,10 @@ impl Run {
     }
 
     /// Answers every open storage call from `store`, and every call those answers lead to,
-    /// in order: a `TokenStorage` that answers at once.
+    /// in order: a `TokenStorage` that answers at once (a lease taken now runs from `now`).
     pub fn serve(&mut self, now: i64, store: &mut MemoryStore) {
         while let Some(op) = self.storage.first().cloned() {
-            let reply = store.answer(&op);
+            let reply = store.answer_at(now, &op);
             self.answer_storage(now, op_id(&op), reply);
         }
     }
@@ -729,14 +768,20 @@ pub fn assert_no_secret(text: &str) {
     );
 }
 
-/// An in-memory `TokenStorage` that several runs (instances of the session) can share.
+/// An in-memory `TokenStorage` that several runs (instances of the session) can share, with
+/// the refresh lease of `acquire`/`release` (a `SET NX PX` and a compare-and-delete).
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     pub records: HashMap<String, String>,
+    /// The lease of each key: its id and when it runs out (the `now` it was taken + its TTL).
+    pub leases: HashMap<String, (String, i64)>,
+    /// How many leases were handed out (ids are `lease-1`, `lease-2`…).
+    pub granted: u32,
 }
 
 impl MemoryStore {
-    /// Performs a storage call and gives the driver's answer.
+    /// Performs a storage call and gives the driver's answer. A lease call needs the time:
+    /// [`MemoryStore::answer_at`].
     pub fn answer(&mut self, op: &StorageOp) -> StorageReply {
         match op {
             StorageOp::Get { key, .. } => match self.records.get(key) {
@@ -751,8 +796,42 @@ impl MemoryStore {
                 self.records.remove(key);
                 StorageReply::Empty
             }
-            StorageOp::Acquire { .. } | StorageOp::Release { .. } => panic!("MemoryStore has no lease: {op:?}"),
+            StorageOp::Acquire { .. } | StorageOp::Release { .. } => {
+                panic!("a lease call needs the time: answer_at, not answer ({op:?})")
+            }
         }
+    }
+
+    /// Performs a storage call at `now`: `acquire` takes the key's lease for `ttl_ms` from
+    /// `now` unless an unexpired one is held (`Empty`); `release` deletes the lease only
+    /// while it still holds that id.
+    pub fn answer_at(&mut self, now: i64, op: &StorageOp) -> StorageReply {
+        match op {
+            StorageOp::Acquire { key, ttl_ms, .. } => {
+                if self.holder(now, key).is_some() {
+                    return StorageReply::Empty;
+                }
+                self.granted += 1;
+                let id = format!("lease-{}", self.granted);
+                self.leases.insert(key.clone(), (id.clone(), now + *ttl_ms as i64));
+                StorageReply::Lease(id)
+            }
+            StorageOp::Release { key, lease, .. } => {
+                if self.leases.get(key).is_some_and(|(id, _)| id == lease) {
+                    self.leases.remove(key);
+                }
+                StorageReply::Empty
+            }
+            _ => self.answer(op),
+        }
+    }
+
+    /// The id of the unexpired lease of `key` at `now`, if one is held.
+    pub fn holder(&self, now: i64, key: &str) -> Option<&str> {
+        self.leases
+            .get(key)
+            .filter(|(_, until)| now < *until)
+            .map(|(id, _)| id.as_str())
     }
 
     /// The version of the record under `key`.
