@@ -20,6 +20,7 @@
 
 use std::fmt;
 
+use auth_session::core::fingerprint;
 use auth_session::wasm::Core;
 use js_sys::{Array, Function, Reflect, JSON};
 use wasm_bindgen::prelude::*;
@@ -79,7 +80,7 @@ export function core_args(d, o) {
     d, o.host, o.credentials?.username, o.credentials?.password,
     o.refreshMarginSeconds, o.timeoutMs, o.retries, o.maxRetryAfterSeconds,
     o.autoRefresh, paths, o.storageKey, o.allowedOrigins ?? [], o.allowInsecureHttp,
-    o.storage === true, 0.5,
+    o.storage === true ? 1 : 0, 0.5,
   ];
 }
 
@@ -215,8 +216,20 @@ export function hostile_record(good, secret) {
   return Object.entries({
     "the record nested 100 deep": nest(100, good),
     "an array for the record": [good],
-    "v as a string": rec({ v: "1" }),
+    "v as a string": rec({ v: String(good.v) }),
     "v NaN": rec({ v: NaN }),
+    "v 3, a format of the future": rec({ v: 3 }),
+    "no v": rec({ v: undefined }),
+    "no origin": rec({ origin: undefined }),
+    "origin as an array": rec({ origin: [good.origin] }),
+    "account as a number": rec({ account: 7 }),
+    "an account longer than a fingerprint can be": rec({ account: "a".repeat(65) }),
+    "no version": rec({ version: undefined }),
+    "version as a string": rec({ version: String(good.version) }),
+    "version negative": rec({ version: -1 }),
+    "version 1.5": rec({ version: 1.5 }),
+    "version 2^53": rec({ version: 2 ** 53 }),
+    "version Infinity": rec({ version: Infinity }),
     "times as strings": rec({ access_expires_at: String(good.access_expires_at) }),
     "a time NaN": rec({ refresh_expires_at: NaN }),
     "a time Infinity": rec({ access_expires_at: Infinity }),
@@ -303,7 +316,7 @@ thread_local! {
         let d = driver();
         let core = Core::new(
             d.unchecked_ref(), Some(HOST.into()), None, None, None, None, None, None, None,
-            Vec::new(), None, Vec::new(), None, false, 0.5,
+            Vec::new(), None, Vec::new(), None, 0, 0.5,
         )
         .expect("a valid host");
         get(&JsValue::from(core), "constructor").unchecked_into()
@@ -355,8 +368,54 @@ fn first_pair() -> JsValue {
     envelope(ACCESS, REFRESH, T0 + HOUR, T0 + WEEK, Some(123_456))
 }
 
-/// A storage record as `write_record` stores it, `JSON.parse`d.
+/// What a stored record (format v2) says about its place: the host it was issued by (origin
+/// and path prefix), the account fingerprint of whoever logged in (or none), and its
+/// rotation version.
+struct Place<'a> {
+    origin: &'a str,
+    account: Option<&'a str>,
+    version: u64,
+}
+
+/// The place of a record [`HOST`]'s sessions without credentials read: no account.
+const HERE: Place<'static> = Place {
+    origin: HOST,
+    account: None,
+    version: 1,
+};
+
+/// A storage record as `write_record` stores it (format v2), `JSON.parse`d; written here by
+/// hand, so that the format itself is checked.
+fn stored(
+    place: &Place,
+    access: &str,
+    refresh: &str,
+    access_at: f64,
+    refresh_at: f64,
+    client_id: Option<i64>,
+) -> JsValue {
+    let account = place.account.map_or("null".to_owned(), |a| format!(r#""{a}""#));
+    let client = client_id.map_or("null".to_owned(), |c| c.to_string());
+    parse(&format!(
+        r#"{{"v":2,"origin":"{}","account":{account},"version":{},"access_token":"{access}",
+        "refresh_token":"{refresh}","access_expires_at":{access_at},"refresh_expires_at":{refresh_at},
+        "client_id":{client}}}"#,
+        place.origin, place.version
+    ))
+}
+
+/// The first pair's tokens as a record of [`HERE`], with these expiry times and client 7.
 fn record(access_at: f64, refresh_at: f64) -> JsValue {
+    stored(&HERE, ACCESS, REFRESH, access_at, refresh_at, Some(7))
+}
+
+/// The first pair's tokens as a record of `place`, valid from `T0` for an hour and a week.
+fn record_of(place: &Place) -> JsValue {
+    stored(place, ACCESS, REFRESH, T0 + HOUR, T0 + WEEK, Some(7))
+}
+
+/// A record of the previous format (auth-session 0.1): no origin, account or version.
+fn v1_record(access_at: f64, refresh_at: f64) -> JsValue {
     parse(&format!(
         r#"{{"v":1,"access_token":"{ACCESS}","refresh_token":"{REFRESH}","access_expires_at":{access_at},
         "refresh_expires_at":{refresh_at},"client_id":7}}"#
@@ -561,25 +620,25 @@ impl S {
         self.take()
     }
 
-    /// Logged in at `T0` with [`first_pair`] (and its record written, with storage).
+    /// Logged in at `T0` with [`first_pair`] (with storage: the versioning read answered
+    /// "nothing stored", then the record written, as version 1).
     fn logged_in(options: &JsValue) -> S {
         let s = S::new(options);
         let (flight, io) = s.login(T0, "api-user", PASSWORD);
         let mut calls = s.reply(T0 + 10.0, io, 200, JSON_BODY, first_pair());
-        if let Some(put) = calls.iter().find(|c| c.m == "storage") {
+        let read = calls
+            .iter()
+            .find(|c| c.m == "storage")
+            .map(|c| (num(c.arg(0)), num(c.arg(1))));
+        if let Some((op, read)) = read {
+            assert_eq!(op, 0.0, "the versioning read comes first: {calls:?}");
+            let more = storage_reply_at(&s, T0 + 20.0, read, 0, JsValue::UNDEFINED, None);
+            let put = more.iter().find(|c| c.m == "storage").expect("the put");
+            assert_eq!(num(put.arg(0)), 1.0, "a put: {more:?}");
+            assert_eq!(num(&get(&parse(&text(put.arg(3))), "version")), 1.0);
             let put = num(put.arg(1));
-            s.ok(
-                "storage_reply",
-                args![
-                    T0 + 20.0,
-                    put,
-                    0u32,
-                    JsValue::UNDEFINED,
-                    JsValue::UNDEFINED,
-                    JsValue::UNDEFINED
-                ],
-            );
-            calls.extend(s.take());
+            calls.extend(more);
+            calls.extend(storage_reply_at(&s, T0 + 30.0, put, 0, JsValue::UNDEFINED, None));
         }
         let settle = calls.iter().find(|c| c.m == "settle").expect("the login settled");
         assert_eq!((num(settle.arg(0)), num(settle.arg(1))), (flight, DONE), "{calls:?}");
@@ -672,27 +731,50 @@ fn the_class_takes_every_option_and_calls_the_driver_for_nothing_yet() {
         (T0 + 5_000.0, Some(true))
     );
 
-    // The record goes under storageKey; the timer follows refreshMarginSeconds, and with
-    // autoRefresh false there is none once the pair is in.
+    // The session's account: the username's fingerprint, never the username.
+    let account = fingerprint::account("api-user");
+    assert_eq!(
+        s.bare("account", args![]).as_string().as_deref(),
+        Some(account.as_str())
+    );
+
+    // The pair is in at once; then the record's version is read under storageKey and the
+    // record written there, and the login settles. With autoRefresh false there is no timer
+    // once the pair is stored.
     let calls = s.reply(T0 + 10.0, num(calls[0].arg(0)), 200, JSON_BODY, first_pair());
     assert_eq!(names(&calls), ["event", "storage", "arm"], "{calls:?}");
-    assert_eq!((num(calls[1].arg(0)), text(calls[1].arg(2))), (1.0, "k1".to_owned()));
+    assert_eq!(text(calls[0].arg(2)), "login");
+    assert_eq!(
+        (num(calls[1].arg(0)), text(calls[1].arg(2))),
+        (0.0, "k1".to_owned()),
+        "a get: {calls:?}"
+    );
+    assert!(calls[1].arg(3).is_undefined(), "{calls:?}");
     assert_eq!(
         (num(calls[2].arg(0)), calls[2].arg(1).as_bool()),
         (T0 + 5_010.0, Some(true))
     );
-    s.ok(
-        "storage_reply",
-        args![
-            T0 + 20.0,
-            num(calls[1].arg(1)),
-            0u32,
-            JsValue::UNDEFINED,
-            JsValue::UNDEFINED,
-            JsValue::UNDEFINED
-        ],
+    assert_no_secret(&calls);
+    let calls = storage_reply_at(&s, T0 + 20.0, num(calls[1].arg(1)), 0, JsValue::UNDEFINED, None);
+    assert_eq!(names(&calls), ["storage", "arm"], "{calls:?}");
+    let put = &calls[0];
+    assert_eq!(
+        (num(put.arg(0)), text(put.arg(2))),
+        (1.0, "k1".to_owned()),
+        "a put: {put:?}"
     );
-    let calls = s.take();
+    let value = text(put.arg(3));
+    assert!(!value.contains("api-user"), "{value}");
+    let written = parse(&value);
+    assert_eq!(num(&get(&written, "v")), 2.0);
+    assert_eq!(text(&get(&written, "origin")), HOST);
+    assert_eq!(text(&get(&written, "account")), account);
+    assert_eq!(num(&get(&written, "version")), 1.0, "nothing was stored before");
+    assert_eq!(
+        (num(calls[1].arg(0)), calls[1].arg(1).as_bool()),
+        (T0 + 5_020.0, Some(true))
+    );
+    let calls = storage_reply_at(&s, T0 + 30.0, num(put.arg(1)), 0, JsValue::UNDEFINED, None);
     assert_settled(&calls, flight, DONE);
     assert_eq!(names(&calls), ["settle", "arm"], "{calls:?}");
     assert_eq!((num(calls[1].arg(0)), calls[1].arg(1).as_bool()), (-1.0, Some(false)));
@@ -1335,9 +1417,14 @@ fn restoring() -> (S, f64, f64) {
     (s, flight, io)
 }
 
+/// `storage_reply` at `T0 + 1`: the calls it made.
 fn storage_reply(s: &S, io: f64, kind: u32, value: JsValue, cause: Option<(&str, &str)>) -> Vec<Call> {
+    storage_reply_at(s, T0 + 1.0, io, kind, value, cause)
+}
+
+fn storage_reply_at(s: &S, now: f64, io: f64, kind: u32, value: JsValue, cause: Option<(&str, &str)>) -> Vec<Call> {
     let (name, code) = cause.map_or((None, None), |(n, c)| (Some(n), Some(c)));
-    let r = s.ok("storage_reply", args![T0 + 1.0, io, kind, value, name, code]);
+    let r = s.ok("storage_reply", args![now, io, kind, value, name, code]);
     assert!(r.is_undefined());
     s.take()
 }
@@ -1360,10 +1447,121 @@ fn restore_installs_a_stored_record() {
     assert_no_secret(&calls);
     assert_eq!(s.token(T0 + 2.0, 0, 0, 0), Token::Ready(1.0));
     assert_eq!(s.token_text().as_deref(), Some(ACCESS));
-    // The default key is the host.
+    // The default key is the host (origin and path prefix)...
     let s = S::new(&options(r#""storage":true"#));
     s.ok("restore", args![T0]);
     assert_eq!(text(s.take()[0].arg(2)), "auth-session:https://api.test/v2");
+    // ...and with credentials, the host and the account's fingerprint (never the username).
+    let s = S::new(&options(&format!(
+        r#""storage":true,"credentials":{{"username":"api-user","password":"{PASSWORD}"}}"#
+    )));
+    s.ok("restore", args![T0]);
+    let key = text(s.take()[0].arg(2));
+    assert_eq!(
+        key,
+        format!("auth-session:https://api.test/v2#{}", fingerprint::account("api-user"))
+    );
+    assert!(!key.contains("api-user"), "{key}");
+}
+
+/// A session with credentials (user "api-user") and storage under "session-1", whose
+/// `restore()` is waiting: the flight and the read's io.
+fn restoring_as_api_user() -> (S, f64, f64) {
+    let s = S::new(&options(&format!(
+        r#"{STORED},"credentials":{{"username":"api-user","password":"{PASSWORD}"}}"#
+    )));
+    let flight = num(&s.ok("restore", args![T0]));
+    let calls = s.take();
+    assert_eq!(names(&calls), ["storage", "arm"], "{calls:?}");
+    assert_eq!(
+        (num(calls[0].arg(0)), text(calls[0].arg(2))),
+        (0.0, "session-1".to_owned())
+    );
+    (s, flight, num(calls[0].arg(1)))
+}
+
+#[wasm_bindgen_test]
+fn a_record_of_the_previous_format_restores_nothing_and_is_not_reported() {
+    let (s, flight, io) = restoring();
+    let calls = storage_reply(&s, io, 1, v1_record(T0 + HOUR, T0 + WEEK), None);
+    assert_eq!(names(&calls), ["settle", "arm"], "no error event: {calls:?}");
+    assert_settled(&calls, flight, NOTHING);
+    assert_eq!((num(calls[1].arg(0)), calls[1].arg(1).as_bool()), (-1.0, Some(false)));
+    assert_info(&s.ok("info", args![]), "anonymous", None, None);
+    assert_eq!(s.token_text(), None);
+    assert_eq!(
+        s.throws("token", args![T0 + 2.0, 0u32, 0u32, 0u32]).code,
+        "NOT_AUTHENTICATED"
+    );
+
+    // A login's versioning read finds it: not reported either, and the new record is
+    // written over it as the first version.
+    let (_, io) = s.login(T0 + 10.0, "api-user", PASSWORD);
+    let calls = s.reply(T0 + 20.0, io, 200, JSON_BODY, first_pair());
+    assert_eq!(names(&calls), ["event", "storage", "arm"], "{calls:?}");
+    assert_eq!(num(calls[1].arg(0)), 0.0, "a get: {calls:?}");
+    let calls = storage_reply_at(
+        &s,
+        T0 + 30.0,
+        num(calls[1].arg(1)),
+        1,
+        v1_record(T0 + HOUR, T0 + WEEK),
+        None,
+    );
+    assert_eq!(names(&calls), ["storage", "arm"], "no error event: {calls:?}");
+    assert_eq!(num(calls[0].arg(0)), 1.0, "a put: {calls:?}");
+    let written = parse(&text(calls[0].arg(3)));
+    assert_eq!((num(&get(&written, "v")), num(&get(&written, "version"))), (2.0, 1.0));
+}
+
+#[wasm_bindgen_test]
+fn a_record_of_another_account_or_host_restores_nothing() {
+    let mine = fingerprint::account("api-user");
+    let theirs = fingerprint::account("someone-else");
+    assert_ne!(mine, theirs);
+    for (name, place) in [
+        (
+            "another account, under the same key",
+            Place {
+                account: Some(&theirs),
+                version: 9,
+                ..HERE
+            },
+        ),
+        ("no account, with credentials configured", Place { version: 9, ..HERE }),
+        (
+            "this account of another host",
+            Place {
+                origin: "https://api.test/v1",
+                account: Some(&mine),
+                version: 9,
+            },
+        ),
+    ] {
+        let (s, flight, io) = restoring_as_api_user();
+        let calls = storage_reply(&s, io, 1, record_of(&place), None);
+        assert_eq!(
+            names(&calls),
+            ["settle", "arm"],
+            "{name}: absent, not garbage: {calls:?}"
+        );
+        assert_settled(&calls, flight, NOTHING);
+        assert_info(&s.ok("info", args![]), "anonymous", None, None);
+        assert_eq!(s.token_text(), None, "{name}");
+    }
+    // The same record of this account and host is restored.
+    let (s, flight, io) = restoring_as_api_user();
+    let place = Place {
+        account: Some(&mine),
+        version: 9,
+        ..HERE
+    };
+    let calls = storage_reply(&s, io, 1, record_of(&place), None);
+    assert_eq!(names(&calls), ["event", "settle", "arm"], "{calls:?}");
+    assert_eq!(text(calls[0].arg(2)), "restore");
+    assert_settled(&calls, flight, DONE);
+    assert_eq!(s.token(T0 + 2.0, 0, 0, 0), Token::Ready(1.0));
+    assert_eq!(s.token_text().as_deref(), Some(ACCESS));
 }
 
 #[wasm_bindgen_test]
@@ -1417,7 +1615,7 @@ fn restore_reports_garbage_failures_and_nothing() {
 fn stored_records_that_are_not_json_shaped_are_garbage_and_never_throw() {
     let good = record(T0 + HOUR, T0 + WEEK);
     let cases = hostile_record(&good, REFRESH);
-    assert!(cases.length() > 15);
+    assert!(cases.length() > 25);
     let s = S::new(&options(STORED));
     for case in cases.iter() {
         let case: Array = case.unchecked_into();
@@ -1454,29 +1652,92 @@ fn stored_records_that_are_not_json_shaped_are_garbage_and_never_throw() {
 fn a_new_pair_is_written_to_storage_before_the_login_settles() {
     let s = S::new(&options(STORED));
     let (flight, io) = s.login(T0, "api-user", PASSWORD);
+    // The pair is in at once; the login first reads the record to learn its version.
     let calls = s.reply(T0 + 10.0, io, 200, JSON_BODY, first_pair());
     assert_eq!(names(&calls), ["event", "storage", "arm"], "{calls:?}");
-    let put = &calls[1];
+    assert_eq!(text(calls[0].arg(2)), "login");
+    let read = &calls[1];
     assert_eq!(
-        (num(put.arg(0)), text(put.arg(2))),
-        (1.0, "session-1".to_owned()),
-        "a put: {put:?}"
+        (num(read.arg(0)), text(read.arg(2))),
+        (0.0, "session-1".to_owned()),
+        "a get: {read:?}"
     );
-    let stored = parse(&text(put.arg(3)));
-    assert_eq!(num(&get(&stored, "v")), 1.0);
-    assert_eq!(text(&get(&stored, "access_token")), ACCESS);
-    assert_eq!(text(&get(&stored, "refresh_token")), REFRESH);
-    assert_eq!(num(&get(&stored, "access_expires_at")), T0 + HOUR);
-    assert_eq!(num(&get(&stored, "refresh_expires_at")), T0 + WEEK);
-    assert_eq!(num(&get(&stored, "client_id")), 123_456.0);
+    assert!(read.arg(3).is_undefined(), "{read:?}");
     assert_eq!(
         (num(calls[2].arg(0)), calls[2].arg(1).as_bool()),
         (T0 + 5_010.0, Some(true))
     );
     assert_no_secret(&calls);
+    assert_eq!(
+        s.token(T0 + 10.0, 0, 0, 0),
+        Token::Ready(1.0),
+        "usable before the write"
+    );
+    assert_eq!(s.token_text().as_deref(), Some(ACCESS));
+    assert!(s.take().is_empty());
+
+    // Another instance stored version 7 meanwhile: ours is written as version 8, and the
+    // record read is not adopted.
+    let theirs = stored(
+        &Place { version: 7, ..HERE },
+        ACCESS2,
+        REFRESH2,
+        T0 + HOUR,
+        T0 + WEEK,
+        None,
+    );
+    let calls = storage_reply_at(&s, T0 + 20.0, num(read.arg(1)), 1, theirs, None);
+    assert_eq!(names(&calls), ["storage", "arm"], "{calls:?}");
+    let put = &calls[0];
+    assert_eq!(
+        (num(put.arg(0)), text(put.arg(2))),
+        (1.0, "session-1".to_owned()),
+        "a put: {put:?}"
+    );
+    let value = text(put.arg(3));
+    assert!(!value.contains("api-user"), "{value}");
+    let written = parse(&value);
+    let keys: Vec<String> = js_sys::Object::keys(written.unchecked_ref::<js_sys::Object>())
+        .iter()
+        .map(|k| text(&k))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "v",
+            "origin",
+            "account",
+            "version",
+            "access_token",
+            "refresh_token",
+            "access_expires_at",
+            "refresh_expires_at",
+            "client_id"
+        ]
+    );
+    assert_eq!(num(&get(&written, "v")), 2.0);
+    assert_eq!(text(&get(&written, "origin")), HOST);
+    // The account of whoever logged in, though no credentials are configured.
+    assert_eq!(text(&get(&written, "account")), fingerprint::account("api-user"));
+    assert_eq!(num(&get(&written, "version")), 8.0, "above the version read");
+    assert_eq!(text(&get(&written, "access_token")), ACCESS);
+    assert_eq!(text(&get(&written, "refresh_token")), REFRESH);
+    assert_eq!(num(&get(&written, "access_expires_at")), T0 + HOUR);
+    assert_eq!(num(&get(&written, "refresh_expires_at")), T0 + WEEK);
+    assert_eq!(num(&get(&written, "client_id")), 123_456.0);
+    assert_eq!(
+        (num(calls[1].arg(0)), calls[1].arg(1).as_bool()),
+        (T0 + 5_020.0, Some(true))
+    );
+    assert_no_secret(&calls);
+    assert_eq!(s.token(T0 + 20.0, 0, 0, 0), Token::Ready(1.0), "no adoption");
+    assert_eq!(s.token_text().as_deref(), Some(ACCESS));
+    assert!(s.take().is_empty());
+
     // A failed write is reported, and the login still succeeds.
-    let calls = storage_reply(
+    let calls = storage_reply_at(
         &s,
+        T0 + 30.0,
         num(put.arg(1)),
         3,
         JsValue::UNDEFINED,
@@ -1496,56 +1757,113 @@ fn a_new_pair_is_written_to_storage_before_the_login_settles() {
     );
 }
 
-#[wasm_bindgen_test]
-fn a_rejected_refresh_adopts_a_newer_stored_pair_or_ends_the_session() {
-    // Another instance sharing the storage rotated the pair first: its record is adopted.
-    let s = S::logged_in(&options(STORED));
-    let now = T0 + HOUR / 2.0;
+/// `refresh(now)` on a logged-in session with storage: the flight, and the io of the look
+/// (the read of the record) that comes before any refresh request.
+fn refresh_looking(s: &S, now: f64) -> (f64, f64) {
     let flight = num(&s.ok("refresh", args![now]));
-    let io = num(s.take()[0].arg(0));
-    let calls = s.reply(now + 10.0, io, 401, EMPTY, JsValue::UNDEFINED);
-    assert_eq!(names(&calls), ["storage", "arm"], "{calls:?}");
+    let calls = s.take();
+    assert_eq!(names(&calls), ["storage", "arm"], "a look, no request yet: {calls:?}");
+    assert_eq!(
+        (num(calls[0].arg(0)), text(calls[0].arg(2))),
+        (0.0, "session-1".to_owned()),
+        "a get: {calls:?}"
+    );
     assert_eq!(
         (num(calls[1].arg(0)), calls[1].arg(1).as_bool()),
-        (now + 5_010.0, Some(true))
+        (now + 5_000.0, Some(true))
     );
+    (flight, num(calls[0].arg(1)))
+}
+
+#[wasm_bindgen_test]
+fn a_rejected_refresh_adopts_a_newer_stored_pair_or_ends_the_session() {
+    let now = T0 + HOUR / 2.0;
+    // The pair another instance sharing the storage rotated to: a higher version.
+    let newer = || {
+        stored(
+            &Place { version: 2, ..HERE },
+            ACCESS2,
+            REFRESH2,
+            now + HOUR,
+            now + WEEK,
+            None,
+        )
+    };
+    let adopted = |s: &S, calls: &[Call], flight: f64| {
+        assert_eq!(names(calls), ["event", "settle", "arm"], "{calls:?}");
+        assert_eq!(
+            (num(calls[0].arg(0)), text(calls[0].arg(2))),
+            (TOKENS, "adopt".to_owned())
+        );
+        assert_info(calls[0].arg(1), "active", None, Some((now + HOUR, now + WEEK)));
+        assert_settled(calls, flight, DONE);
+        assert_eq!(
+            (num(calls[2].arg(0)), calls[2].arg(1).as_bool()),
+            (now + HOUR - 300_000.0, Some(false)),
+            "the auto-refresh of the adopted pair"
+        );
+        assert_no_secret(calls);
+        assert_eq!(s.token(now + 30.0, 0, 0, 0), Token::Ready(2.0));
+        assert_eq!(s.token_text().as_deref(), Some(ACCESS2));
+    };
+
+    // It stored its pair before this refresh: the look finds it, no refresh is sent.
+    let s = S::logged_in(&options(STORED));
+    let (flight, look) = refresh_looking(&s, now);
+    let calls = storage_reply_at(&s, now + 10.0, look, 1, newer(), None);
+    adopted(&s, &calls, flight);
+
+    // It stored its pair after the look (which found ours): our refresh token is rejected,
+    // the record is read again and its pair adopted.
+    let s = S::logged_in(&options(STORED));
+    let (flight, look) = refresh_looking(&s, now);
+    let ours = stored(&HERE, ACCESS, REFRESH, T0 + HOUR, T0 + WEEK, Some(123_456));
+    let calls = storage_reply_at(&s, now + 1.0, look, 1, ours, None);
+    assert_eq!(
+        names(&calls),
+        ["send", "arm"],
+        "not newer than the pair held: {calls:?}"
+    );
+    assert_eq!(num(calls[0].arg(1)), 1.0, "endpoint: refresh");
+    assert_eq!(text(calls[0].arg(3)), format!(r#"{{"refresh_token":"{REFRESH}"}}"#));
+    assert_eq!(
+        (num(calls[1].arg(0)), calls[1].arg(1).as_bool()),
+        (now + 5_001.0, Some(true))
+    );
+    let calls = s.reply(now + 10.0, num(calls[0].arg(0)), 401, EMPTY, JsValue::UNDEFINED);
+    assert_eq!(names(&calls), ["storage", "arm"], "{calls:?}");
     assert_eq!(
         (num(calls[0].arg(0)), text(calls[0].arg(2))),
         (0.0, "session-1".to_owned()),
         "a get"
     );
-    let newer = parse(&format!(
-        r#"{{"v":1,"access_token":"{ACCESS2}","refresh_token":"{REFRESH2}","access_expires_at":{},
-        "refresh_expires_at":{},"client_id":null}}"#,
-        now + HOUR,
-        now + WEEK
-    ));
-    let calls = storage_reply(&s, num(calls[0].arg(1)), 1, newer, None);
-    assert_eq!(names(&calls), ["event", "settle", "arm"], "{calls:?}");
     assert_eq!(
-        (num(calls[0].arg(0)), text(calls[0].arg(2))),
-        (TOKENS, "adopt".to_owned())
+        (num(calls[1].arg(0)), calls[1].arg(1).as_bool()),
+        (now + 5_010.0, Some(true))
     );
-    assert_info(calls[0].arg(1), "active", None, Some((now + HOUR, now + WEEK)));
-    assert_settled(&calls, flight, DONE);
-    assert_no_secret(&calls);
-    assert_eq!(s.token(now, 0, 0, 0), Token::Ready(2.0));
-    assert_eq!(s.token_text().as_deref(), Some(ACCESS2));
+    let calls = storage_reply_at(&s, now + 20.0, num(calls[0].arg(1)), 1, newer(), None);
+    adopted(&s, &calls, flight);
 
-    // The stored record is garbage: reported, and the session is over.
+    // Nothing stored before the refresh, and garbage after the rejection: reported, and the
+    // session is over.
     let s = S::logged_in(&options(STORED));
-    let flight = num(&s.ok("refresh", args![now]));
-    let io = num(s.take()[0].arg(0));
-    let calls = s.reply(now, io, 401, EMPTY, JsValue::UNDEFINED);
-    let calls = storage_reply(&s, num(calls[0].arg(1)), 2, JsValue::UNDEFINED, None);
+    let (flight, look) = refresh_looking(&s, now);
+    let calls = storage_reply_at(&s, now + 1.0, look, 0, JsValue::UNDEFINED, None);
+    assert_eq!(names(&calls), ["send", "arm"], "{calls:?}");
+    let calls = s.reply(now + 2.0, num(calls[0].arg(0)), 401, EMPTY, JsValue::UNDEFINED);
+    assert_eq!(names(&calls), ["storage", "arm"], "{calls:?}");
+    let calls = storage_reply_at(&s, now + 3.0, num(calls[0].arg(1)), 2, JsValue::UNDEFINED, None);
     assert_eq!(names(&calls), ["event", "event", "settle", "arm"], "{calls:?}");
     assert_eq!(
         (num(calls[0].arg(0)), desc(calls[0].arg(1)).code),
         (ERROR, "STORAGE_ERROR".to_owned())
     );
     assert_eq!(num(calls[1].arg(0)), EXPIRED);
+    assert_info(calls[1].arg(1), "expired", None, None);
     let e = assert_settled(&calls, flight, FAILED).unwrap();
     assert_eq!((e.code.as_str(), e.status), ("SESSION_EXPIRED", 401.0));
+    assert_eq!((num(calls[3].arg(0)), calls[3].arg(1).as_bool()), (-1.0, Some(false)));
+    assert_eq!(s.token_text(), None);
 }
 
 // ----- tokens for API calls ------------------------------------------------------------------
