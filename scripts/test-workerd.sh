@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The package in Cloudflare's workerd: the example Worker (www-example/worker) run by
 # Miniflare against the reference server (end to end, KV-backed restore, concurrent requests
-# across a refresh), and `wrangler deploy --dry-run` of it.
+# across a refresh), and `wrangler deploy --dry-run` of it; the Durable Object broker
+# (auth-session/workers, www-example/worker-broker) across four isolates (broker.test.mjs).
 #
 #   source scripts/ensure-tools.sh && bash scripts/build-pkg.sh   # once: tools and pkg/
 #   bash scripts/test-workerd.sh [node --test args…]

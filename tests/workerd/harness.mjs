@@ -67,6 +67,8 @@ export async function bundleWorker({ entry = path.join(workerDir, "src/index.mjs
     conditions: ["workerd", "worker", "browser"],
     mainFields: ["module", "main"],
     loader: { ".wasm": "copy" },
+    // The runtime's own modules (DurableObject from "cloudflare:workers"), as wrangler does.
+    external: ["cloudflare:*"],
     assetNames: "[name]-[hash]",
     plugins: [thePackage],
     logLevel: "silent",

@@ -1,0 +1,538 @@
+// auth-session/workers in workerd, through Miniflare, with real Durable Objects: one broker
+// script exports AuthBroker; four other scripts (each its own isolate) bind its namespace and
+// serve requests through brokered sessions, against the reference server with access tokens
+// of 2.5 s, spent-token reuse detection and counters.
+//
+// What must hold: exactly one refresh at the server per rotation however many isolates and
+// streams, never a spent refresh token sent again, no failed request, also when the broker
+// restarts mid-run (its storage kept) or the whole runtime restarts.
+//
+// Run by scripts/test-workerd.sh (Node 22: Miniflare needs it). WORKERD_TEST_VERBOSE=1
+// prints what workerd logs; BROKER_TEST_FIGURES=1 prints each run's figures.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { cp, mkdir, readFile, readdir, symlink } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Log, LogLevel, Miniflare, convertV4MiniflareOptions } from "miniflare";
+import { startServer } from "../server/reference-server.mjs";
+import { CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, pkgDir, root, sleep, tempDir } from "./harness.mjs";
+
+const brokerExampleDir = path.join(root, "www-example/worker-broker");
+const fixture = fileURLToPath(new URL("./fixtures/broker-worker.mjs", import.meta.url));
+
+const ACCESS_TTL_MS = 2_500;
+/** The broker refreshes 1 s before expiry (its alarm); isolates ask 0.5 s before. */
+const BROKER_MARGIN_S = 1;
+const CLIENT_MARGIN_S = 0.5;
+/** A rotation every TTL - broker margin. */
+const ROTATION_MS = ACCESS_TTL_MS - BROKER_MARGIN_S * 1000;
+const CLIENTS = ["c1", "c2", "c3", "c4"];
+const STREAMS = 8;
+const REQUEST_TIMEOUT_MS = 10_000;
+const JWT = /eyJ[\w-]+\.[\w-]+\.[\w-]+/;
+/** The name the fixture gives its broker (idFromName). */
+const BROKER_NAME = "acct";
+
+/** Rejects when `promise` takes longer than `ms`: no await in this file can hang a test. */
+function within(ms, promise, label) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${label}: no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+class CaptureLog extends Log {
+  constructor(logs) {
+    super(LogLevel.DEBUG);
+    this.logs = logs;
+  }
+  log(message) {
+    this.logs.push("miniflare", "log", message);
+  }
+}
+
+let tmp;
+let fixtureModules;
+let exampleModules;
+let compat;
+before(async () => {
+  tmp = await tempDir("auth-session-broker-");
+  compat = await compatibilityDate();
+  fixtureModules = await within(60_000, bundleWorker({ entry: fixture, outdir: `${tmp.dir}/fixture/bundle` }), "bundle the fixture");
+  exampleModules = await within(
+    60_000,
+    bundleWorker({ entry: path.join(brokerExampleDir, "src/index.mjs"), outdir: `${tmp.dir}/example/bundle` }),
+    "bundle the example",
+  );
+});
+after(() => tmp?.cleanup());
+
+/**
+ * The broker script and the client scripts in one Miniflare, each client its own isolate
+ * reachable over real HTTP. `persist`: where the Durable Object's storage lives (share it
+ * to restart with the same storage).
+ */
+async function startCluster({ modules, serverUrl, persist, logs, brokerVars = {}, clientVars = {}, clients = CLIENTS }) {
+  const common = { modules, modulesRoot: path.dirname(modules[0].path), compatibilityDate: compat };
+  const options = convertV4MiniflareOptions({
+    workers: [
+      {
+        name: "broker",
+        ...common,
+        bindings: {
+          AUTH_SESSION_HOST: serverUrl,
+          AUTH_SESSION_USERNAME: USER.username,
+          AUTH_SESSION_PASSWORD: USER.password,
+          AUTH_SESSION_REFRESH_MARGIN_SECONDS: String(BROKER_MARGIN_S),
+          ...brokerVars,
+        },
+        durableObjects: { AUTH_BROKER: { className: "AuthBroker", useSQLite: true } },
+      },
+      // The clients know no credentials: only the broker logs in.
+      ...clients.map((name) => ({
+        name,
+        ...common,
+        bindings: { AUTH_SESSION_HOST: serverUrl, CLIENT_MARGIN_SECONDS: String(CLIENT_MARGIN_S), REFRESH_MARGIN_SECONDS: String(CLIENT_MARGIN_S), ...clientVars },
+        durableObjects: { AUTH_BROKER: { className: "AuthBroker", scriptName: "broker", useSQLite: true } },
+        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
+      })),
+    ],
+    resourcePersistencePath: persist,
+    cf: false,
+    enableDevRegistry: false,
+    log: new CaptureLog(logs),
+    handleStructuredLogs: ({ level, message }) => logs.push("workerd", level, message),
+  });
+  const mf = new Miniflare(options);
+  try {
+    await within(30_000, mf.ready, "Miniflare start");
+    const urls = await within(10_000, Promise.all(clients.map((n) => mf.unsafeGetDirectURL(n))), "worker URLs");
+    return { mf, urls };
+  } catch (e) {
+    await within(30_000, mf.dispose(), "Miniflare dispose").catch(() => {});
+    throw e;
+  }
+}
+
+/** One reference server with short tokens, one cluster, torn down after the test. */
+async function setup(t, { modules = fixtureModules, brokerVars, clientVars } = {}) {
+  const server = await within(10_000, startServer({ users: { [USER.username]: USER.password }, accessTtlMs: ACCESS_TTL_MS }), "server start");
+  const logs = new Logs();
+  const store = await tempDir("auth-session-do-");
+  const start = () => startCluster({ modules, serverUrl: server.url, persist: store.dir, logs, brokerVars, clientVars });
+  const env = { server, logs, cluster: null };
+  // Registered before anything can fail, so a failed start still releases the server.
+  t.after(async () => {
+    if (env.cluster) await within(30_000, env.cluster.mf.dispose(), "Miniflare dispose").catch(() => {});
+    await within(10_000, server.close(), "server close").catch(() => {});
+    await store.cleanup();
+  });
+  env.cluster = await start();
+  env.restart = async () => {
+    const old = env.cluster;
+    env.cluster = null;
+    await within(30_000, old.mf.dispose(), "Miniflare dispose");
+    env.cluster = await start();
+  };
+  env.evictBroker = () =>
+    within(10_000, env.cluster.mf.unsafeEvictDurableObject("broker", "AuthBroker", { name: BROKER_NAME }), "evict the broker");
+  return env;
+}
+
+/** GET `path` from a client script; a client-side failure becomes a result too. */
+async function get(url, pathname = "/products") {
+  try {
+    const res = await fetch(new URL(pathname, url), { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+    const text = await res.text();
+    return { status: res.status, text, isolate: res.headers.get("x-isolate"), headers: res.headers };
+  } catch (e) {
+    return { status: `client ${e.name}`, text: String(e.message) };
+  }
+}
+
+async function getJson(url, pathname) {
+  const r = await get(url, pathname);
+  assert.equal(r.status, 200, `${pathname}: ${r.status} ${r.text.slice(0, 300)}`);
+  return JSON.parse(r.text);
+}
+
+/**
+ * `STREAMS` request loops for `ms`, each going round the client scripts (so every isolate
+ * serves every stream), with a short pause between requests. `during(elapsedMs)` runs
+ * alongside (e.g. restarts the broker).
+ */
+async function load(env, ms, during) {
+  const results = [];
+  const started = Date.now();
+  const end = started + ms;
+  const streams = Array.from({ length: STREAMS }, async (_, s) => {
+    for (let i = 0; Date.now() < end; i++) {
+      const urls = env.cluster.urls;
+      const r = await get(urls[(s + i) % urls.length]);
+      results.push({ ...r, at: Date.now() - started, stream: s });
+      await sleep(20);
+    }
+  });
+  await within(ms + 60_000, Promise.all([...streams, during?.(started)]), "load");
+  return results;
+}
+
+function tally(results) {
+  const by = {};
+  for (const r of results) by[r.status] = (by[r.status] ?? 0) + 1;
+  return by;
+}
+
+function assertAllProducts(results, label) {
+  const failed = results.filter((r) => r.status !== 200);
+  assert.equal(
+    failed.length,
+    0,
+    `${label}: ${failed.length}/${results.length} failed, statuses ${JSON.stringify(tally(results))}; first: ` +
+      `${failed[0]?.status} ${failed[0]?.text?.split("\n")[0]}`,
+  );
+  for (const r of results) {
+    assert.deepEqual(JSON.parse(r.text), PRODUCTS, label);
+    assert.doesNotMatch(r.text, JWT, `${label}: a response holds a token`);
+  }
+}
+
+/** Lines of workerd's log that mean a broken single-flight, a hang or an uncaught error. */
+function assertCleanLogs(logs, allowed = []) {
+  const bad = logs.matching(CROSS_CONTEXT_OR_HANG).filter((l) => !allowed.some((p) => p.test(l.message)));
+  assert.equal(
+    bad.length,
+    0,
+    `workerd/miniflare reported:\n${bad
+      .slice(0, 10)
+      .map((l) => `  [${l.source}:${l.level}] ${l.message.split("\n")[0]}`)
+      .join("\n")}`,
+  );
+}
+
+const brokerStatus = (env) => getJson(env.cluster.urls[0], "/broker");
+
+/** Every client isolate's counters (and that they are distinct isolates). */
+async function isolateStats(env) {
+  const stats = await Promise.all(env.cluster.urls.map((u) => getJson(u, "/stats")));
+  assert.equal(new Set(stats.map((s) => s.isolate)).size, env.cluster.urls.length, "each client script is its own isolate");
+  for (const s of stats) assert.doesNotMatch(JSON.stringify(s), JWT);
+  return stats;
+}
+
+function report(label, figures) {
+  if (process.env.BROKER_TEST_FIGURES || process.env.WORKERD_TEST_VERBOSE) console.error(`broker figures (${label}): ${JSON.stringify(figures)}`);
+}
+
+/** Waits until the broker's current pair is between 0.3 s and 1.1 s old: far from a refresh
+ *  on either side, so a restart now cannot cut a refresh in flight. */
+async function awayFromRefresh(env) {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const { accessExpiresAt } = await brokerStatus(env);
+    const age = Date.now() - (Date.parse(accessExpiresAt) - ACCESS_TTL_MS);
+    if (age >= 300 && age <= 1_100) return;
+    await sleep(age < 300 ? 300 - age : 50);
+  }
+  throw new Error("the broker's pair never reached a quiet moment");
+}
+
+describe("auth-session/workers: a Durable Object broker", () => {
+  test(
+    `${STREAMS} streams on ${CLIENTS.length} isolates for 6 token lifetimes: one refresh per rotation, no reuse, no failure`,
+    { timeout: 90_000 },
+    async (t) => {
+      const env = await setup(t);
+      const runMs = 6 * ACCESS_TTL_MS;
+      const results = await load(env, runMs);
+      const broker = await brokerStatus(env);
+      const stats = await isolateStats(env);
+      const { server } = env;
+      const rotations = broker.version - 1; // version 1 is the login
+      const figures = {
+        isolates: stats.length,
+        streams: STREAMS,
+        requests: results.length,
+        failed: results.filter((r) => r.status !== 200).length,
+        lifetimes: runMs / ACCESS_TTL_MS,
+        rotations,
+        serverLogins: server.stats.login,
+        serverRefreshes: server.stats.refresh,
+        spentReuse: server.stats.spentReuse,
+        isolatePairsFromBroker: stats.reduce((n, s) => n + s.login + s.refresh, 0),
+      };
+      report("steady", figures);
+      t.diagnostic(JSON.stringify(figures));
+
+      assertAllProducts(results, "steady run");
+      assert.equal(server.stats.spentReuse, 0, "a spent refresh token was sent again");
+      assert.equal(server.stats.login, 1, "one login for every isolate");
+      // Exactly one refresh at the server per rotation, and rotations at the broker's pace:
+      // at least one per lifetime, never more than one per rotation period.
+      assert.equal(server.stats.refresh, rotations, `server refreshes ${server.stats.refresh} vs rotations ${rotations}`);
+      assert.ok(rotations >= runMs / ACCESS_TTL_MS - 1, `only ${rotations} rotations in ${runMs} ms`);
+      assert.ok(rotations <= Math.ceil(runMs / ROTATION_MS) + 1, `${rotations} rotations in ${runMs} ms: more than one per ${ROTATION_MS} ms`);
+      // Every isolate took part: it logged in once (through the broker) and followed the
+      // rotations; the server saw none of that.
+      for (const s of stats) {
+        assert.equal(s.login, 1, `isolate ${s.isolate} logged in ${s.login} times`);
+        assert.ok(s.refresh >= rotations - 2, `isolate ${s.isolate} followed ${s.refresh} of ${rotations} rotations`);
+        assert.equal(s.errors, 0);
+      }
+      // Isolates' own auth calls never reach the API: only the broker's.
+      const authCalls = server.log.filter((e) => e.path.startsWith("/auth/"));
+      assert.equal(authCalls.length, server.stats.login + server.stats.refresh);
+      assertCleanLogs(env.logs);
+    },
+  );
+
+  test("the broker restarted twice mid-run (evicted, storage kept): no reuse, no failure, no new login", { timeout: 90_000 }, async (t) => {
+    const env = await setup(t);
+    const runMs = 6 * ACCESS_TTL_MS;
+    let restarts = 0;
+    const results = await load(env, runMs, async (started) => {
+      for (const at of [runMs / 3, (2 * runMs) / 3]) {
+        await sleep(Math.max(0, started + at - Date.now()));
+        await awayFromRefresh(env);
+        await env.evictBroker();
+        restarts++;
+      }
+    });
+    const broker = await brokerStatus(env);
+    const stats = await isolateStats(env);
+    const { server } = env;
+    const started = env.logs.lines.filter((l) => /auth-broker: instance started/.test(l.message)).length;
+    const figures = {
+      isolates: stats.length,
+      streams: STREAMS,
+      brokerRestarts: restarts,
+      brokerInstances: started,
+      requests: results.length,
+      failed: results.filter((r) => r.status !== 200).length,
+      lifetimes: runMs / ACCESS_TTL_MS,
+      rotations: broker.version - 1,
+      serverLogins: server.stats.login,
+      serverRefreshes: server.stats.refresh,
+      spentReuse: server.stats.spentReuse,
+    };
+    report("broker restarts", figures);
+    t.diagnostic(JSON.stringify(figures));
+
+    assert.equal(restarts, 2);
+    assert.ok(started >= 3, `the broker started ${started} times`);
+    assertAllProducts(results, "run with broker restarts");
+    assert.equal(server.stats.spentReuse, 0, "a spent refresh token was sent again");
+    // The restarted broker restored its pair (and version) from its storage.
+    assert.equal(server.stats.login, 1, "a restarted broker logged in again");
+    assert.equal(server.stats.refresh, broker.version - 1);
+    assert.ok(broker.version - 1 <= Math.ceil(runMs / ROTATION_MS) + 1);
+    for (const s of stats) assert.equal(s.login, 1, `isolate ${s.isolate} logged in ${s.login} times`);
+    // An eviction may cut short an alarm handler that is waiting to run: workerd says so.
+    assertCleanLogs(env.logs, [/alarm handler canceled/i]);
+  });
+
+  test("the whole runtime restarted (Durable Object storage persisted): the new broker restores, no login", { timeout: 90_000 }, async (t) => {
+    const env = await setup(t);
+    const first = await load(env, 2 * ACCESS_TTL_MS);
+    const before = await brokerStatus(env);
+    await env.restart();
+    const second = await load(env, 3 * ACCESS_TTL_MS);
+    const after = await brokerStatus(env);
+    const stats = await isolateStats(env);
+    const { server } = env;
+    const figures = {
+      isolates: stats.length,
+      streams: STREAMS,
+      requests: first.length + second.length,
+      failed: [...first, ...second].filter((r) => r.status !== 200).length,
+      versionBefore: before.version,
+      versionAfter: after.version,
+      serverLogins: server.stats.login,
+      serverRefreshes: server.stats.refresh,
+      spentReuse: server.stats.spentReuse,
+    };
+    report("runtime restart", figures);
+    t.diagnostic(JSON.stringify(figures));
+
+    assertAllProducts([...first, ...second], "around a runtime restart");
+    assert.equal(server.stats.spentReuse, 0);
+    assert.equal(server.stats.login, 1, "the new broker logged in instead of restoring");
+    assert.ok(after.version > before.version, "versions go on from the stored one");
+    assert.equal(server.stats.refresh, after.version - 1);
+    // The new isolates logged in through the broker, which restored its pair.
+    for (const s of stats) assert.equal(s.login, 1);
+    assertCleanLogs(env.logs);
+  });
+
+  test("an idle broker refreshes once on its alarm, then lets the pair lapse; the next request refreshes once", { timeout: 60_000 }, async (t) => {
+    const env = await setup(t);
+    const [c1, c2] = env.cluster.urls;
+    assertAllProducts([await get(c1)], "first");
+    assert.equal((await brokerStatus(env)).version, 1);
+    // No request for 2.4 lifetimes: the alarm refreshes once (an isolate had asked since the
+    // last refresh), then nobody asks and the alarm stops.
+    await sleep(2.4 * ACCESS_TTL_MS);
+    assert.equal(env.server.stats.refresh, 1, "the alarm refreshed once");
+    assert.equal((await getJson(c1, "/broker")).version, 2);
+    await sleep(ACCESS_TTL_MS);
+    assert.equal(env.server.stats.refresh, 1, "an idle broker kept refreshing");
+    // Both pairs have expired: the next requests (two isolates, together) share one refresh.
+    const results = await Promise.all([get(c1), get(c2), get(c1), get(c2)]);
+    assertAllProducts(results, "after idling");
+    assert.equal(env.server.stats.refresh, 2);
+    assert.equal(env.server.stats.login, 1);
+    assert.equal(env.server.stats.spentReuse, 0);
+    assertCleanLogs(env.logs);
+  });
+
+  test("revoke() in one isolate ends the account's session; the others log in again through the broker", { timeout: 60_000 }, async (t) => {
+    const env = await setup(t);
+    const urls = env.cluster.urls;
+    assertAllProducts(await Promise.all(urls.map((u) => get(u))), "before");
+    assert.deepEqual(await getJson(urls[0], "/revoke"), { revoked: true });
+    assert.equal(env.server.stats.revoke, 1);
+    assert.equal((await brokerStatus(env)).state, "revoked");
+    // The other isolates' access tokens are now refused by the API: each refreshes, the
+    // broker says the session ended (401), each logs in again through the broker: one login.
+    assertAllProducts(await Promise.all([...urls, ...urls].map((u) => get(u))), "after revoke");
+    assert.equal(env.server.stats.login, 2);
+    assert.equal(env.server.stats.spentReuse, 0);
+    const broker = await brokerStatus(env);
+    assert.equal(broker.state, "active");
+    assertCleanLogs(env.logs);
+  });
+
+  test("brokeredSession: custom paths, a stub, a stub factory; another host, an unreachable broker, bad options", { timeout: 60_000 }, async (t) => {
+    const env = await setup(t);
+    const [c1] = env.cluster.urls;
+    for (const route of ["/paths", "/stub", "/factory"]) {
+      const body = await getJson(c1, route);
+      assert.deepEqual(body.products, PRODUCTS, route);
+    }
+    assert.equal(env.server.stats.login, 1, "every way reaches the one broker");
+    // The broker's RPC answer carries the access token, never the refresh token.
+    const { keys } = await getJson(c1, "/pair-keys");
+    assert.deepEqual(keys, ["access_expires_at", "access_token", "client_id", "origin", "refresh_expires_at", "skew_ms", "version"]);
+    // The isolates' auth paths (/x/login…) never reached the API.
+    assert.ok(!env.server.log.some((e) => e.path.startsWith("/x/")));
+
+    const other = JSON.parse((await get(c1, "/other-host")).text);
+    assert.equal(other.error, "CONFIG_ERROR", JSON.stringify(other));
+    assert.match(other.message, /the broker serves http:\/\/127\.0\.0\.1:\d+, this session's host is http:\/\/localhost:\d+/);
+    const down = JSON.parse((await get(c1, "/rpc-down")).text);
+    assert.deepEqual([down.error, down.status], ["SERVER_ERROR", 503], JSON.stringify(down));
+    assert.deepEqual((await getJson(c1, "/config-errors")).codes, Array(5).fill("CONFIG_ERROR"));
+    assert.equal(env.server.stats.login, 1);
+    assertCleanLogs(env.logs);
+  });
+
+  test("the broker's errors reach the isolate's caller with their code", { timeout: 60_000 }, async (t) => {
+    await t.test("a rejected password: UNAUTHORIZED, status 401", async (t) => {
+      const env = await setup(t, { brokerVars: { AUTH_SESSION_PASSWORD: "wrong" } });
+      const body = JSON.parse((await get(env.cluster.urls[0])).text);
+      assert.deepEqual([body.error, body.status], ["UNAUTHORIZED", 401], JSON.stringify(body));
+      assert.doesNotMatch(JSON.stringify(body), /wrong/);
+      assert.equal(env.server.stats.login, 1, "a 401 is not retried");
+    });
+    await t.test("a missing var: CONFIG_ERROR naming it", async (t) => {
+      const env = await setup(t, { brokerVars: { AUTH_SESSION_HOST: "" } });
+      const body = JSON.parse((await get(env.cluster.urls[0])).text);
+      assert.equal(body.error, "CONFIG_ERROR", JSON.stringify(body));
+      assert.match(body.message, /AUTH_SESSION_HOST is not set/);
+      const status = await brokerStatus(env);
+      assert.equal(status.error.code, "CONFIG_ERROR");
+      assert.equal(env.server.stats.requests, 0);
+    });
+  });
+
+  test("the example (www-example/worker-broker) on 4 isolates: one login, one refresh per rotation, no token out", { timeout: 90_000 }, async (t) => {
+    const env = await setup(t, { modules: exampleModules });
+    const runMs = 4 * ACCESS_TTL_MS;
+    const results = await load(env, runMs);
+    assertAllProducts(results, "example");
+    for (const r of results) for (const [name, value] of r.headers) assert.doesNotMatch(value, JWT, `header ${name}`);
+    const { server } = env;
+    const refreshes = server.stats.refresh;
+    t.diagnostic(JSON.stringify({ requests: results.length, logins: server.stats.login, refreshes, spentReuse: server.stats.spentReuse }));
+    assert.equal(server.stats.login, 1);
+    assert.equal(server.stats.spentReuse, 0);
+    assert.ok(refreshes >= runMs / ACCESS_TTL_MS - 1 && refreshes <= Math.ceil(runMs / ROTATION_MS) + 1, `${refreshes} refreshes in ${runMs} ms`);
+    const notFound = await get(env.cluster.urls[0], "/other");
+    assert.equal(notFound.status, 404);
+    assertCleanLogs(env.logs);
+  });
+
+  test("wrangler deploy --dry-run bundles the example with its Durable Object, without a warning; the bundle runs", { timeout: 90_000 }, async (t) => {
+    const work = await tempDir("auth-session-wrangler-broker-");
+    t.after(work.cleanup);
+    const app = path.join(work.dir, "app");
+    await cp(brokerExampleDir, app, {
+      recursive: true,
+      filter: (src) => !/(^|[/\\])(node_modules|\.wrangler|dist|\.dev\.vars)$/.test(path.relative(brokerExampleDir, src)),
+    });
+    await mkdir(path.join(app, "node_modules"), { recursive: true });
+    await symlink(pkgDir, path.join(app, "node_modules/auth-session"));
+    const outdir = path.join(work.dir, "out");
+    const { code, out } = await within(
+      80_000,
+      run(process.execPath, [path.join(root, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outdir], {
+        cwd: app,
+        env: {
+          ...process.env,
+          WRANGLER_SEND_METRICS: "false",
+          WRANGLER_LOG_PATH: path.join(work.dir, "logs"),
+          NO_COLOR: "1",
+          FORCE_COLOR: "0",
+        },
+      }),
+      "wrangler",
+    );
+    assert.equal(code, 0, `wrangler failed:\n${out}`);
+    assert.match(out, /--dry-run: exiting now/);
+    assert.match(out, /env\.AUTH_BROKER \(AuthBroker\)\s+Durable Object/);
+    const warnings = out.split("\n").filter((l) => /warn|▲|\[WARNING\]|deprecat/i.test(l));
+    assert.deepEqual(warnings, [], `wrangler warned:\n${out}`);
+
+    const files = await readdir(outdir);
+    const wasm = files.filter((f) => f.endsWith(".wasm"));
+    assert.equal(wasm.length, 1, `output: ${files.join(", ")}`);
+    assert.deepEqual(await readFile(path.join(outdir, wasm[0])), await readFile(path.join(pkgDir, "auth_session_bg.wasm")));
+    const bundle = await readFile(path.join(outdir, "index.js"), "utf8");
+    assert.match(bundle, /from "cloudflare:workers"/);
+    assert.match(bundle, /initSync\(\{ module: wasmModule\d* \}\)/);
+
+    // What wrangler would upload runs: as the broker's script and as two clients.
+    const server = await startServer({ users: { [USER.username]: USER.password } });
+    t.after(() => server.close());
+    const logs = new Logs();
+    const { mf, urls } = await startCluster({
+      modules: [
+        { type: "ESModule", path: path.join(outdir, "index.js") },
+        { type: "CompiledWasm", path: path.join(outdir, wasm[0]) },
+      ],
+      serverUrl: server.url,
+      persist: path.join(work.dir, "do"),
+      logs,
+      clients: ["c1", "c2"],
+    });
+    t.after(() => within(30_000, mf.dispose(), "Miniflare dispose"));
+    assertAllProducts(await Promise.all([get(urls[0]), get(urls[1])]), "wrangler's bundle");
+    assert.equal(server.stats.login, 1);
+  });
+});
+
+function run(cmd, args, options) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, out }));
+  });
+}
