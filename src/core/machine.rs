@@ -458,6 +458,19 @@ struct Op {
 }
 
 impl Op {
+    /// A new op, not started yet.
+    fn new(flight: FlightId, kind: OpKind, trigger: Trigger) -> Op {
+        Op {
+            flight,
+            kind,
+            trigger,
+            attempt: 0,
+            stage: Stage::Queued,
+            lease: None,
+            waiting: None,
+        }
+    }
+
     fn endpoint(&self) -> Endpoint {
         match self.kind {
             OpKind::Login { .. } => Endpoint::Login,
@@ -793,15 +806,7 @@ impl Machine {
                     }
                     None => self.id(),
                 };
-                self.queued = Some(Box::new(Op {
-                    flight,
-                    kind,
-                    trigger: Trigger::User,
-                    attempt: 0,
-                    stage: Stage::Queued,
-                    lease: None,
-                    waiting: None,
-                }));
+                self.queued = Some(Box::new(Op::new(flight, kind, Trigger::User)));
                 Step::Wait(flight)
             }
             _ => {
@@ -1077,16 +1082,7 @@ impl Machine {
                 // on as after that 401 (adopt from storage, else expire or log in again).
                 let flight = self.id();
                 let kind = OpKind::Refresh { token };
-                let op = Op {
-                    flight,
-                    kind,
-                    trigger,
-                    attempt: 0,
-                    stage: Stage::Queued,
-                    lease: None,
-                    waiting: None,
-                };
-                self.refresh_rejected(now, op);
+                self.refresh_rejected(now, Op::new(flight, kind, trigger));
                 return Some(flight);
             }
             return Some(self.start(now, OpKind::Refresh { token }, trigger));
@@ -1101,15 +1097,7 @@ impl Machine {
 
     fn start(&mut self, now: i64, kind: OpKind, trigger: Trigger) -> FlightId {
         let flight = self.id();
-        let mut op = Op {
-            flight,
-            kind,
-            trigger,
-            attempt: 0,
-            stage: Stage::Queued,
-            lease: None,
-            waiting: None,
-        };
+        let mut op = Op::new(flight, kind, trigger);
         if self.has_storage && matches!(op.kind, OpKind::Refresh { .. }) {
             // Look before you refresh: another instance sharing the storage may have
             // rotated the pair already; its newer pair is adopted, no token spent.
