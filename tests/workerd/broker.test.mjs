@@ -12,12 +12,12 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { cp, mkdir, readFile, readdir, symlink } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Log, LogLevel, Miniflare, convertV4MiniflareOptions } from "miniflare";
+import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import { startServer } from "../server/reference-server.mjs";
-import { CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, pkgDir, root, sleep, tempDir } from "./harness.mjs";
+import { CaptureLog, CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, pkgDir, root, sleep, tempDir, userCopy } from "./harness.mjs";
 
 const brokerExampleDir = path.join(root, "www-example/worker-broker");
 const fixture = fileURLToPath(new URL("./fixtures/broker-worker.mjs", import.meta.url));
@@ -46,15 +46,6 @@ function within(ms, promise, label) {
   ]).finally(() => clearTimeout(timer));
 }
 
-class CaptureLog extends Log {
-  constructor(logs) {
-    super(LogLevel.DEBUG);
-    this.logs = logs;
-  }
-  log(message) {
-    this.logs.push("miniflare", "log", message);
-  }
-}
 
 let tmp;
 let fixtureModules;
@@ -471,12 +462,7 @@ describe("auth-session/workers: a Durable Object broker", () => {
     const work = await tempDir("auth-session-wrangler-broker-");
     t.after(work.cleanup);
     const app = path.join(work.dir, "app");
-    await cp(brokerExampleDir, app, {
-      recursive: true,
-      filter: (src) => !/(^|[/\\])(node_modules|\.wrangler|dist|\.dev\.vars)$/.test(path.relative(brokerExampleDir, src)),
-    });
-    await mkdir(path.join(app, "node_modules"), { recursive: true });
-    await symlink(pkgDir, path.join(app, "node_modules/auth-session"));
+    await userCopy(brokerExampleDir, app);
     const outdir = path.join(work.dir, "out");
     const { code, out } = await within(
       80_000,

@@ -7,7 +7,7 @@
 //
 // Needs Node >= 22.12 (Miniflare): scripts/test-workerd.sh runs it with the `node22`
 // devDependency. The package comes from AUTH_SESSION_PKG_DIR, default <repo>/pkg.
-import { mkdtemp, mkdir, readFile, rm, symlink } from "node:fs/promises";
+import { cp, mkdtemp, mkdir, readFile, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -124,7 +124,8 @@ export const CROSS_CONTEXT_OR_HANG = [
   /panicked|unreachable/i,
 ];
 
-class CaptureLog extends Log {
+/** Miniflare's own log lines, into a Logs list. */
+export class CaptureLog extends Log {
   constructor(logs) {
     super(LogLevel.DEBUG);
     this.logs = logs;
@@ -161,6 +162,20 @@ export async function startWorker({ modules, serverUrl, persist, logs, vars = {}
   const mf = new Miniflare(options);
   const url = await mf.ready;
   return { mf, url, options };
+}
+
+/**
+ * An example Worker as a user has it after `npm install`: its files (without build output,
+ * local secrets or node_modules) copied to `app`, and auth-session in its node_modules (a
+ * link to the built package).
+ */
+export async function userCopy(exampleDir, app) {
+  await cp(exampleDir, app, {
+    recursive: true,
+    filter: (src) => !/(^|[/\\])(node_modules|\.wrangler|dist|\.dev\.vars)$/.test(path.relative(exampleDir, src)),
+  });
+  await mkdir(path.join(app, "node_modules"), { recursive: true });
+  await symlink(pkgDir, path.join(app, "node_modules/auth-session"));
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -4,10 +4,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { cp, mkdir, readFile, readdir, symlink } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { startServer } from "../server/reference-server.mjs";
-import { Logs, PRODUCTS, USER, pkgDir, root, startWorker, tempDir, workerDir } from "./harness.mjs";
+import { Logs, PRODUCTS, USER, pkgDir, root, startWorker, tempDir, userCopy, workerDir } from "./harness.mjs";
 
 const wrangler = path.join(root, "node_modules/wrangler/bin/wrangler.js");
 
@@ -28,12 +28,7 @@ test("wrangler deploy --dry-run bundles the example with the package's wasm, wit
   // The example as a user has it after `npm install`: its files, and auth-session in its
   // node_modules (here: a link to the built package).
   const app = path.join(tmp.dir, "app");
-  await cp(workerDir, app, {
-    recursive: true,
-    filter: (src) => !/(^|[/\\])(node_modules|\.wrangler|dist|\.dev\.vars)$/.test(path.relative(workerDir, src)),
-  });
-  await mkdir(path.join(app, "node_modules"), { recursive: true });
-  await symlink(pkgDir, path.join(app, "node_modules/auth-session"));
+  await userCopy(workerDir, app);
 
   const outdir = path.join(tmp.dir, "out");
   // process.execPath: this suite runs on Node 22, which wrangler 4 needs.
