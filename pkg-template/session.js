@@ -178,7 +178,8 @@ const globalFetch = (input, init) => globalThis.fetch(input, init);
 /** host -> [base, origin]: sessions of one host share these strings. */
 const HOSTS = new Map();
 
-function readFetch(value) {
+/** The `fetch` option as a function: a function, or an object with a fetch method. */
+export function readFetch(value) {
   if (value === undefined) return globalFetch;
   if (typeof value === "function") return (input, init) => value(input, init);
   if (value !== null && typeof value === "object" && typeof value.fetch === "function") {

@@ -16,6 +16,7 @@
 
 import { DurableObject } from "cloudflare:workers";
 import { AuthSession, AuthError } from "./workerd.mjs";
+import { readFetch } from "./session.js";
 
 export { AuthSession, AuthError };
 
@@ -34,16 +35,6 @@ const SKEW_SANE_MS = 366 * 86_400_000;
 const ALARM_EARLY_MS = 50;
 
 const configError = (message) => new AuthError(message, "ConfigError", "CONFIG_ERROR", 0, false);
-
-/** A function, or an object with a fetch method (a service binding), as a fetch function. */
-function toFetch(value, field) {
-  if (value === undefined) return (input, init) => globalThis.fetch(input, init);
-  if (typeof value === "function") return (input, init) => value(input, init);
-  if (value !== null && typeof value === "object" && typeof value.fetch === "function") {
-    return (input, init) => value.fetch(input, init);
-  }
-  throw configError(`${field} must be a function (or an object with a fetch method)`);
-}
 
 /**
  * An AuthError as it crosses the RPC boundary: workerd keeps an Error's message and own
@@ -233,7 +224,7 @@ export class AuthBroker extends DurableObject {
     if (storage !== undefined) {
       throw configError("AuthBroker: the broker keeps the tokens in its own storage; sessionOptions must not set storage");
     }
-    const send = toFetch(fetch, "fetch");
+    const send = readFetch(fetch);
     const session = new AuthSession({
       ...options,
       // The alarm refreshes: it survives the object's eviction, a timer does not.
@@ -457,7 +448,7 @@ export function brokeredSession(target, options) {
     }
   }
   const stubFor = stubSource(target, name);
-  const send = toFetch(rest.fetch, "fetch");
+  const send = readFetch(rest.fetch);
   let known;
   const session = new AuthSession({
     autoRefresh: false,
