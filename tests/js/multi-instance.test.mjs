@@ -171,6 +171,24 @@ describe("the lease: one refresh for many sessions", () => {
     a.dispose();
   });
 
+  it("an acquire that never settles or answers garbage is reported, and the refresh still goes out", async () => {
+    for (const acquire of [() => new Promise(() => {}), () => 42, () => ({ id: "x" })]) {
+      const storage = { ...leaseStorage(), acquire };
+      const a = session({ storage, timeoutMs: 300 });
+      const errors = [];
+      a.on("error", (e) => errors.push(e));
+      await a.login();
+      const before = server.stats.refresh;
+      const started = Date.now();
+      await a.refresh();
+      assert.equal(server.stats.refresh - before, 1);
+      assert.ok(Date.now() - started < 2_000, "bounded by timeoutMs");
+      assert.equal(errors.length, 1);
+      checkAuthError(errors[0], { code: "STORAGE_ERROR" });
+      a.dispose();
+    }
+  });
+
   it("acquire without release (or the reverse) is a CONFIG_ERROR", () => {
     const { acquire, release, ...plain } = leaseStorage();
     for (const storage of [{ ...plain, acquire }, { ...plain, release }]) {
