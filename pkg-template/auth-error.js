@@ -11,12 +11,14 @@
 const BRAND = Symbol.for("auth-session.AuthError");
 
 export class AuthError extends Error {
-  constructor(message, name, code, status, retryable) {
+  constructor(message, name, code, status, retryable, retryAfter) {
     super(message);
     Object.defineProperty(this, "name", { value: name, writable: true, configurable: true });
     this.code = code;
     this.status = status;
     this.retryable = retryable;
+    /** The seconds the server asked to wait (`Retry-After` on a 429 or 5xx), if it said. */
+    this.retryAfter = retryAfter;
     Object.defineProperty(this, BRAND, { value: true });
   }
 
@@ -32,6 +34,8 @@ export class AuthError extends Error {
 
   /** What JSON.stringify writes (an Error's own fields are not enumerable). */
   toJSON() {
-    return { name: this.name, code: this.code, message: this.message, status: this.status, retryable: this.retryable };
+    const json = { name: this.name, code: this.code, message: this.message, status: this.status, retryable: this.retryable };
+    if (this.retryAfter !== undefined) json.retryAfter = this.retryAfter;
+    return json;
   }
 }

@@ -21,23 +21,19 @@ import { encryptedStorage, importKey } from "./encryption.js";
 const KNOWN = new Set([
   "host", "credentials", "refreshMarginSeconds", "autoRefresh", "timeoutMs", "retries",
   "maxRetryAfterSeconds", "maxResponseBytes", "paths", "fetch", "storage", "storageKey",
-  "allowedOrigins", "allowInsecureHttp", "waitUntil", "encryptionKey", "logger",
+  "allowedOrigins", "allowInsecureHttp", "waitUntil", "encryptionKey", "logger", "label",
 ]);
-const DEFAULT_TIMEOUT_MS = 10_000;
-const DEFAULT_MAX_RESPONSE_BYTES = 10_485_760;
 const MAX_TIMER_MS = 2_147_483_647;
 
 // The small integers the wasm glue uses for the core's enums (src/wasm/core.rs).
 const NEED_STRICT = 0, NEED_LENIENT = 1, NEED_BACKGROUND = 2, NEED_REPLAY = 3;
 const WAITED_NOTHING = 0, WAITED_DONE = 1, WAITED_RETRYABLE = 2, WAITED_FINAL = 3;
 const DONE = 0, NOTHING = 1, FAILED = 2, AGAIN = 3;
-const BODY_EMPTY = 0, BODY_NOT_JSON = 1, BODY_JSON = 2;
+const BODY_EMPTY = 0, BODY_NOT_JSON = 1, BODY_JSON = 2, BODY_TOO_LARGE = 3, BODY_UNREADABLE = 4;
+// An API call's next step (src/wasm/core.rs `api_code`) and its wakes.
+const RETURN = 0, READ = 1, LOCATE = 2, FOLLOW = 3, FOLLOW_GET = 4, TOKEN = 5, WAIT = 6, DATA = 7, GONE = 9;
+const WAKE_ABANDON = 0, WAKE_SEND = 1, WAKE_FAIL = 2;
 const EVENTS = ["tokens", "expired", "revoked", "error"];
-/** Codes the client makes (a server's envelope keeps its own words). */
-const CLIENT_CODES = new Set([
-  "NETWORK_ERROR", "TIMEOUT", "ABORTED", "INVALID_RESPONSE", "SERVER_ERROR", "RATE_LIMITED", "HTTP_ERROR",
-  "RESPONSE_TOO_LARGE", "ORIGIN_NOT_ALLOWED", "SESSION_EXPIRED", "NOT_AUTHENTICATED", "DISPOSED", "STORAGE_ERROR",
-]);
 
 const DESCRIPTOR = Symbol("auth-session.descriptor");
 
@@ -46,13 +42,13 @@ let DRIVER;
 
 /** An error descriptor of the machine (or of this file) as the AuthError users get. */
 function toError(d) {
-  const err = new AuthError(d.message, d.name, d.code, d.status, d.retryable);
+  const err = new AuthError(d.message, d.name, d.code, d.status, d.retryable, d.retryAfter);
   if (d.cause) Object.defineProperty(err, "cause", { value: d.cause, writable: true, configurable: true });
   return err;
 }
 
 function describe(code, name, message, status = 0, retryable = false) {
-  return { [DESCRIPTOR]: true, code, name, message, status, retryable, cause: undefined };
+  return { [DESCRIPTOR]: true, code, name, message, status, retryable, retryAfter: undefined, cause: undefined };
 }
 
 const configError = (message) => toError(describe("CONFIG_ERROR", "ConfigError", message));
@@ -112,7 +108,7 @@ class TooLarge extends Error {}
  * Reads a whole body as text, at most `limit` bytes; over it the stream is cancelled and
  * TooLarge thrown. A declared Content-Length over the limit fails before reading.
  */
-async function readText(res, limit) {
+async function readText(res, limit, holder) {
   const declared = Number(header(res.headers, "content-length"));
   if (declared > limit) {
     discard(res);
@@ -127,6 +123,7 @@ async function readText(res, limit) {
     return text;
   }
   const reader = body.getReader();
+  if (holder) holder.reader = reader;
   const chunks = [];
   let size = 0;
   for (;;) {
@@ -232,8 +229,9 @@ export class AuthSession {
   #fetch;
   #storage;
   #waitUntil;
-  #timeoutMs;
   #maxBytes;
+  /** The `label` option, copied into every log record and event payload. */
+  #label = undefined;
   // Collections are made on first use: an idle session (thousands per process in a
   // multi-tenant service) holds none of them.
   /** event name -> Set of listeners */
@@ -251,6 +249,11 @@ export class AuthSession {
   #timer = undefined;
   /** Events raised during the current machine call, delivered after it. */
   #events = null;
+  /** A machine call is running: inputs that arrive meanwhile wait in #queue. */
+  #busy = false;
+  #queue = null;
+  /** API call id -> its wakes ({ resolve, pending }), while the call awaits one. */
+  #calls = null;
   #broken = undefined;
   /** The `logger` option: structured records of what the session does, never a secret. */
   #logger = undefined;
@@ -259,12 +262,9 @@ export class AuthSession {
   /** The host's origin, and other origins the machine allowed to receive the token. */
   #hostOrigin = "";
   #allowed = null;
-  #disposed = false;
   /** The access token last handed out, and the serial of its pair. */
   #tokenText = "";
   #tokenSerial = -1;
-  /** AbortControllers of API attempts in flight: dispose() aborts them. */
-  #attemptsLive = null;
 
   constructor(options) {
     if (options === null || typeof options !== "object" || Array.isArray(options)) {
@@ -305,16 +305,13 @@ export class AuthSession {
       if (!Array.isArray(o.allowedOrigins)) throw configError("allowedOrigins must be an array of origins");
       origins = o.allowedOrigins.map((v, i) => checkType(v, "string", `allowedOrigins[${i}]`) ?? String(v));
     }
-    const maxBytes = checkType(o.maxResponseBytes, "number", "maxResponseBytes") ?? DEFAULT_MAX_RESPONSE_BYTES;
-    if (!Number.isInteger(maxBytes) || maxBytes < 1 || maxBytes > 2 ** 31 - 1) {
-      throw configError("maxResponseBytes must be an integer from 1 to 2147483647");
-    }
+    checkType(o.maxResponseBytes, "number", "maxResponseBytes");
+    checkType(o.label, "string", "label");
     this.#fetch = readFetch(o.fetch);
     this.#storage = readStorage(o.storage);
     const encryptionKey = readEncryptionKey(o.encryptionKey, this.#storage);
     if (o.logger !== undefined && typeof o.logger !== "function") throw configError("logger must be a function");
     this.#waitUntil = readWaitUntil(o.waitUntil, "waitUntil");
-    this.#maxBytes = maxBytes;
     this.#d = Object.create(DRIVER);
     this.#d.s = this;
     try {
@@ -329,14 +326,17 @@ export class AuthSession {
         o.storageKey,
         origins,
         o.allowInsecureHttp,
+        o.maxResponseBytes,
+        o.label,
         this.#storage === undefined ? 0 : typeof this.#storage.acquire === "function" ? 2 : 1,
         Math.random(),
       );
     } catch (e) {
       throw this.#error(e);
     }
-    // Validated by the core above; kept for the API attempts this file times.
-    this.#timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    // Validated by the core above; the body reader needs it at hand.
+    this.#maxBytes = this.#core.max_response_bytes();
+    this.#label = o.label;
     if (o.logger !== undefined) {
       this.#logger = o.logger;
       this.#core.set_logging(true);
@@ -373,6 +373,12 @@ export class AuthSession {
       storage(op, io, key, value) {
         this.s.#storageCall(op, io, key, value);
       },
+      wake(call, kind, error) {
+        const box = this.s.#calls?.get(call);
+        if (box === undefined) return;
+        if (box.resolve) box.resolve({ wake: kind, error });
+        else box.pending = { wake: kind, error };
+      },
       settle(flight, outcome, error) {
         const s = this.s;
         const flights = (s.#flights ??= new Map());
@@ -385,18 +391,21 @@ export class AuthSession {
           (s.#early ??= []).push([flight, [outcome, error]]);
         }
       },
-      log(event, endpoint, attempt, status, delayMs, code, trigger) {
+      log(event, endpoint, attempt, status, delayMs, code, trigger, followed) {
         const record = { time: new Date(), event };
+        if (this.s.#label !== undefined) record.label = this.s.#label;
         if (endpoint !== undefined) record.endpoint = endpoint;
         if (attempt !== undefined) record.attempt = attempt;
         if (status !== undefined) record.status = status;
         if (delayMs !== undefined) record.delayMs = delayMs;
         if (code !== undefined) record.code = code;
         if (trigger !== undefined) record.trigger = trigger;
+        if (followed !== undefined) record.followed = followed;
         (this.s.#events ??= []).push(["log", record]);
       },
       event(kind, payload, reason) {
         if (kind === 0) payload.reason = reason;
+        if (kind !== 3 && this.s.#label !== undefined) payload.label = this.s.#label;
         (this.s.#events ??= []).push([EVENTS[kind], payload]);
       },
       arm(at, keep) {
@@ -410,8 +419,9 @@ export class AuthSession {
           refreshExpiresAt: refresh === undefined ? null : new Date(refresh),
         };
       },
-      error(code, name, message, status, retryable, causeName, causeCode) {
+      error(code, name, message, status, retryable, retryAfter, causeName, causeCode) {
         const d = describe(code, name, message, status, retryable);
+        d.retryAfter = retryAfter;
         if (causeName !== undefined) d.cause = causeCode === undefined ? { name: causeName } : { name: causeName, code: causeCode };
         return d;
       },
@@ -427,6 +437,7 @@ export class AuthSession {
   #call(fn) {
     if (this.#broken) throw this.#broken;
     this.#early = null;
+    this.#busy = true;
     try {
       return fn(this.#core, this.#d);
     } catch (e) {
@@ -434,8 +445,35 @@ export class AuthSession {
       this.#break(e);
       throw this.#broken;
     } finally {
+      this.#busy = false;
       this.#flush();
+      this.#drainQueue();
     }
+  }
+
+  /**
+   * An input whose answer nobody awaits here (an I/O result, a timer, an abort): fed in now,
+   * or, when it arrives while the machine is handling a call (a `fetch` or storage adapter
+   * that answers or throws synchronously, a listener calling back), right after that call.
+   * A failure is already reported to the waiters by the machine (or by #break).
+   */
+  #feed(fn) {
+    if (this.#busy) {
+      (this.#queue ??= []).push(fn);
+      return;
+    }
+    try {
+      this.#call(fn);
+    } catch {
+      // Reported to the waiters.
+    }
+  }
+
+  #drainQueue() {
+    const queue = this.#queue;
+    if (queue === null) return;
+    this.#queue = null;
+    for (const fn of queue) this.#feed(fn);
   }
 
   #flush() {
@@ -488,11 +526,7 @@ export class AuthSession {
     const delay = Math.min(Math.max(at - now(), 0), MAX_TIMER_MS);
     const t = setTimeout(() => {
       this.#timer = undefined;
-      try {
-        this.#call((c, d) => c.timeout(d, now()));
-      } catch {
-        // #call has ended the session; nobody awaits the timer itself.
-      }
+      this.#feed((c, d) => c.timeout(d, now()));
     }, delay);
     // An idle auto-refresh never keeps a process alive; a retry someone awaits does.
     if (!keep) {
@@ -513,15 +547,14 @@ export class AuthSession {
     const report = (fn) => {
       if (!live()) return;
       this.#ioDone(io);
-      try {
-        this.#call(fn);
-      } catch {
-        // Already reported to the waiters by the machine (or #break).
-      }
+      this.#feed(fn);
     };
     (async () => {
       let res;
       try {
+        // Called after the machine call that asked for it: a fetch that throws or answers
+        // synchronously is an answer like any other.
+        await undefined;
         res = await this.#fetch(url, init);
       } catch (e) {
         const [name, code] = causeOf(e);
@@ -567,11 +600,7 @@ export class AuthSession {
     const report = (fn) => {
       if (!this.#io?.has(io)) return;
       this.#ioDone(io);
-      try {
-        this.#call(fn);
-      } catch {
-        // Reported by the machine.
-      }
+      this.#feed(fn);
     };
     Promise.resolve()
       .then(() => {
@@ -803,15 +832,13 @@ export class AuthSession {
   }
 
   dispose() {
-    this.#disposed = true;
     if (this.#broken) return;
     this.#tokenText = "";
     this.#tokenSerial = -1;
+    // Every API call in flight is woken with DISPOSED by the machine.
     this.#call((c, d) => c.dispose(d));
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    for (const ctrl of this.#attemptsLive ?? []) ctrl.abort();
-    this.#attemptsLive = null;
   }
 
   fetch(input, init) {
@@ -872,119 +899,176 @@ export class AuthSession {
   }
 
   async #api(input, init, asJson) {
-    let call;
+    let id = 0;
     try {
-      if (this.#disposed) throw toError(disposedError());
-      call = this.#prepare(input, init, asJson);
+      const call = this.#prepare(input, init, asJson);
       const signal = call.init.signal ?? call.template?.signal;
       const waitUntil = call.init.waitUntil !== undefined ? readWaitUntil(call.init.waitUntil, "init.waitUntil") : this.#waitUntil;
-      return await this.#attempts(call, signal, waitUntil, asJson);
+      id = this.#call((c, d) => c.api_open(d, call.method, call.url.pathname, asJson ? 1 : 0, waitUntil !== undefined));
+      return await this.#attempts(id, call, signal, waitUntil, asJson);
     } catch (e) {
-      const err = this.#error(e);
-      // A client-made error names the request: method and path, never the query.
-      if (call && AuthError.is(err) && CLIENT_CODES.has(err.code)) {
-        const path = call.url.pathname;
-        const shown = this.#tokenText !== "" && path.includes(this.#tokenText) ? "(path withheld)" : path;
-        err.message = `${call.method} ${shown}: ${err.message}`;
-      }
-      throw err;
+      throw this.#error(e);
     }
   }
 
-  async #attempts(call, signal, waitUntil, asJson) {
-    let { url, method, body } = call;
-    let attempt = 0;
-    let redirects = 0;
-    let replayed = false;
-    let after401;
-    const need = waitUntil ? NEED_BACKGROUND : NEED_LENIENT;
-    for (;;) {
-      let got = this.#token(after401 === undefined ? need : NEED_REPLAY, signal, waitUntil, after401);
-      if (!Array.isArray(got)) got = await got;
-      const [token, serial] = got;
-      after401 = undefined;
-      call.headers.set("authorization", `Bearer ${token}`);
-      const ctrl = new AbortController();
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        ctrl.abort();
-      }, this.#timeoutMs);
-      const onAbort = () => ctrl.abort();
-      signal?.addEventListener?.("abort", onAbort, { once: true });
-      (this.#attemptsLive ??= new Set()).add(ctrl);
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener?.("abort", onAbort);
-        this.#attemptsLive?.delete(ctrl);
+  /**
+   * The next thing that happens to API call `box`: a wake from the machine ({ wake, error }:
+   * its deadline, a backoff's end, an abort, dispose) or, when `io` is given, what `io`
+   * resolves to ({ io }), whichever comes first.
+   */
+  #next(box, io) {
+    const pending = box.pending;
+    if (pending !== null) {
+      box.pending = null;
+      return Promise.resolve(pending);
+    }
+    return new Promise((resolve) => {
+      // This wait's own waker: a late `io` of an earlier wait never resolves a later one.
+      const wake = (w) => {
+        if (box.resolve !== wake) return;
+        box.resolve = null;
+        resolve(w);
       };
-      let res;
-      try {
-        if (isAbort(signal)) throw toError(aborted());
-        const request = call.template
-          ? new Request(call.template.clone(), { headers: call.headers, redirect: "manual", signal: ctrl.signal })
-          : undefined;
-        res = await (request
-          ? this.#fetch(request)
-          : this.#fetch(url.href, { ...call.init, method, headers: call.headers, body, redirect: "manual", signal: ctrl.signal }));
-      } catch (e) {
-        done();
-        if (isAbort(signal)) throw toError(aborted());
-        if (e && e[DESCRIPTOR]) throw e;
-        if (this.#core.disposed()) throw toError(disposedError());
-        const [name, code] = causeOf(e);
-        const delay = this.#call((c, d) => c.api_failure(d, timedOut ? 1 : 0, name, code, method, attempt));
-        await sleep(delay, signal);
-        attempt++;
-        continue;
-      }
-      const parts = responseParts(res);
-      if (parts === null) {
-        done();
-        this.#call((c, d) => c.api_failure(d, 2, undefined, undefined, method, attempt));
-        throw toError(describe("INVALID_RESPONSE", "InvalidResponseError", "fetch did not resolve to a Response"));
-      }
-      const { status, headers, type } = parts;
-      if (type === "opaqueredirect" || (status >= 300 && status < 400 && status !== 304)) {
-        const next = this.#location(headers, url);
-        const follow = this.#core.api_redirect(status, method, next?.origin, redirects);
-        if (follow === 0) {
-          done();
+      box.resolve = wake;
+      io?.then((v) => wake({ io: v }));
+    });
+  }
+
+  async #attempts(id, call, signal, waitUntil, asJson) {
+    let { url, method, body } = call;
+    const box = { resolve: null, pending: null };
+    (this.#calls ??= new Map()).set(id, box);
+    let ctrl;
+    const onAbort = () => {
+      ctrl?.abort();
+      this.#feed((c, d) => {
+        const e = c.api_abort(d, id);
+        if (e !== undefined) this.#d.wake(id, WAKE_FAIL, e);
+      });
+    };
+    signal?.addEventListener?.("abort", onAbort, { once: true });
+    try {
+      if (isAbort(signal)) onAbort();
+      for (;;) {
+        let got = this.#apiToken(id, box, waitUntil);
+        if (!Array.isArray(got)) got = await got;
+        const [token] = got;
+        call.headers.set("authorization", `Bearer ${token}`);
+        ctrl = new AbortController();
+        const attempt = this.#fetchAttempt(call, url, method, body, ctrl.signal);
+        let next = await this.#next(box, attempt);
+        if (next.wake !== undefined) {
+          // The machine ended the attempt (its deadline): whatever fetch does with its
+          // signal, the call goes on (or fails) without it.
+          ctrl.abort();
+          attempt.then((r) => r.res && discard(r.res));
+          if (next.wake === WAKE_ABANDON) next = await this.#next(box);
+          if (next.wake === WAKE_FAIL) throw toError(next.error);
+          continue;
+        }
+        const { res, error } = next.io;
+        const parts = error === undefined ? responseParts(res) : null;
+        if (parts === null) {
+          const [name, code] = error === undefined ? [] : causeOf(error);
+          const kind = error === undefined ? 1 : 0;
+          const step = this.#call((c, d) => c.api_failed(d, now(), id, kind, name, code));
+          if (step === WAIT) await this.#waitForSend(box);
+          continue;
+        }
+        const { status, headers, type } = parts;
+        let step = this.#call((c, d) =>
+          c.api_response(d, now(), id, status, type === "opaqueredirect", header(headers, "retry-after")),
+        );
+        if (step === LOCATE) {
+          const next = this.#location(headers, url);
+          step = this.#call((c, d) => c.api_location(d, id, next?.origin));
+          if (step === FOLLOW || step === FOLLOW_GET) {
+            discard(res);
+            url = next;
+            if (step === FOLLOW_GET) {
+              method = "GET";
+              body = undefined;
+              call.headers.delete("content-type");
+              call.template = undefined;
+            }
+            continue;
+          }
+        }
+        if (step === RETURN) {
+          // The caller reads this response's body: its signal must stay as it is.
+          ctrl = undefined;
           return res;
         }
-        done();
+        if (step === READ) return await this.#readJson(id, box, res);
         discard(res);
-        url = next;
-        redirects++;
-        if (follow === 2) {
-          method = "GET";
-          body = undefined;
-          call.headers.delete("content-type");
-          call.template = undefined;
+        if (step === WAIT) await this.#waitForSend(box);
+        else if (step === GONE) {
+          const w = await this.#next(box);
+          if (w.wake === WAKE_FAIL) throw toError(w.error);
         }
+        // TOKEN (the replay after a 401) and a finished wait: the next attempt.
+      }
+    } finally {
+      ctrl?.abort();
+      signal?.removeEventListener?.("abort", onAbort);
+      this.#calls?.delete(id);
+      if (this.#calls?.size === 0) this.#calls = null;
+      // Ended by the machine already in every ordinary case; this covers the runtime
+      // refusing to build a request.
+      if (!this.#broken && !this.#busy) this.#core.api_close(this.#d, id);
+    }
+  }
+
+  /** Waits out a retry's backoff (the machine's timer); its failure is the call's. */
+  async #waitForSend(box) {
+    const w = await this.#next(box);
+    if (w.wake === WAKE_FAIL) throw toError(w.error);
+  }
+
+  /** Starts one attempt. Never throws: a fetch that throws synchronously is a failure. */
+  #fetchAttempt(call, url, method, body, signal) {
+    try {
+      const request = call.template
+        ? new Request(call.template.clone(), { headers: call.headers, redirect: "manual", signal })
+        : undefined;
+      const p = request
+        ? this.#fetch(request)
+        : this.#fetch(url.href, { ...call.init, method, headers: call.headers, body, redirect: "manual", signal });
+      return Promise.resolve(p).then(
+        (res) => ({ res }),
+        (error) => ({ error: error ?? new Error() }),
+      );
+    } catch (error) {
+      return Promise.resolve({ error: error ?? new Error() });
+    }
+  }
+
+  /**
+   * The call's token: [token, serial] at once when the machine has one, else a promise of
+   * it after the flights it waits for (or the call's wake: abort, dispose).
+   */
+  #apiToken(id, box, waitUntil) {
+    const step = this.#call((c, d) => c.api_token(d, now(), id, WAITED_NOTHING, 0));
+    if (step > 0) return this.#ready(step, waitUntil);
+    return this.#apiTokenAfterWaits(id, box, step, waitUntil);
+  }
+
+  async #apiTokenAfterWaits(id, box, step, waitUntil) {
+    let failure;
+    for (let round = 1; ; round++) {
+      if (step > 0) return this.#ready(step, waitUntil);
+      if (step === 0) throw toError(failure);
+      const flight = this.#promise(-step);
+      if (waitUntil) waitUntil(flight.then(() => undefined));
+      const next = await this.#next(box, flight);
+      if (next.wake !== undefined) {
+        if (next.wake === WAKE_FAIL) throw toError(next.error);
         continue;
       }
-      const retryAfter = status === 429 || status >= 500 ? header(headers, "retry-after") : undefined;
-      const step = this.#core.api_status(now(), status, retryAfter, method, attempt, replayed);
-      if (step === -2) {
-        done();
-        discard(res);
-        replayed = true;
-        after401 = serial;
-        continue;
-      }
-      if (step >= 0) {
-        done();
-        discard(res);
-        await sleep(step, signal);
-        attempt++;
-        continue;
-      }
-      if (!asJson) {
-        done();
-        return res;
-      }
-      return await this.#readJson(res, status, done, () => timedOut, signal);
+      const [o, err] = next.io;
+      failure = err;
+      const waited = o === FAILED ? (err.retryable ? WAITED_RETRYABLE : WAITED_FINAL) : o === AGAIN ? WAITED_NOTHING : WAITED_DONE;
+      step = this.#call((c, d) => c.api_token(d, now(), id, waited, round));
     }
   }
 
@@ -999,53 +1083,40 @@ export class AuthSession {
     }
   }
 
-  /** json(): the body read within the attempt's deadline and the size cap, then judged. */
-  async #readJson(res, status, done, timedOut, signal) {
-    let text;
-    try {
-      text = await readText(res, this.#maxBytes);
-    } catch (e) {
-      if (e instanceof TooLarge) {
-        throw toError(describe("RESPONSE_TOO_LARGE", "ResponseTooLargeError", `the response body is larger than maxResponseBytes (${this.#maxBytes})`, status));
-      }
-      if (isAbort(signal)) throw toError(aborted());
-      if (this.#core.disposed()) throw toError(disposedError());
-      if (timedOut()) throw toError(describe("TIMEOUT", "TimeoutError", "no complete answer within timeoutMs", 0, true));
-      const [name, code] = causeOf(e);
-      const d = describe("NETWORK_ERROR", "NetworkError", "the response body could not be read", 0, true);
-      d.cause = code === undefined ? { name } : { name, code };
-      throw toError(d);
-    } finally {
-      done();
+  /** json(): the body, read until the attempt's deadline (the machine's wake) or the cap. */
+  async #readJson(id, box, res) {
+    const holder = { reader: undefined };
+    const read = readText(res, this.#maxBytes, holder).then(
+      (text) => ({ text }),
+      (error) => ({ error }),
+    );
+    const next = await this.#next(box, read);
+    if (next.wake !== undefined) {
+      // Its deadline, an abort or dispose: the read stops here, whatever the stream does.
+      if (holder.reader) holder.reader.cancel().catch(() => {});
+      else discard(res);
+      throw toError(next.error);
     }
-    const [kind, value] = parseBody(text);
-    const data = this.#call((c, d) => c.api_json(d, status, kind, value));
-    return data ? value.data : undefined;
+    const { text, error } = next.io;
+    let kind, value, name, code;
+    if (error !== undefined) {
+      kind = error instanceof TooLarge ? BODY_TOO_LARGE : BODY_UNREADABLE;
+      [name, code] = causeOf(error);
+    } else {
+      [kind, value] = parseBody(text);
+    }
+    const step = this.#call((c, d) => c.api_body(d, id, kind, value, name, code));
+    if (step === DATA) return value.data;
+    if (step === GONE) {
+      const w = await this.#next(box);
+      throw toError(w.error);
+    }
+    return undefined;
   }
-}
-
-function disposedError() {
-  return describe("DISPOSED", "DisposedError", "the session was disposed");
 }
 
 function aborted() {
   return describe("ABORTED", "AbortError", "the operation was aborted by its AbortSignal");
-}
-
-/** Resolves after `ms`, or rejects ABORTED when `signal` fires first. */
-function sleep(ms, signal) {
-  return new Promise((resolve, reject) => {
-    if (isAbort(signal)) return reject(toError(aborted()));
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(toError(aborted()));
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener?.("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener?.("abort", onAbort, { once: true });
-  });
 }
 
 // `using session = new AuthSession(…)` runs dispose(); Node/Deno/Bun's inspect shows the

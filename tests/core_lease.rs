@@ -55,6 +55,7 @@ fn kinds(outs: &[Output]) -> Vec<&'static str> {
             Output::Settle(_, Outcome::Failed(_)) => Some("failed"),
             Output::Settle(_, Outcome::Again) => Some("again"),
             Output::Event(e) => Some(event_kind(e)),
+            Output::Call(..) => Some("call"),
             Output::Log(_) => None,
         })
         .collect()

@@ -7,7 +7,7 @@
 
 mod common;
 
-use auth_session::core::machine::{ApiFailure, ApiStep, Endpoint, Keep, Outcome, Output, Replay};
+use auth_session::core::machine::{Endpoint, Keep, Outcome, Output};
 use auth_session::core::Phase;
 use common::*;
 
@@ -358,120 +358,4 @@ fn refresh_retries_keep_the_same_unspent_token() {
     r.answer(t, ok(&Pair::issued(2, t)));
     assert_eq!(r.settled(f), Outcome::Done);
     assert_eq!(r.refresh_tokens_sent(), [rt(1), rt(1), rt(1)]);
-}
-
-// ----- API calls -----------------------------------------------------------------------------
-
-#[test]
-fn idempotent_calls_are_retried_on_gateway_errors_and_rate_limits_and_the_last_response_is_returned() {
-    let mut r = Run::new(config(|_| {}));
-    for status in [429, 502, 503, 504] {
-        for attempt in 0..2 {
-            match r.m.api_status(EPOCH, status, None, "GET", attempt, Replay::NotYet) {
-                ApiStep::Retry(ms) => assert!((ms as i64) < ceiling(attempt), "{status}: {ms}"),
-                other => panic!("{status} attempt {attempt}: {other:?}"),
-            }
-        }
-        assert_eq!(
-            r.m.api_status(EPOCH, status, None, "GET", 2, Replay::NotYet),
-            ApiStep::Return,
-            "a final {status} is a Response, not an error"
-        );
-    }
-}
-
-#[test]
-fn other_statuses_and_non_idempotent_methods_are_not_retried() {
-    let mut r = Run::new(config(|_| {}));
-    for status in [200, 201, 204, 304, 400, 403, 404, 409, 500, 501] {
-        assert_eq!(
-            r.m.api_status(EPOCH, status, None, "GET", 0, Replay::NotYet),
-            ApiStep::Return,
-            "{status}"
-        );
-    }
-    for status in [429, 502, 503, 504] {
-        assert_eq!(
-            r.m.api_status(EPOCH, status, None, "POST", 0, Replay::NotYet),
-            ApiStep::Return,
-            "{status}"
-        );
-    }
-}
-
-#[test]
-fn api_network_errors_and_timeouts_are_retried_for_idempotent_calls_only() {
-    let mut r = Run::new(config(|_| {}));
-    for failure in [ApiFailure::Network(None), ApiFailure::Timeout] {
-        for attempt in 0..2 {
-            assert!(
-                matches!(r.m.api_failure(failure.clone(), "GET", attempt), ApiStep::Retry(ms) if (ms as i64) < ceiling(attempt))
-            );
-        }
-        let code = if failure == ApiFailure::Timeout {
-            "TIMEOUT"
-        } else {
-            "NETWORK_ERROR"
-        };
-        for (method, attempt) in [("GET", 2), ("POST", 0)] {
-            match r.m.api_failure(failure.clone(), method, attempt) {
-                ApiStep::Fail(e) => assert_eq!((e.code(), e.retryable()), (code, true)),
-                other => panic!("{other:?}"),
-            }
-        }
-    }
-    // A custom fetch that resolved to something that is not a Response: that call fails,
-    // it is not retried.
-    match r.m.api_failure(ApiFailure::NotAResponse, "GET", 0) {
-        ApiStep::Fail(e) => assert_eq!((e.code(), e.retryable()), ("INVALID_RESPONSE", false)),
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn api_retry_after_is_honoured_and_one_over_the_cap_returns_the_response() {
-    let mut r = Run::new(config(|_| {}));
-    assert_eq!(
-        r.m.api_status(EPOCH, 429, Some("2"), "GET", 0, Replay::NotYet),
-        ApiStep::Retry(2_000)
-    );
-    assert_eq!(
-        r.m.api_status(EPOCH, 503, Some(&http_date(EPOCH + 7_000)), "GET", 1, Replay::NotYet),
-        ApiStep::Retry(7_000)
-    );
-    assert_eq!(
-        r.m.api_status(EPOCH, 429, Some("3600"), "GET", 0, Replay::NotYet),
-        ApiStep::Return
-    );
-    assert!(
-        matches!(r.m.api_status(EPOCH, 429, Some("soon"), "GET", 0, Replay::NotYet), ApiStep::Retry(ms) if ms < 200)
-    );
-}
-
-#[test]
-fn api_retries_zero_sends_once() {
-    let mut r = Run::new(config(|o| o.retries = Some(0.0)));
-    assert_eq!(
-        r.m.api_status(EPOCH, 503, None, "GET", 0, Replay::NotYet),
-        ApiStep::Return
-    );
-    assert!(matches!(
-        r.m.api_failure(ApiFailure::Timeout, "GET", 0),
-        ApiStep::Fail(_)
-    ));
-}
-
-#[test]
-fn an_api_401_is_replayed_once_whatever_the_method() {
-    let mut r = Run::new(config(|_| {}));
-    for method in ["GET", "POST"] {
-        assert_eq!(
-            r.m.api_status(EPOCH, 401, None, method, 0, Replay::NotYet),
-            ApiStep::Replay
-        );
-        assert_eq!(
-            r.m.api_status(EPOCH, 401, None, method, 0, Replay::Done),
-            ApiStep::Return
-        );
-    }
 }

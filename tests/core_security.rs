@@ -6,8 +6,7 @@
 
 mod common;
 
-use auth_session::core::envelope::ApiBody;
-use auth_session::core::machine::{ApiStep, Endpoint, IoFailure, Need, Outcome, MAX_REDIRECTS};
+use auth_session::core::machine::{Endpoint, IoFailure, Need, Outcome};
 use auth_session::core::{AuthError, Phase};
 use common::*;
 
@@ -39,49 +38,6 @@ fn a_redirected_refresh_is_blocked_and_the_tokens_are_kept() {
     assert_eq!(r.failure(f).code(), "REDIRECT_BLOCKED");
     assert_eq!(r.m.info().state, Phase::Active);
     assert_eq!(r.token_now(EPOCH).unwrap(), at(1));
-}
-
-#[test]
-fn api_redirects_are_followed_within_the_origin_changing_the_method_as_fetch_does() {
-    let r = Run::new(config(|_| {}));
-    // 303 and a POST's 301/302 become a body-less GET; 307/308 and others keep both.
-    for (status, method, to_get) in [
-        (303, "POST", true),
-        (303, "PUT", true),
-        (303, "HEAD", false),
-        (302, "POST", true),
-        (301, "POST", true),
-        (302, "GET", false),
-        (307, "POST", false),
-        (308, "PUT", false),
-        (302, "PUT", false),
-    ] {
-        assert_eq!(
-            r.m.api_redirect(status, method, Some(HOST), 0),
-            ApiStep::Follow { to_get },
-            "{status} {method}"
-        );
-    }
-}
-
-#[test]
-fn a_cross_origin_redirect_or_a_loop_is_returned_unfollowed() {
-    let r = Run::new(config(|_| {}));
-    assert_eq!(
-        r.m.api_redirect(302, "GET", Some("https://evil.test"), 0),
-        ApiStep::Return
-    );
-    assert_eq!(
-        r.m.api_redirect(302, "GET", Some("http://api.test"), 0),
-        ApiStep::Return
-    );
-    assert_eq!(r.m.api_redirect(302, "GET", None, 0), ApiStep::Return);
-    assert_eq!(
-        r.m.api_redirect(302, "GET", Some(HOST), MAX_REDIRECTS - 1),
-        ApiStep::Follow { to_get: false }
-    );
-    assert_eq!(r.m.api_redirect(302, "GET", Some(HOST), MAX_REDIRECTS), ApiStep::Return);
-    assert_eq!(MAX_REDIRECTS, 20);
 }
 
 #[test]
@@ -431,24 +387,4 @@ fn bidi_and_control_characters_are_stripped_from_what_the_server_says() {
     r.answer(EPOCH, error_envelope(400, "N", "C", &format!("{a}\u{202E}{b}")));
     let e = r.failure(f);
     assert!(!leaks(&shown(&e), PASSWORD), "{}", shown(&e));
-}
-
-#[test]
-fn api_error_envelopes_are_redacted_with_every_secret_the_session_knows() {
-    let mut r = Run::new(config(with_credentials));
-    r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
-    let body = ApiBody {
-        json: true,
-        error: Some((
-            Some(format!("N{}", at(1))),
-            "BAD".into(),
-            Some(format!("{} {} {PASSWORD}", at(1), rt(1))),
-        )),
-        ..ApiBody::default()
-    };
-    let e = r.m.api_json(400, &body).unwrap_err();
-    assert_eq!(e.message(), "[redacted] [redacted] [redacted]");
-    assert_eq!((e.name(), e.code()), ("ServerError", "SERVER_ERROR"));
-    let e = r.m.redact(AuthError::invalid_response(format!("saw {}", at(1))));
-    assert_eq!(e.message(), "saw [redacted]");
 }

@@ -28,6 +28,9 @@ pub struct Options {
     pub storage_key: Option<String>,
     pub allowed_origins: Vec<String>,
     pub allow_insecure_http: Option<bool>,
+    pub max_response_bytes: Option<f64>,
+    /// Copied by the driver into every log record and event payload; validated here.
+    pub label: Option<String>,
 }
 
 /// Username and password for `login()` without arguments and for transparent re-login.
@@ -47,6 +50,8 @@ pub struct Config {
     pub timeout_ms: u32,
     pub retries: u32,
     pub max_retry_after_ms: u64,
+    /// The largest API response body `json()` reads.
+    pub max_response_bytes: u32,
     // Kept as given (None: the default) and joined when a request is built: an idle
     // session holds no copy of the host per endpoint.
     login_path: Option<String>,
@@ -62,6 +67,9 @@ pub const DEFAULT_REFRESH_MARGIN_SECONDS: f64 = 300.0;
 pub const DEFAULT_TIMEOUT_MS: f64 = 10_000.0;
 pub const DEFAULT_RETRIES: f64 = 2.0;
 pub const DEFAULT_MAX_RETRY_AFTER_SECONDS: f64 = 30.0;
+pub const DEFAULT_MAX_RESPONSE_BYTES: f64 = 10_485_760.0;
+/// A label is a name for logs (a tenant, a pool key), not a document.
+pub const MAX_LABEL_CHARS: usize = 64;
 /// Auth responses larger than this are refused unread: a token pair is a few KiB at most.
 pub const MAX_AUTH_RESPONSE_BYTES: usize = 64 * 1024;
 /// The largest delay `setTimeout` honours; longer ones fire at once in Node.
@@ -165,6 +173,22 @@ impl Options {
             false,
         )?;
 
+        let max_response_bytes = number(
+            "maxResponseBytes",
+            self.max_response_bytes,
+            DEFAULT_MAX_RESPONSE_BYTES,
+            1.0,
+            MAX_TIMER_DELAY_MS as f64,
+            true,
+        )?;
+        if let Some(label) = &self.label {
+            if label.chars().count() > MAX_LABEL_CHARS || label.chars().any(|c| c.is_control()) {
+                return Err(AuthError::config(
+                    "label must be a string of at most 64 characters without control characters",
+                ));
+            }
+        }
+
         let login_path = path("paths.login", self.login_path)?;
         let refresh_path = path("paths.refresh", self.refresh_path)?;
         let revoke_path = path("paths.revoke", self.revoke_path)?;
@@ -204,6 +228,7 @@ impl Options {
             timeout_ms: timeout as u32,
             retries: retries as u32,
             max_retry_after_ms: (max_retry_after * 1000.0 + 0.5) as u64,
+            max_response_bytes: max_response_bytes as u32,
             allowed_origins,
         })
     }

@@ -116,6 +116,9 @@ pub struct AuthError {
     message: String,
     status: u16,
     retryable: bool,
+    /// The seconds a server asked to wait (`Retry-After`) on the 429/5xx this error came
+    /// from: what `AuthError.retryAfter` shows.
+    retry_after: Option<u32>,
     cause: Option<Box<Cause>>,
 }
 
@@ -136,6 +139,7 @@ impl AuthError {
             message: message.into(),
             status: 0,
             retryable,
+            retry_after: None,
             cause: None,
         }
     }
@@ -165,6 +169,7 @@ impl AuthError {
             message: clean(&scrub(&strip(&scrub(message, secrets)), secrets), MAX_SERVER_MESSAGE),
             status,
             retryable: status >= 500 || status == 429,
+            retry_after: None,
             cause: None,
         }
     }
@@ -197,9 +202,29 @@ impl AuthError {
         self
     }
 
+    /// The same error with another message (a client-made message, never server text).
+    pub fn with_message(mut self, message: String) -> Self {
+        self.message = message;
+        self
+    }
+
     pub fn with_cause(mut self, cause: Option<Cause>) -> Self {
         self.cause = cause.map(Box::new);
         self
+    }
+
+    /// Records the server's `Retry-After` (already read into milliseconds) as whole
+    /// seconds, rounded up; only errors made from a 429 or 5xx carry one.
+    pub fn with_retry_after_ms(mut self, ms: Option<u64>) -> Self {
+        if self.status == 429 || (500..600).contains(&self.status) {
+            self.retry_after = ms.map(|ms| ms.div_ceil(1000).min(u32::MAX as u64) as u32);
+        }
+        self
+    }
+
+    /// `AuthError.retryAfter`: the seconds the server asked to wait, if it said.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after
     }
 
     pub fn cause(&self) -> Option<&Cause> {

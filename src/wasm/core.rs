@@ -24,10 +24,10 @@ use wasm_bindgen::prelude::*;
 
 use super::json::{string_at, to_json};
 use crate::core::config::Options;
-use crate::core::envelope::{ApiBody, ApiJson, AuthBody};
+use crate::core::envelope::{ApiBody, AuthBody};
 use crate::core::machine::{
-    ApiFailure, ApiStep, AuthReply, Endpoint, Event, IoFailure, Keep, Log, Machine, Need, Outcome, Output, Persistence,
-    Replay, SessionInfo, Step, StorageOp, StorageReply, TokenStep, Waited,
+    ApiFailure, ApiStep, AuthReply, Behind, BodyFailure, Endpoint, Event, IoFailure, Keep, Log, Machine, Need, Outcome,
+    Output, Persistence, SessionInfo, Step, StorageOp, StorageReply, TokenStep, Waited, Wake, Want,
 };
 use crate::core::secret::{AccessToken, Password};
 use crate::core::{AuthError, Cause, Credentials};
@@ -48,6 +48,10 @@ extern "C" {
     /// `outcome`: 0 done, 1 nothing, 2 failed (with `error`), 3 again.
     #[wasm_bindgen(method)]
     fn settle(this: &Driver, flight: u32, outcome: u8, error: JsValue);
+    /// Wakes API call `call`. `kind`: 0 abandon the attempt (a retry follows), 1 send
+    /// again, 2 fail (with `error`).
+    #[wasm_bindgen(method)]
+    fn wake(this: &Driver, call: u32, kind: u8, error: JsValue);
     /// `kind`: 0 tokens (with `reason`), 1 expired, 2 revoked (payload: info), 3 error.
     #[wasm_bindgen(method)]
     fn event(this: &Driver, kind: u8, payload: JsValue, reason: &str);
@@ -56,7 +60,7 @@ extern "C" {
     #[wasm_bindgen(method)]
     fn arm(this: &Driver, at: f64, keep: bool);
     /// A record for the `logger` hook: `event` ("refresh", "login", "request", "response",
-    /// "retry") and the fields that apply (else undefined).
+    /// "retry", "redirect") and the fields that apply (else undefined).
     #[wasm_bindgen(method)]
     #[allow(clippy::too_many_arguments)]
     fn log(
@@ -68,6 +72,7 @@ extern "C" {
         delay_ms: Option<u32>,
         code: Option<String>,
         trigger: Option<String>,
+        followed: Option<bool>,
     );
     /// A `SessionInfo` object.
     #[wasm_bindgen(method)]
@@ -81,6 +86,7 @@ extern "C" {
         message: &str,
         status: u16,
         retryable: bool,
+        retry_after: Option<u32>,
         cause_name: Option<String>,
         cause_code: Option<String>,
     ) -> JsValue;
@@ -94,6 +100,7 @@ fn descriptor(d: &Driver, e: &AuthError) -> JsValue {
         e.message(),
         e.status(),
         e.retryable(),
+        e.retry_after(),
         cause.map(|c| c.name.clone()),
         cause.and_then(|c| c.code.clone()),
     )
@@ -111,13 +118,16 @@ fn endpoint_name(e: Endpoint) -> Option<String> {
 }
 
 fn log(d: &Driver, record: Log) {
+    let api = || Some("api".to_owned());
+    let text = |s: &str| Some(s.to_owned());
     match record {
-        Log::Refresh { why } => d.log("refresh", None, None, None, None, None, Some(why.as_str().to_owned())),
-        Log::Login { why } => d.log("login", None, None, None, None, None, Some(why.as_str().to_owned())),
+        Log::Refresh { why } => d.log("refresh", None, None, None, None, None, text(why.as_str()), None),
+        Log::Login { why } => d.log("login", None, None, None, None, None, text(why.as_str()), None),
         Log::Request { endpoint, attempt } => d.log(
             "request",
             endpoint_name(endpoint),
             Some(attempt),
+            None,
             None,
             None,
             None,
@@ -130,6 +140,7 @@ fn log(d: &Driver, record: Log) {
             Some(status),
             None,
             code,
+            None,
             None,
         ),
         Log::Retry {
@@ -145,7 +156,36 @@ fn log(d: &Driver, record: Log) {
             Some(delay_ms),
             Some(code),
             None,
+            None,
         ),
+        Log::ApiRequest { attempt } => d.log("request", api(), Some(attempt), None, None, None, None, None),
+        Log::ApiResponse { status, code } => d.log(
+            "response",
+            api(),
+            None,
+            Some(status),
+            None,
+            code.map(|c| c.to_owned()),
+            None,
+            None,
+        ),
+        Log::ApiRetry {
+            attempt,
+            delay_ms,
+            code,
+        } => d.log(
+            "retry",
+            api(),
+            Some(attempt),
+            None,
+            Some(delay_ms),
+            text(code),
+            None,
+            None,
+        ),
+        Log::Redirect { status, followed } => {
+            d.log("redirect", api(), None, Some(status), None, None, None, Some(followed))
+        }
     }
 }
 
@@ -192,6 +232,8 @@ impl Core {
         storage_key: Option<String>,
         allowed_origins: Vec<String>,
         allow_insecure_http: Option<bool>,
+        max_response_bytes: Option<f64>,
+        label: Option<String>,
         storage: u8,
         seed: f64,
     ) -> Result<Core, JsValue> {
@@ -211,6 +253,8 @@ impl Core {
             storage_key,
             allowed_origins,
             allow_insecure_http,
+            max_response_bytes,
+            label,
         };
         let config = options.validate().map_err(|e| descriptor(d, &e))?;
         Ok(Core {
@@ -256,6 +300,9 @@ impl Core {
                     Outcome::Failed(e) => d.settle(flight, 2, descriptor(d, &e)),
                     Outcome::Again => d.settle(flight, 3, JsValue::UNDEFINED),
                 },
+                Output::Call(call, Wake::Abandon) => d.wake(call, 0, JsValue::UNDEFINED),
+                Output::Call(call, Wake::Send) => d.wake(call, 1, JsValue::UNDEFINED),
+                Output::Call(call, Wake::Fail(e)) => d.wake(call, 2, descriptor(d, &e)),
                 Output::Event(Event::Tokens(i, reason)) => d.event(0, info_js(d, &i), reason.as_str()),
                 Output::Event(Event::Expired(i)) => d.event(1, info_js(d, &i), ""),
                 Output::Event(Event::Revoked(i)) => d.event(2, info_js(d, &i), ""),
@@ -372,13 +419,7 @@ impl Core {
             2 => Need::Background,
             _ => Need::Replay,
         };
-        let waited = match waited {
-            0 => Waited::Nothing,
-            1 => Waited::Done,
-            2 => Waited::Failed { retryable: true },
-            _ => Waited::Failed { retryable: false },
-        };
-        let step = self.machine.token(now as i64, need, waited, round);
+        let step = self.machine.token(now as i64, need, waited_of(waited), round);
         self.token_step(d, step)
     }
 
@@ -521,87 +562,153 @@ impl Core {
         self.machine.check_origin(origin).map_err(|e| descriptor(d, &e))
     }
 
-    /// An API attempt got no response. `kind`: 0 network (with the cause), 1 timeout, 2 not
-    /// a Response. Returns the delay before the retry, or throws the error.
-    #[allow(clippy::too_many_arguments)]
-    pub fn api_failure(
+    /// `maxResponseBytes` as validated: the most `json()` reads of a body.
+    pub fn max_response_bytes(&self) -> u32 {
+        self.machine.config().max_response_bytes
+    }
+
+    /// Opens an API call. `want`: 0 `fetch()`, 1 `json()`; `behind`: a `waitUntil` was
+    /// given. Returns the call's id, or throws (DISPOSED).
+    pub fn api_open(&mut self, d: &Driver, method: &str, path: &str, want: u8, behind: bool) -> Result<u32, JsValue> {
+        let want = if want == 1 { Want::Data } else { Want::Response };
+        let behind = if behind { Behind::WaitUntil } else { Behind::No };
+        let opened = self.machine.api_open(method, path, want, behind);
+        opened.map_err(|e| descriptor(d, &e))
+    }
+
+    /// [`Machine::api_token`]; `waited` and the result as for [`Core::token`].
+    pub fn api_token(&mut self, d: &Driver, now: f64, call: u32, waited: u8, round: u32) -> Result<f64, JsValue> {
+        let step = self.machine.api_token(now as i64, call, waited_of(waited), round);
+        self.token_step(d, step)
+    }
+
+    /// The attempt's response: its status, whether it is a browser's `opaqueredirect`, and
+    /// its `Retry-After` header. Returns an [`ApiStep`] code (see `api_code`), or throws.
+    pub fn api_response(
         &mut self,
         d: &Driver,
+        now: f64,
+        call: u32,
+        status: u16,
+        opaque: bool,
+        retry_after: Option<String>,
+    ) -> Result<u8, JsValue> {
+        let step = self
+            .machine
+            .api_response(now as i64, call, status, opaque, retry_after.as_deref());
+        self.api_code(d, step)
+    }
+
+    /// The redirect's `Location` origin (`URL#origin`), if it is a URL at all.
+    pub fn api_location(&mut self, d: &Driver, call: u32, origin: Option<String>) -> Result<u8, JsValue> {
+        let step = self.machine.api_location(call, origin.as_deref());
+        self.api_code(d, step)
+    }
+
+    /// The attempt produced no response. `kind`: 0 `fetch` threw or rejected (with the
+    /// error's name and code), 1 not a Response.
+    pub fn api_failed(
+        &mut self,
+        d: &Driver,
+        now: f64,
+        call: u32,
         kind: u8,
         cause_name: Option<String>,
         cause_code: Option<String>,
-        method: &str,
-        attempt: u32,
-    ) -> Result<u32, JsValue> {
+    ) -> Result<u8, JsValue> {
         let failure = match kind {
             0 => ApiFailure::Network(cause(cause_name, cause_code)),
-            1 => ApiFailure::Timeout,
             _ => ApiFailure::NotAResponse,
         };
-        match self.machine.api_failure(failure, method, attempt) {
-            ApiStep::Retry(ms) => Ok(ms),
-            ApiStep::Fail(e) => Err(descriptor(d, &e)),
-            _ => Ok(0),
-        }
+        let step = self.machine.api_failed(now as i64, call, failure);
+        self.api_code(d, step)
     }
 
-    /// An API attempt got `status`: -1 return it, -2 replay after a 401, else the delay
-    /// before a retry.
-    pub fn api_status(
+    /// `json()`'s body. `kind`: 0 empty, 1 not JSON, 2 JSON (`body` is what `JSON.parse`
+    /// returned), 3 over `maxResponseBytes`, 4 unreadable (with the error's name and code).
+    pub fn api_body(
         &mut self,
-        now: f64,
-        status: u16,
-        retry_after: Option<String>,
-        method: &str,
-        attempt: u32,
-        replayed: bool,
-    ) -> f64 {
-        let replay = if replayed { Replay::Done } else { Replay::NotYet };
-        match self
-            .machine
-            .api_status(now as i64, status, retry_after.as_deref(), method, attempt, replay)
-        {
-            ApiStep::Replay => -2.0,
-            ApiStep::Retry(ms) => ms as f64,
-            _ => -1.0,
-        }
-    }
-
-    /// A redirect to an API request: 0 hand it back, 1 follow, 2 follow as a body-less GET.
-    pub fn api_redirect(&self, status: u16, method: &str, location_origin: Option<String>, redirects: u32) -> u8 {
-        match self
-            .machine
-            .api_redirect(status, method, location_origin.as_deref(), redirects)
-        {
-            ApiStep::Follow { to_get: false } => 1,
-            ApiStep::Follow { to_get: true } => 2,
-            _ => 0,
-        }
-    }
-
-    /// `json()`'s verdict on a body. `kind` as for [`Core::auth_reply`]. Returns true when
-    /// the caller resolves with `body.data`, false with `undefined`; throws the error.
-    pub fn api_json(&self, d: &Driver, status: u16, kind: u8, body: &JsValue) -> Result<bool, JsValue> {
-        let mut shape = ApiBody {
-            empty: kind == 0,
-            json: kind == 2,
-            ..ApiBody::default()
+        d: &Driver,
+        call: u32,
+        kind: u8,
+        body: &JsValue,
+        cause_name: Option<String>,
+        cause_code: Option<String>,
+    ) -> Result<u8, JsValue> {
+        let step = match kind {
+            3 => self.machine.api_body(call, Err(BodyFailure::TooLarge)),
+            4 => self
+                .machine
+                .api_body(call, Err(BodyFailure::Network(cause(cause_name, cause_code)))),
+            _ => {
+                let shape = api_shape(kind, body);
+                self.machine.api_body(call, Ok(&shape))
+            }
         };
-        if kind == 2 && body.is_object() {
-            let get = |k: &str| js_sys::Reflect::get(body, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
-            shape.success = get("success").as_bool();
-            shape.has_data = js_sys::Reflect::has(body, &JsValue::from_str("data")).unwrap_or(false);
-            let error = get("error");
-            if error.is_object() {
-                if let Some(code) = string_at(&error, "code").filter(|c| !c.is_empty()) {
-                    shape.error = Some((string_at(&error, "name"), code, string_at(&error, "message")));
-                }
+        self.api_code(d, step)
+    }
+
+    /// The caller's signal fired: the call's ABORTED descriptor, or undefined when it had
+    /// already ended.
+    pub fn api_abort(&mut self, d: &Driver, call: u32) -> JsValue {
+        let e = self.machine.api_abort(call);
+        self.drain(d);
+        e.map_or(JsValue::UNDEFINED, |e| descriptor(d, &e))
+    }
+
+    /// The driver gave up on the call for its own reason (the runtime refused a request).
+    pub fn api_close(&mut self, d: &Driver, call: u32) {
+        self.machine.api_close(call);
+        self.drain(d);
+    }
+
+    /// 0 return the response, 1 read the body, 2 locate the redirect, 3 follow it, 4 follow
+    /// it as a body-less GET, 5 ask for a token again, 6 wait for a wake, 7 resolve with
+    /// `data`, 8 resolve with nothing, 9 gone (discard); a failure throws its descriptor.
+    fn api_code(&mut self, d: &Driver, step: ApiStep) -> Result<u8, JsValue> {
+        self.drain(d);
+        Ok(match step {
+            ApiStep::Return => 0,
+            ApiStep::Read => 1,
+            ApiStep::Locate => 2,
+            ApiStep::Follow { to_get: false } => 3,
+            ApiStep::Follow { to_get: true } => 4,
+            ApiStep::Token => 5,
+            ApiStep::Wait => 6,
+            ApiStep::Data => 7,
+            ApiStep::Nothing => 8,
+            ApiStep::Gone => 9,
+            ApiStep::Fail(e) => return Err(descriptor(d, &e)),
+        })
+    }
+}
+
+fn waited_of(waited: u8) -> Waited {
+    match waited {
+        0 => Waited::Nothing,
+        1 => Waited::Done,
+        2 => Waited::Failed { retryable: true },
+        _ => Waited::Failed { retryable: false },
+    }
+}
+
+/// What `json()`'s verdict reads of a parsed body: the envelope's shape, never its data.
+fn api_shape(kind: u8, body: &JsValue) -> ApiBody {
+    let mut shape = ApiBody {
+        empty: kind == 0,
+        json: kind == 2,
+        ..ApiBody::default()
+    };
+    if kind == 2 && body.is_object() {
+        let get = |k: &str| js_sys::Reflect::get(body, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+        shape.success = get("success").as_bool();
+        shape.has_data = js_sys::Reflect::has(body, &JsValue::from_str("data")).unwrap_or(false);
+        let error = get("error");
+        if error.is_object() {
+            if let Some(code) = string_at(&error, "code").filter(|c| !c.is_empty()) {
+                shape.error = Some((string_at(&error, "name"), code, string_at(&error, "message")));
             }
         }
-        match self.machine.api_json(status, &shape) {
-            Ok(ApiJson::Data) => Ok(true),
-            Ok(ApiJson::Nothing) => Ok(false),
-            Err(e) => Err(descriptor(d, &e)),
-        }
     }
+    shape
 }

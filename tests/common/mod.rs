@@ -379,7 +379,7 @@ impl Run {
                     all.push(outcome.clone());
                     assert_eq!(all.len(), 1, "flight {f} settled twice: {all:?}");
                 }
-                Output::Event(_) | Output::Log(_) => {}
+                Output::Event(_) | Output::Log(_) | Output::Call(..) => {}
             }
             new.push(out);
         }

@@ -33,7 +33,7 @@ const MADE = new WeakSet();
 // what session.js's do (session.js: #driver), and are counted in `built`.
 export function driver() {
   const d = { log: [], built: [] };
-  for (const m of ["send", "cancel", "storage", "settle", "event", "arm"]) {
+  for (const m of ["send", "cancel", "storage", "settle", "event", "arm", "wake", "log"]) {
     d[m] = (...args) => {
       d.log.push([m, ...args]);
     };
@@ -47,9 +47,9 @@ export function driver() {
       refreshExpiresAt: refresh === undefined ? null : new Date(refresh),
     };
   };
-  d.error = (code, name, message, status, retryable, causeName, causeCode) => {
+  d.error = (code, name, message, status, retryable, retryAfter, causeName, causeCode) => {
     d.built.push("error");
-    const e = { code, name, message, status, retryable, cause: undefined };
+    const e = { code, name, message, status, retryable, retryAfter, cause: undefined };
     if (causeName !== undefined) e.cause = causeCode === undefined ? { name: causeName } : { name: causeName, code: causeCode };
     MADE.add(e);
     return e;
@@ -80,7 +80,7 @@ export function core_args(d, o) {
     d, o.host, o.credentials?.username, o.credentials?.password,
     o.refreshMarginSeconds, o.timeoutMs, o.retries, o.maxRetryAfterSeconds,
     o.autoRefresh, paths, o.storageKey, o.allowedOrigins ?? [], o.allowInsecureHttp,
-    o.storage === true ? 1 : 0, 0.5,
+    o.maxResponseBytes, o.label, o.storage === true ? 1 : 0, 0.5,
   ];
 }
 
@@ -316,7 +316,7 @@ thread_local! {
         let d = driver();
         let core = Core::new(
             d.unchecked_ref(), Some(HOST.into()), None, None, None, None, None, None, None,
-            Vec::new(), None, Vec::new(), None, 0, 0.5,
+            Vec::new(), None, Vec::new(), None, None, None, 0, 0.5,
         )
         .expect("a valid host");
         get(&JsValue::from(core), "constructor").unchecked_into()
@@ -453,6 +453,7 @@ struct Desc {
     message: String,
     status: f64,
     retryable: bool,
+    retry_after: Option<f64>,
     cause: Option<(String, Option<String>)>,
 }
 
@@ -465,6 +466,7 @@ fn desc(v: &JsValue) -> Desc {
         message: text(&get(v, "message")),
         status: num(&get(v, "status")),
         retryable: get(v, "retryable").as_bool().expect("retryable is a boolean"),
+        retry_after: get(v, "retryAfter").as_f64(),
         cause: (!cause.is_undefined()).then(|| (text(&get(&cause, "name")), get(&cause, "code").as_string())),
     }
 }
@@ -1949,27 +1951,61 @@ fn background_refresh_and_the_replay_after_a_401() {
 
 // ----- API calls -----------------------------------------------------------------------------
 
+// API call steps (src/wasm/core.rs `api_code`).
+const RETURN: f64 = 0.0;
+const READ: f64 = 1.0;
+const LOCATE: f64 = 2.0;
+const FOLLOW: f64 = 3.0;
+const FOLLOW_GET: f64 = 4.0;
+const REPLAY: f64 = 5.0;
+const WAIT: f64 = 6.0;
+const DATA: f64 = 7.0;
+const NO_DATA: f64 = 8.0;
+const GONE: f64 = 9.0;
+
+impl S {
+    /// Opens an API call (`json`: `json()` rather than `fetch()`) and starts its attempt.
+    fn call(&self, method: &str, json: bool) -> f64 {
+        let call = num(&self.ok("api_open", args![method, "/v1/items", u32::from(json), false]));
+        let serial = num(&self.ok("api_token", args![T0 + 1.0, call, 0, 0]));
+        assert!(serial > 0.0, "a token for the call: {serial}");
+        call
+    }
+
+    /// `api_response` for `call`: the step code, or the descriptor thrown.
+    fn respond(&self, call: f64, status: u16, retry_after: Option<&str>) -> Result<f64, Desc> {
+        self.apply(
+            "api_response",
+            args![self.d.clone(), T0 + 1.0, call, status, false, retry_after],
+        )
+        .map(|v| num(&v))
+        .map_err(|e| desc(&e))
+    }
+}
+
 #[wasm_bindgen_test]
 fn api_json_verdicts() {
     let s = S::logged_in(&options(&format!(
         r#""credentials":{{"username":"api-user","password":"{PASSWORD}"}}"#
     )));
-    let verdict = |status: u16, kind: u32, body: JsValue| s.apply("api_json", args![s.d.clone(), status, kind, body]);
-    let data = |status: u16, kind: u32, body: JsValue| verdict(status, kind, body).map(|v| v.as_bool());
+    // A POST: never retried, so every status reaches the body's verdict.
+    let verdict = |status: u16, kind: u32, body: JsValue| {
+        let call = s.call("POST", true);
+        assert_eq!(s.respond(call, status, None), Ok(READ), "{status}");
+        s.apply(
+            "api_body",
+            args![s.d.clone(), call, kind, body, JsValue::UNDEFINED, JsValue::UNDEFINED],
+        )
+    };
+    let data = |status: u16, kind: u32, body: JsValue| verdict(status, kind, body).map(|v| num(&v) == DATA);
     let error = |status: u16, kind: u32, body: JsValue| match verdict(status, kind, body) {
-        Ok(v) => panic!("api_json returned {}", show(&v)),
+        Ok(v) => panic!("api_body returned {}", show(&v)),
         Err(e) => desc(&e),
     };
-    assert_eq!(
-        data(200, JSON_BODY, parse(r#"{"success":true,"data":[1]}"#)),
-        Ok(Some(true))
-    );
-    assert_eq!(
-        data(201, JSON_BODY, parse(r#"{"success":true,"data":null}"#)),
-        Ok(Some(true))
-    );
-    assert_eq!(data(204, EMPTY, JsValue::UNDEFINED), Ok(Some(false)));
-    assert_eq!(data(200, EMPTY, JsValue::UNDEFINED), Ok(Some(false)));
+    assert_eq!(data(200, JSON_BODY, parse(r#"{"success":true,"data":[1]}"#)), Ok(true));
+    assert_eq!(data(201, JSON_BODY, parse(r#"{"success":true,"data":null}"#)), Ok(true));
+    assert_eq!(data(204, EMPTY, JsValue::UNDEFINED), Ok(false));
+    assert_eq!(data(200, EMPTY, JsValue::UNDEFINED), Ok(false));
     for (status, kind, body, code) in [
         (200u16, NOT_JSON, JsValue::UNDEFINED, "INVALID_RESPONSE"),
         (200, JSON_BODY, parse(r#"{"success":true}"#), "INVALID_RESPONSE"),
@@ -1991,6 +2027,7 @@ fn api_json_verdicts() {
         let e = error(status, kind, body);
         assert_eq!((e.code.as_str(), e.status), (code, status as f64), "{e:?}");
         assert_eq!(e.retryable, matches!(code, "SERVER_ERROR" | "RATE_LIMITED"), "{e:?}");
+        assert!(e.message.starts_with("POST /v1/items: "), "{e:?}");
     }
     // The server's error, whatever the status, without any secret of the session.
     let message = format!("{ACCESS} / {REFRESH} / {PASSWORD}");
@@ -2013,17 +2050,46 @@ fn api_json_verdicts() {
         (e.code.as_str(), e.name.as_str(), e.message.as_str()),
         ("CONFLICT", "ServerError", "the server reported an error")
     );
+    // Unreadable bodies.
+    let call = s.call("GET", true);
+    assert_eq!(s.respond(call, 200, None), Ok(READ));
+    let e = desc(
+        &s.apply(
+            "api_body",
+            args![
+                s.d.clone(),
+                call,
+                3,
+                JsValue::UNDEFINED,
+                JsValue::UNDEFINED,
+                JsValue::UNDEFINED
+            ],
+        )
+        .unwrap_err(),
+    );
+    assert_eq!((e.code.as_str(), e.status), ("RESPONSE_TOO_LARGE", 200.0));
+    let call = s.call("GET", true);
+    assert_eq!(s.respond(call, 200, None), Ok(READ));
+    let e = desc(
+        &s.apply(
+            "api_body",
+            args![s.d.clone(), call, 4, JsValue::UNDEFINED, "TypeError", "ECONNRESET"],
+        )
+        .unwrap_err(),
+    );
+    assert_eq!((e.code.as_str(), e.retryable), ("NETWORK_ERROR", true));
+    assert_eq!(e.cause, Some(("TypeError".into(), Some("ECONNRESET".into()))));
 
     // Bodies no JSON.parse returns: a verdict or a descriptor, nothing else.
     for case in hostile_api(ACCESS).iter() {
         let case: Array = case.unchecked_into();
         let (name, expected) = (text(&case.get(0)), text(&case.get(2)));
         match verdict(200, JSON_BODY, case.get(1)) {
-            Ok(v) => assert_eq!(v.as_bool(), Some(expected == "data"), "{name}: {}", show(&v)),
+            Ok(v) => assert_eq!(num(&v) == DATA, expected == "data", "{name}: {}", show(&v)),
             Err(e) => assert_eq!(desc(&e).code, expected, "{name}"),
         }
     }
-    assert!(s.take().is_empty());
+    assert!(!s.take().iter().any(|c| c.m == "send" || c.m == "storage"));
 }
 
 #[wasm_bindgen_test]
@@ -2055,66 +2121,100 @@ fn check_origin_throws_origin_not_allowed() {
 }
 
 #[wasm_bindgen_test]
-fn api_status_redirect_and_failure_codes() {
-    let s = S::new(&options(r#""retries":2,"maxRetryAfterSeconds":30"#));
-    let status = |code: u16, retry_after: Option<&str>, method: &str, attempt: u32, replayed: bool| {
-        num(&s.bare("api_status", args![T0, code, retry_after, method, attempt, replayed]))
+fn api_steps_redirects_and_failures() {
+    let s = S::logged_in(&options(r#""retries":2,"maxRetryAfterSeconds":30"#));
+    let step = |method: &str, json: bool, status: u16, retry_after: Option<&str>| {
+        let call = s.call(method, json);
+        let got = s.respond(call, status, retry_after);
+        s.bare("api_close", args![s.d.clone(), call]);
+        got
     };
-    assert_eq!(status(200, None, "GET", 0, false), -1.0);
-    assert_eq!(status(401, None, "POST", 0, false), -2.0, "replay after a 401");
-    assert_eq!(status(401, None, "GET", 0, true), -1.0, "only once");
-    let backoff = status(503, None, "GET", 0, false);
-    assert!((0.0..200.0).contains(&backoff), "{backoff}");
-    assert_eq!(status(503, Some("2"), "GET", 0, false), 2_000.0);
-    assert_eq!(status(429, Some(&http_date(T0 + 5_000.0)), "HEAD", 1, false), 5_000.0);
-    assert_eq!(status(503, Some("2"), "POST", 0, false), -1.0, "not idempotent");
-    assert_eq!(status(503, Some("2"), "GET", 2, false), -1.0, "out of retries");
+    assert_eq!(step("GET", false, 200, None), Ok(RETURN));
+    assert_eq!(step("GET", true, 200, None), Ok(READ));
+    assert_eq!(step("POST", false, 401, None), Ok(REPLAY), "replay after a 401");
     assert_eq!(
-        status(429, Some("120"), "GET", 0, false),
-        -1.0,
-        "longer than maxRetryAfterSeconds"
+        step("GET", false, 503, None),
+        Ok(WAIT),
+        "a retry after the machine's backoff"
     );
-    assert_eq!(status(500, None, "GET", 0, false), -1.0, "a plain 500 is returned");
-    assert_eq!(status(404, None, "GET", 0, false), -1.0);
+    assert_eq!(step("POST", false, 503, Some("2")), Ok(RETURN), "not idempotent");
+    assert_eq!(step("GET", false, 500, None), Ok(RETURN), "a plain 500 is returned");
+    assert_eq!(step("GET", false, 304, None), Ok(RETURN), "304 is not a redirect");
+    assert_eq!(step("GET", false, 302, None), Ok(LOCATE));
+    assert_eq!(step("GET", false, 429, Some("120")), Ok(RETURN), "fetch(): handed back");
+    let e = step("GET", true, 429, Some("120")).unwrap_err();
+    assert_eq!(
+        (e.code.as_str(), e.status, e.retry_after),
+        ("RATE_LIMITED", 429.0, Some(120.0))
+    );
 
     // The Location's origin as WHATWG URL gives it; the machine decides whether it may get the token.
-    let redirect = |code: u16, method: &str, allowed: bool, redirects: u32| {
-        let origin = if allowed {
-            "https://api.test"
-        } else {
-            "https://evil.test"
-        };
-        num(&s.bare("api_redirect", args![code, method, origin, redirects]))
+    let locate = |method: &str, json: bool, status: u16, origin: Option<&str>| {
+        let call = s.call(method, json);
+        assert_eq!(s.respond(call, status, None), Ok(LOCATE));
+        let got = s
+            .apply("api_location", args![s.d.clone(), call, origin])
+            .map(|v| num(&v))
+            .map_err(|e| desc(&e));
+        s.bare("api_close", args![s.d.clone(), call]);
+        got
     };
-    assert_eq!(
-        num(&s.bare("api_redirect", args![302, "GET", JsValue::UNDEFINED, 0])),
-        0.0,
-        "no usable Location: handed back"
-    );
-    assert_eq!(redirect(301, "GET", true, 0), 1.0);
-    assert_eq!(redirect(302, "POST", true, 0), 2.0, "as a GET");
-    assert_eq!(redirect(301, "POST", true, 0), 2.0, "as a GET");
-    assert_eq!(redirect(303, "PUT", true, 0), 2.0, "as a GET");
-    assert_eq!(redirect(303, "HEAD", true, 0), 1.0);
-    assert_eq!(redirect(307, "POST", true, 0), 1.0);
-    assert_eq!(redirect(308, "DELETE", true, 19), 1.0);
-    assert_eq!(redirect(301, "GET", false, 0), 0.0, "another origin: handed back");
-    assert_eq!(redirect(301, "GET", true, 20), 0.0, "too many");
+    assert_eq!(locate("GET", false, 301, Some(HOST)), Ok(FOLLOW));
+    assert_eq!(locate("POST", false, 302, Some(HOST)), Ok(FOLLOW_GET));
+    assert_eq!(locate("PUT", false, 303, Some(HOST)), Ok(FOLLOW_GET));
+    assert_eq!(locate("HEAD", false, 303, Some(HOST)), Ok(FOLLOW));
+    assert_eq!(locate("POST", false, 307, Some(HOST)), Ok(FOLLOW));
+    assert_eq!(locate("GET", false, 301, Some("https://evil.test")), Ok(RETURN));
+    assert_eq!(locate("GET", false, 301, None), Ok(RETURN));
+    let e = locate("GET", true, 301, Some("https://evil.test")).unwrap_err();
+    assert_eq!((e.code.as_str(), e.status), ("REDIRECT_BLOCKED", 301.0));
+    let e = locate("GET", true, 302, None).unwrap_err();
+    assert_eq!((e.code.as_str(), e.status), ("HTTP_ERROR", 302.0));
 
-    let failure = |kind: u32, name: Option<&str>, code: Option<&str>, method: &str, attempt: u32| {
-        s.apply("api_failure", args![s.d.clone(), kind, name, code, method, attempt])
+    let failure = |method: &str, kind: u32, name: Option<&str>, code: Option<&str>| {
+        let call = s.call(method, false);
+        let got = s
+            .apply("api_failed", args![s.d.clone(), T0 + 1.0, call, kind, name, code])
+            .map(|v| num(&v))
+            .map_err(|e| desc(&e));
+        s.bare("api_close", args![s.d.clone(), call]);
+        got
     };
-    let delay = num(&failure(0, Some("TypeError"), Some("ECONNRESET"), "GET", 0).unwrap());
-    assert!((0.0..200.0).contains(&delay), "{delay}");
-    assert!(num(&failure(1, None, None, "GET", 1).unwrap()) < 400.0);
-    let e = desc(&failure(0, Some("TypeError"), Some("ECONNRESET"), "POST", 0).unwrap_err());
+    assert_eq!(failure("GET", 0, Some("TypeError"), Some("ECONNRESET")), Ok(WAIT));
+    let e = failure("POST", 0, Some("TypeError"), Some("ECONNRESET")).unwrap_err();
     assert_eq!((e.code.as_str(), e.retryable), ("NETWORK_ERROR", true));
     assert_eq!(e.cause, Some(("TypeError".into(), Some("ECONNRESET".into()))));
-    let e = desc(&failure(1, None, None, "GET", 2).unwrap_err());
-    assert_eq!((e.code.as_str(), &e.cause), ("TIMEOUT", &None));
-    let e = desc(&failure(2, None, None, "GET", 0).unwrap_err());
+    let e = failure("GET", 1, None, None).unwrap_err();
     assert_eq!((e.code.as_str(), e.retryable), ("INVALID_RESPONSE", false));
-    assert!(s.take().is_empty());
+
+    // An abort ends the call; what arrives after is discarded.
+    let call = s.call("GET", true);
+    let e = desc(&s.bare("api_abort", args![s.d.clone(), call]));
+    assert_eq!(e.code, "ABORTED");
+    assert!(s.bare("api_abort", args![s.d.clone(), call]).is_undefined());
+    assert_eq!(s.respond(call, 200, None), Ok(GONE));
+
+    // The attempt's deadline is the driver's one timer; when it passes, the call is woken.
+    let call = s.call("POST", false);
+    let calls = s.take();
+    let armed = calls.iter().rev().find(|c| c.m == "arm").expect("armed");
+    assert_eq!(num(armed.arg(0)), T0 + 1.0 + 10_000.0);
+    s.bare("timeout", args![s.d.clone(), T0 + 1.0 + 10_000.0]);
+    let calls = s.take();
+    let wake = calls.iter().find(|c| c.m == "wake").expect("woken");
+    assert_eq!((num(wake.arg(0)), num(wake.arg(1))), (call, 2.0));
+    assert_eq!(desc(wake.arg(2)).code, "TIMEOUT");
+
+    // dispose() wakes every call with DISPOSED.
+    let call = s.call("GET", true);
+    s.take();
+    s.bare("dispose", args![s.d.clone()]);
+    let calls = s.take();
+    let wake = calls.iter().find(|c| c.m == "wake").expect("woken");
+    assert_eq!((num(wake.arg(0)), desc(wake.arg(2)).code.as_str()), (call, "DISPOSED"));
+    let e = s.throws("api_open", args!["GET", "/v1/items", 1, false]);
+    assert_eq!(e.code, "DISPOSED");
+    let _ = NO_DATA;
 }
 
 // ----- revoke and dispose --------------------------------------------------------------------

@@ -16,9 +16,9 @@
 //! that the operation was superseded (a `login` replaced a refresh, a `revoke` ended the
 //! session) and that they should ask the machine again.
 //!
-//! **API calls** (`fetch`/`json`) keep their per-request state (attempt, replayed, the token
-//! serial they used) in the caller; every decision about them — which token, whether to
-//! replay, retry or follow a redirect, after how long, which error — is a method here.
+//! **API calls** (`fetch`/`json`) are operations of the machine too (`api.rs`): a table of
+//! calls in flight, each with its stage and deadline; which token, whether to replay, retry
+//! or follow a redirect, after how long, and which error are decided there.
 //!
 //! After `revoke` or `dispose`, no output carries the old tokens: the pair is dropped from the
 //! state before the revoke request is built, and a superseded attempt is cancelled, its late
@@ -26,6 +26,10 @@
 
 #[allow(unused_imports)]
 use crate::prelude::*;
+
+mod api;
+
+pub use api::{ApiFailure, ApiStep, Behind, BodyFailure, CallId, Wake, Want};
 
 use alloc::collections::VecDeque;
 
@@ -183,6 +187,8 @@ pub enum Output {
     Cancel(IoId),
     Storage(StorageOp),
     Settle(FlightId, Outcome),
+    /// Wake the API call that waits on its deadline or backoff (see [`Wake`]).
+    Call(CallId, Wake),
     Event(Event),
     /// A record for the `logger` hook (only after [`Machine::set_logging`]). Never a secret.
     Log(Log),
@@ -240,6 +246,25 @@ pub enum Log {
         attempt: u32,
         delay_ms: u32,
         code: String,
+    },
+    /// An API call's attempt is sent.
+    ApiRequest {
+        attempt: u32,
+    },
+    /// An API attempt's answer: its status (0: none) and, without one, the error code.
+    ApiResponse {
+        status: u16,
+        code: Option<&'static str>,
+    },
+    ApiRetry {
+        attempt: u32,
+        delay_ms: u32,
+        code: &'static str,
+    },
+    /// An API call was redirected; `followed`: to a location that may receive the token.
+    Redirect {
+        status: u16,
+        followed: bool,
     },
 }
 
@@ -328,23 +353,6 @@ pub enum Step {
     Fail(AuthError),
     /// Nothing to wait for: read [`Machine::result`].
     Ready,
-}
-
-/// The answer to an API attempt.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ApiStep {
-    /// Hand the response to the caller.
-    Return,
-    /// A 401 with a token that was current: get a token with [`Machine::token_after_401`]
-    /// and send once more.
-    Replay,
-    /// Send again after this many milliseconds (release the body first).
-    Retry(u32),
-    /// Follow the redirect; `to_get`: as a body-less GET.
-    Follow {
-        to_get: bool,
-    },
-    Fail(AuthError),
 }
 
 /// A token pair as held: the server's pair plus local-clock deadlines.
@@ -527,6 +535,8 @@ pub struct Machine {
     reply_status: u16,
     /// The highest record version read from storage: a pair of ours is stored above it.
     seen_version: u64,
+    /// The API calls in flight (see `api.rs`).
+    calls: Vec<api::Call>,
 }
 
 fn fingerprint(token: &str) -> u64 {
@@ -580,6 +590,7 @@ impl Machine {
             last_error: None,
             reply_status: 0,
             seen_version: 0,
+            calls: Vec::new(),
         }
     }
 
@@ -629,6 +640,9 @@ impl Machine {
         }
         if let Some(r) = &self.restore {
             add(r.deadline);
+        }
+        if let Some(c) = self.calls_deadline() {
+            add(c);
         }
         match (work, self.refresh_at) {
             (Some(w), Some(r)) if r < w => Some((r, Keep::Alive)),
@@ -942,6 +956,7 @@ impl Machine {
             self.push(Output::Cancel(r.io));
             self.push(Output::Settle(r.flight, Outcome::Failed(disposed())));
         }
+        self.calls_dispose();
     }
 
     // ----- tokens for API calls ---------------------------------------------------------------
@@ -1389,7 +1404,8 @@ impl Machine {
             RetryAfter::TooLong(ms) if error.retryable() => retry::too_long(ms, error.status()),
             _ => error,
         };
-        self.op_failed(now, op, error);
+        let waited = retry_after.and_then(|h| crate::core::http_date::parse_retry_after(h, now));
+        self.op_failed(now, op, error.with_retry_after_ms(waited));
     }
 
     /// The one `expired` event of an end of the session.
@@ -1960,6 +1976,7 @@ impl Machine {
                 _ => self.op = Some(Box::new(op)),
             }
         }
+        self.calls_timeout(now);
         if self.refresh_at.is_some_and(|t| t <= now) {
             self.refresh_at = None;
             self.timer_fired(now);
@@ -1978,93 +1995,6 @@ impl Machine {
             return;
         }
         self.start_getting_tokens(now, Trigger::Timer, Why::Timer);
-    }
-
-    // ----- API call decisions -----------------------------------------------------------------
-
-    /// Resolves a user's input against the host: absolute URLs pass through, anything else
-    /// is appended to the host (its path prefix included).
-    pub fn resolve(&self, input: &str) -> String {
-        if crate::core::url::has_scheme(input) {
-            input.to_owned()
-        } else {
-            self.config.base.join(input)
-        }
-    }
-
-    /// May a request to `origin` (as WHATWG `URL` serialises it) carry the bearer token?
-    pub fn check_origin(&self, origin: &str) -> Result<(), AuthError> {
-        if self.config.may_receive_origin(origin) {
-            return Ok(());
-        }
-        let shown: String = origin.chars().filter(|c| !c.is_control()).take(200).collect();
-        let mut message = shown;
-        message.push_str(" may not receive the bearer token; only the host's origin and allowedOrigins may");
-        Err(AuthError::new(ErrorCode::OriginNotAllowed, message))
-    }
-
-    /// An API attempt with `method` (as sent, uppercase) got no response. `attempt` counts
-    /// from 0.
-    pub fn api_failure(&mut self, failure: ApiFailure, method: &str, attempt: u32) -> ApiStep {
-        let idempotent = retry::is_idempotent(method);
-        let error = match failure {
-            ApiFailure::Network(cause) => {
-                AuthError::new(ErrorCode::Network, "the request failed: no answer from the server").with_cause(cause)
-            }
-            ApiFailure::Timeout => timeout_error(),
-            ApiFailure::NotAResponse => AuthError::invalid_response("fetch did not resolve to a Response"),
-        };
-        if idempotent && error.retryable() && attempt < self.config.retries {
-            return ApiStep::Retry(backoff_ms(attempt, self.random()));
-        }
-        ApiStep::Fail(error)
-    }
-
-    /// An API attempt got a response with `status`.
-    pub fn api_status(
-        &mut self,
-        now: i64,
-        status: u16,
-        retry_after: Option<&str>,
-        method: &str,
-        attempt: u32,
-        replay: Replay,
-    ) -> ApiStep {
-        let idempotent = retry::is_idempotent(method);
-        if status == 401 && replay == Replay::NotYet {
-            return ApiStep::Replay;
-        }
-        if idempotent && retry::is_retryable_api_status(status) && attempt < self.config.retries {
-            return match retry::retry_after(retry_after, now, self.config.max_retry_after_ms) {
-                RetryAfter::Backoff => ApiStep::Retry(backoff_ms(attempt, self.random())),
-                RetryAfter::Wait(ms) => ApiStep::Retry(ms),
-                RetryAfter::TooLong(_) => ApiStep::Return,
-            };
-        }
-        ApiStep::Return
-    }
-
-    /// A 3xx (other than 304) to an API request; `location_origin`: the origin its
-    /// `Location` resolved to (WHATWG `URL#origin`), if it is a URL at all. Only a location
-    /// that may receive the token is followed; other origins, loops and missing locations
-    /// are handed back unfollowed.
-    pub fn api_redirect(&self, status: u16, method: &str, location_origin: Option<&str>, redirects: u32) -> ApiStep {
-        let allowed = location_origin.is_some_and(|o| self.config.may_receive_origin(o));
-        if !allowed || redirects >= MAX_REDIRECTS {
-            return ApiStep::Return;
-        }
-        let to_get = (status == 303 && method != "HEAD") || (matches!(status, 301 | 302) && method == "POST");
-        ApiStep::Follow { to_get }
-    }
-
-    /// `json()`'s verdict on a response body; an error envelope's text is scrubbed of every
-    /// secret the session knows before it is shortened.
-    pub fn api_json(
-        &self,
-        status: u16,
-        body: &crate::core::envelope::ApiBody,
-    ) -> Result<crate::core::envelope::ApiJson, AuthError> {
-        crate::core::envelope::api_json(status, body, &self.secrets())
     }
 }
 
@@ -2094,13 +2024,6 @@ pub enum Persistence {
     StorageWithLease,
 }
 
-/// Whether an API request was already replayed once after a 401.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Replay {
-    NotYet,
-    Done,
-}
-
 /// Whether the deadline of [`Machine::poll_timeout`] is awaited work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Keep {
@@ -2108,12 +2031,4 @@ pub enum Keep {
     Alive,
     /// Only the auto-refresh: must not keep a process alive.
     Idle,
-}
-
-/// An API attempt that produced no response.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ApiFailure {
-    Network(Option<Cause>),
-    Timeout,
-    NotAResponse,
 }
