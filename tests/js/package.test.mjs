@@ -82,4 +82,52 @@ describe("package resolution by name", { concurrency: true }, () => {
       await access(path.join(PKG, t)).catch(() => assert.fail(`pkg/${t} is missing`));
     }
   });
+
+  it("every declaration file in the tarball is reached from an exports \"types\" entry", async () => {
+    const manifest = JSON.parse(await readFile(path.join(PKG, "package.json"), "utf8"));
+    // What npm would pack, as npm computes it.
+    const { stdout } = await run("npm", ["pack", "--dry-run", "--json", "--ignore-scripts", "--loglevel=error"], {
+      cwd: PKG,
+      timeout: 30_000,
+    });
+    const packed = JSON.parse(stdout)[0].files.map((f) => f.path);
+    const declarations = packed.filter((f) => /\.d\.[cm]?ts$/.test(f));
+    assert.ok(declarations.includes("index.d.ts"), `no index.d.ts among the packed files: ${packed.join(", ")}`);
+
+    // The roots: every string under a "types" condition of `exports`, at any depth.
+    const roots = [];
+    const walk = (value, underTypes) => {
+      if (typeof value === "string") {
+        if (underTypes) roots.push(value);
+      } else if (value && typeof value === "object") {
+        for (const [key, inner] of Object.entries(value)) walk(inner, underTypes || key === "types");
+      }
+    };
+    walk(manifest.exports, false);
+    assert.ok(roots.length > 0, "exports has no types entry");
+
+    // The declaration file TypeScript takes for a relative specifier in a declaration file.
+    const declarationFor = (from, spec) => {
+      const target = path.posix.normalize(path.posix.join(path.posix.dirname(from), spec));
+      if (/\.d\.[cm]?ts$/.test(target)) return target;
+      const m = /^(.*)\.(m?js|cjs)$/.exec(target);
+      if (m) return `${m[1]}.d.${{ js: "ts", mjs: "mts", cjs: "cts" }[m[2]]}`;
+      return `${target}.d.ts`;
+    };
+    const reached = new Set();
+    const queue = roots.map((r) => path.posix.normalize(r));
+    while (queue.length) {
+      const file = queue.shift();
+      if (reached.has(file)) continue;
+      reached.add(file);
+      const source = await readFile(path.join(PKG, file), "utf8").catch(() => assert.fail(`pkg/${file} (reached from exports) is missing`));
+      const specs = [
+        ...source.matchAll(/\b(?:from|import)\s*\(?\s*["'](\.{1,2}\/[^"']+)["']/g),
+        ...source.matchAll(/\/\/\/\s*<reference\s+path\s*=\s*["']([^"']+)["']/g),
+      ].map((m) => m[1]);
+      for (const spec of specs) queue.push(declarationFor(file, spec));
+    }
+    const unreached = declarations.filter((f) => !reached.has(f));
+    assert.deepEqual(unreached, [], `packed declaration files no exports "types" entry reaches (reached: ${[...reached].join(", ")})`);
+  });
 });
