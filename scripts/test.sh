@@ -45,6 +45,11 @@ bash scripts/test-redis.sh
 step "the documentation (pkg-template/README.md, REFERENCE.md): its examples run, it covers every option, method, event, error code and export"
 node --test tests/docs/*.test.mjs
 
+# ky 2 declares Node >= 22 (it runs on Node 20 too, where the last step tests it): the
+# helpers' tests on the `node22` devDependency, the Node that npm gives ky 2 on.
+step "the ky and axios helpers (tests/js/clients.test.mjs) on Node 22, ky 2's floor"
+node_modules/node22/bin/node --test tests/js/clients.test.mjs
+
 # Last, so the closing lines are the test runner's own summary.
 step "JavaScript tests: the reference server, then the package in Node (ESM and CJS)"
 node --test tests/server/*.test.mjs tests/js/*.test.mjs tests/js/*.test.cjs
