@@ -24,6 +24,8 @@
 //                    (API_HOST, API_USERNAME, API_PASSWORD, a KV stand-in as TOKENS) and a
 //                    `ctx` whose waitUntil promises are awaited; the response must be a 2xx
 //   ```js redis      an ES module in Node, with a redis-server started for it (REDIS_URL)
+//   ```js ky2        an ES module in Node, with `ky` resolving to ky 2 (the `ky2`
+//                    devDependency, npm:ky@2) instead of the repository's ky 1
 //   ```js no-run     shown, not run (a page, a Durable Object): each is a skipped test here
 //
 // A block passes when it exits 0 within the time limit, and neither its output nor its
@@ -52,7 +54,7 @@ const EXAMPLE_HOST = "https://api.example.com";
 const TIME_LIMIT_MS = 30_000;
 /** Three base64url parts, the first a JSON header: what a JWT (and the server's tokens) look like. */
 const TOKEN_LIKE = /eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]{4,}/;
-const MODES = new Set(["node", "cjs", "deno", "bun", "worker", "redis", "no-run"]);
+const MODES = new Set(["node", "cjs", "deno", "bun", "worker", "redis", "ky2", "no-run"]);
 
 const requireHere = createRequire(import.meta.url);
 const built = existsSync(join(pkgDir, "package.json"));
@@ -97,8 +99,8 @@ function resolveSpecifier(spec, runtime) {
 }
 
 /** The block as it runs here: host, paths and module specifiers replaced (see the header). */
-function prepare(code, runtime) {
-  const specifier = (spec) => JSON.stringify(resolveSpecifier(spec, runtime));
+function prepare(code, runtime, mode) {
+  const specifier = (spec) => JSON.stringify(resolveSpecifier(mode === "ky2" && spec === "ky" ? "ky2" : spec, runtime));
   return code
     .replaceAll(EXAMPLE_HOST, serverUrl)
     .replaceAll("/api/v1/orders", "/api/v1/echo")
@@ -263,8 +265,8 @@ for (const block of blocks) {
     const n = ++serial;
     const cwd = mkdtempSync(join(work, `block-${n}-`));
     const env = { ...baseEnv };
-    const runtime = block.mode === "worker" || block.mode === "redis" ? "node" : block.mode;
-    const code = prepare(block.code, runtime);
+    const runtime = ["worker", "redis", "ky2"].includes(block.mode) ? "node" : block.mode;
+    const code = prepare(block.code, runtime, block.mode);
     let command;
     let args;
     if (block.mode === "cjs") {
