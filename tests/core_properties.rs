@@ -27,10 +27,12 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
+use auth_session::core::envelope::ApiBody;
 use auth_session::core::fingerprint;
 use auth_session::core::machine::{
-    AuthRequest, Endpoint, Event, FlightId, IoFailure, IoId, Keep, Need, Outcome, Output, Persistence, Reason, Step,
-    StorageOp, StorageReply, TokenStep, MAX_ROUNDS,
+    ApiFailure, ApiStep, AuthRequest, Behind, BodyFailure, CallId, Endpoint, Event, FlightId, IoFailure, IoId, Keep,
+    Need, Outcome, Output, Persistence, Reason, Step, StorageOp, StorageReply, TokenStep, Waited, Wake, Want,
+    MAX_ROUNDS,
 };
 use auth_session::core::Phase;
 use common::*;
@@ -117,6 +119,50 @@ enum Act {
     Wait(i64),
     /// The process slept: time jumps, then `handle_timeout`.
     Sleep(i64),
+    /// An API call (`fetch`/`json`) is made, answered or aborted.
+    Api(ApiAct),
+}
+
+#[derive(Clone, Debug)]
+enum ApiAct {
+    Open {
+        post: bool,
+        json: bool,
+        behind: bool,
+    },
+    /// Answer the n-th call that awaits an answer of that kind.
+    Answer(usize, ApiAnswer),
+    Abort(usize),
+}
+
+#[derive(Clone, Debug)]
+enum ApiAnswer {
+    Status(u16, Option<&'static str>),
+    Network,
+    NotAResponse,
+    /// A 3xx to the host's origin or (`false`) another one, or without a Location.
+    Redirect(u16, Option<bool>),
+    /// The body of a `json()` call: an envelope, garbage, too large or unreadable.
+    Body(u8),
+}
+
+fn api_act() -> impl Strategy<Value = Act> {
+    let answer = prop_oneof![
+        6 => (prop_oneof![Just(200u16), Just(201), Just(204), Just(304), Just(401), Just(404), Just(500), Just(502), Just(503), Just(429)],
+              prop_oneof![Just(None), Just(Some("0")), Just(Some("2")), Just(Some("120")), Just(Some("soon"))])
+            .prop_map(|(s, r)| ApiAnswer::Status(s, r)),
+        2 => Just(ApiAnswer::Network),
+        1 => Just(ApiAnswer::NotAResponse),
+        2 => (prop_oneof![Just(301u16), Just(302), Just(303), Just(307)], prop_oneof![Just(Some(true)), Just(Some(false)), Just(None)])
+            .prop_map(|(s, o)| ApiAnswer::Redirect(s, o)),
+        3 => (0..4u8).prop_map(ApiAnswer::Body),
+    ];
+    prop_oneof![
+        3 => (any::<bool>(), any::<bool>(), prop::bool::weighted(0.2))
+            .prop_map(|(post, json, behind)| Act::Api(ApiAct::Open { post, json, behind })),
+        8 => (any::<usize>(), answer).prop_map(|(i, a)| Act::Api(ApiAct::Answer(i, a))),
+        1 => any::<usize>().prop_map(|i| Act::Api(ApiAct::Abort(i))),
+    ]
 }
 
 fn need() -> impl Strategy<Value = Need> {
@@ -224,6 +270,21 @@ enum Caller {
     Final,
     /// A token call: asks again with what it waited for.
     Token { need: Need, round: u32 },
+    /// An API call waiting for a token.
+    Api { call: CallId, round: u32 },
+}
+
+/// Where an API call is, as the driver sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum CallAt {
+    /// Waiting for a token (a flight).
+    Token,
+    /// Its attempt is out, due by `deadline`.
+    Sending { deadline: i64 },
+    /// `json()` reads the body, due by `deadline`.
+    Reading { deadline: i64 },
+    /// Waiting for the machine's wake (a retry's backoff, or after an abandoned attempt).
+    Backoff,
 }
 
 struct Case {
@@ -273,6 +334,12 @@ struct Case {
     foreign_until: i64,
     /// Leases granted to the machine.
     granted: u32,
+    /// API calls in flight, as the driver sees them.
+    calls: Vec<(CallId, CallAt)>,
+    /// Wakes of API calls not acted on yet.
+    wakes: Vec<(CallId, Wake)>,
+    /// API calls ended, each once.
+    ended_calls: HashSet<CallId>,
 }
 
 impl Case {
@@ -316,6 +383,185 @@ impl Case {
             unwritten: false,
             foreign_until: i64::MIN,
             granted: 0,
+            calls: Vec::new(),
+            wakes: Vec::new(),
+            ended_calls: HashSet::new(),
+        }
+    }
+
+    // ----- API calls, driven as session.js drives them ----------------------------------------
+
+    fn call_at(&self, call: CallId) -> Option<usize> {
+        self.calls.iter().position(|(c, _)| *c == call)
+    }
+
+    fn set_call(&mut self, call: CallId, at: CallAt) {
+        let i = self.call_at(call).expect("a live call");
+        self.calls[i].1 = at;
+    }
+
+    /// The call ended: once, and nobody waits for it any more.
+    fn end_call(&mut self, call: CallId, error: Option<&auth_session::core::AuthError>) {
+        assert!(self.ended_calls.insert(call), "API call {call} ended twice");
+        if let Some(i) = self.call_at(call) {
+            self.calls.swap_remove(i);
+        }
+        self.callers
+            .retain(|(_, c)| !matches!(c, Caller::Api { call: c, .. } if *c == call));
+        if let Some(e) = error {
+            assert_no_secret(e.message());
+            for t in self.revoked.iter().chain(self.spent.iter()) {
+                assert!(!e.message().contains(t.as_str()), "an API error names a token");
+            }
+        }
+    }
+
+    fn api_token(&mut self, call: CallId, waited: Waited, round: u32) {
+        let step = self.r.m.api_token(self.now, call, waited, round);
+        self.r.drain();
+        match step {
+            TokenStep::Ready { token, .. } => {
+                assert!(!self.r.m.is_disposed(), "a token for an API call after dispose()");
+                assert!(
+                    !self.revoked.contains(token.expose()),
+                    "a revoked access token sent by an API call"
+                );
+                let deadline = self.now + self.timeout_ms();
+                self.set_call(call, CallAt::Sending { deadline });
+            }
+            TokenStep::Wait(f) => {
+                assert!(round <= MAX_ROUNDS + 1, "an API call waited {round} times: a loop");
+                self.set_call(call, CallAt::Token);
+                self.handed(f, Caller::Api { call, round });
+            }
+            TokenStep::Fail(e) => self.end_call(call, Some(&e)),
+            TokenStep::Rethrow => self.end_call(call, None),
+        }
+    }
+
+    fn on_api(&mut self, call: CallId, step: ApiStep, json: bool, deadline: i64) {
+        match step {
+            ApiStep::Return => {
+                assert!(!json || self.r.m.api_calls() < usize::MAX);
+                self.end_call(call, None)
+            }
+            ApiStep::Data | ApiStep::Nothing => self.end_call(call, None),
+            ApiStep::Fail(e) => self.end_call(call, Some(&e)),
+            ApiStep::Read => self.set_call(call, CallAt::Reading { deadline }),
+            ApiStep::Follow { .. } | ApiStep::Token => self.api_token(call, Waited::Nothing, 0),
+            ApiStep::Wait => self.set_call(call, CallAt::Backoff),
+            ApiStep::Locate => panic!("Locate is answered by the caller of on_api"),
+            ApiStep::Gone => panic!("API call {call}: an answer to a live attempt was ignored"),
+        }
+    }
+
+    fn api(&mut self, act: &ApiAct) {
+        let now = self.now;
+        match act {
+            ApiAct::Open { post, json, behind } => {
+                let method = if *post { "POST" } else { "GET" };
+                let want = if *json { Want::Data } else { Want::Response };
+                let behind = if *behind { Behind::WaitUntil } else { Behind::No };
+                match self.r.m.api_open(method, "/v1/items", want, behind) {
+                    Ok(call) => {
+                        assert!(!self.r.m.is_disposed(), "an API call opened after dispose()");
+                        self.calls.push((call, CallAt::Token));
+                        self.api_token(call, Waited::Nothing, 0);
+                    }
+                    Err(e) => assert_eq!(e.code(), "DISPOSED"),
+                }
+            }
+            ApiAct::Abort(i) => {
+                if self.calls.is_empty() {
+                    return;
+                }
+                let (call, _) = self.calls[i % self.calls.len()];
+                let e = self.r.m.api_abort(call).expect("a live call can be aborted");
+                self.r.drain();
+                assert_eq!(e.code(), "ABORTED");
+                self.end_call(call, Some(&e));
+            }
+            ApiAct::Answer(i, answer) => {
+                let body = matches!(answer, ApiAnswer::Body(_));
+                let waiting: Vec<(CallId, i64)> = self
+                    .calls
+                    .iter()
+                    .filter_map(|(c, at)| match (at, body) {
+                        (CallAt::Sending { deadline }, false) | (CallAt::Reading { deadline }, true) => {
+                            Some((*c, *deadline))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if waiting.is_empty() {
+                    return;
+                }
+                let (call, deadline) = waiting[i % waiting.len()];
+                // The driver reports only answers that beat the attempt's deadline (the
+                // machine's wake ends a late one first).
+                if now >= deadline {
+                    return;
+                }
+                let step = match answer {
+                    ApiAnswer::Status(status, retry_after) => {
+                        self.r.m.api_response(now, call, *status, false, *retry_after)
+                    }
+                    ApiAnswer::Network => self.r.m.api_failed(now, call, ApiFailure::Network(None)),
+                    ApiAnswer::NotAResponse => self.r.m.api_failed(now, call, ApiFailure::NotAResponse),
+                    ApiAnswer::Redirect(status, to) => {
+                        let step = self.r.m.api_response(now, call, *status, false, None);
+                        self.r.drain();
+                        assert_eq!(step, ApiStep::Locate);
+                        let origin = to.map(|same| if same { HOST } else { "https://evil.test" });
+                        self.r.m.api_location(call, origin)
+                    }
+                    ApiAnswer::Body(kind) => {
+                        let envelope = ApiBody {
+                            json: true,
+                            success: Some(true),
+                            has_data: true,
+                            ..ApiBody::default()
+                        };
+                        let garbage = ApiBody::default();
+                        match kind {
+                            0 => self.r.m.api_body(call, Ok(&envelope)),
+                            1 => self.r.m.api_body(call, Ok(&garbage)),
+                            2 => self.r.m.api_body(call, Err(BodyFailure::TooLarge)),
+                            _ => self.r.m.api_body(call, Err(BodyFailure::Network(None))),
+                        }
+                    }
+                };
+                self.r.drain();
+                self.on_api(call, step, true, deadline);
+            }
+        }
+    }
+
+    /// Acts on the wakes the machine sent to API calls.
+    fn wake_calls(&mut self) {
+        while !self.wakes.is_empty() {
+            let (call, wake) = self.wakes.remove(0);
+            let at = self.call_at(call).map(|i| self.calls[i].1);
+            match wake {
+                Wake::Abandon => {
+                    assert!(
+                        matches!(at, Some(CallAt::Sending { .. })),
+                        "{call}: abandoned in {at:?}"
+                    );
+                    self.set_call(call, CallAt::Backoff);
+                }
+                Wake::Send => {
+                    assert_eq!(at, Some(CallAt::Backoff), "{call}: woken to send in {at:?}");
+                    self.api_token(call, Waited::Nothing, 0);
+                }
+                Wake::Fail(e) => {
+                    assert!(at.is_some(), "{call}: failed after it ended");
+                    self.end_call(call, Some(&e));
+                }
+            }
+        }
+        if self.r.m.is_disposed() {
+            assert_eq!(self.calls, [], "API calls live on after dispose()");
         }
     }
 
@@ -436,6 +682,8 @@ impl Case {
     /// Callers whose flight settled ask again, until none can.
     fn continue_callers(&mut self) {
         loop {
+            self.check_outputs();
+            self.wake_calls();
             let Some(i) = self.callers.iter().position(|(f, _)| self.r.outcome(*f).is_some()) else {
                 return;
             };
@@ -458,6 +706,7 @@ impl Case {
                     let step = self.r.token(self.now, need, waited(&outcome), round + 1);
                     self.on_token(step, need, round + 1);
                 }
+                Caller::Api { call, round } => self.api_token(call, waited(&outcome), round + 1),
             }
             self.check_outputs();
         }
@@ -473,6 +722,7 @@ impl Case {
                 self.unwritten |= self.lease.is_some();
             }
             match out {
+                Output::Call(call, wake) => self.wakes.push((call, wake)),
                 Output::Send(req) => self.check_send(&req),
                 Output::Storage(StorageOp::Acquire { id, ttl_ms, .. }) => {
                     assert!(self.setup.lease, "an acquire without a leasing storage");
@@ -605,6 +855,15 @@ impl Case {
             assert!(t > self.now, "a deadline at or before now right after handle_timeout");
             assert!(t - self.now <= MAX_TIMER, "a deadline further than 2^31-1 ms");
         }
+        // No API call outlives its deadline: once the timer has run, every call whose
+        // attempt was due has been woken (retried or failed).
+        self.check_outputs();
+        self.wake_calls();
+        for (call, at) in &self.calls {
+            if let CallAt::Sending { deadline } | CallAt::Reading { deadline } = at {
+                assert!(*deadline > self.now, "API call {call} outlived its deadline");
+            }
+        }
     }
 
     fn step(&mut self, act: &Act) {
@@ -649,6 +908,7 @@ impl Case {
                 let step = self.r.restore(now);
                 self.on_step(step, Caller::Final);
             }
+            Act::Api(a) => self.api(a),
             Act::Dispose => {
                 self.r.dispose();
             }
@@ -829,6 +1089,21 @@ impl Case {
                 self.step(&Act::Storage(0, Stored::Current, true));
                 continue;
             }
+            let overdue = self.calls.iter().any(|(_, at)| {
+                matches!(at, CallAt::Sending { deadline } | CallAt::Reading { deadline } if *deadline <= self.now)
+            });
+            if overdue {
+                self.step(&Act::Fire { late: 0 });
+                continue;
+            }
+            if let Some(answer) = self.calls.iter().find_map(|(_, at)| match at {
+                CallAt::Sending { deadline } if *deadline > self.now => Some(ApiAnswer::Status(200, None)),
+                CallAt::Reading { deadline } if *deadline > self.now => Some(ApiAnswer::Body(0)),
+                _ => None,
+            }) {
+                self.step(&Act::Api(ApiAct::Answer(0, answer)));
+                continue;
+            }
             match self.r.m.poll_timeout() {
                 Some((_, Keep::Alive)) => self.step(&Act::Fire { late: 0 }),
                 _ => break,
@@ -848,6 +1123,8 @@ impl Case {
             );
         }
         assert!(self.callers.is_empty(), "callers still waiting: {:?}", self.callers);
+        assert_eq!(self.calls, [], "API calls never ended");
+        assert_eq!(self.r.m.api_calls(), 0, "API calls left in the machine");
         assert_eq!(self.lease, None, "a lease never given back");
     }
 }
@@ -872,6 +1149,23 @@ proptest! {
         acts in prop::collection::vec(act_with(16), 1..60),
     ) {
         let mut case = Case::new(setup);
+        for act in &acts {
+            case.step(act);
+        }
+        case.quiesce();
+    }
+
+    /// API calls beside everything else: every call ends once, by its deadline at the
+    /// latest, never carries a revoked token, and none opens or gets a token after dispose.
+    #[test]
+    fn invariants_hold_with_api_calls(
+        setup in setup(),
+        acts in prop::collection::vec(prop_oneof![3 => act(), 2 => api_act()], 1..80),
+    ) {
+        let mut case = Case::new(setup);
+        for act in [Act::Login { configured: false }, Act::Auth(Answer::Pair(Ttl::Guide))] {
+            case.step(&act);
+        }
         for act in &acts {
             case.step(act);
         }
