@@ -122,7 +122,7 @@ export class AuthSession {
    * No payload ever holds a token.
    */
   on(event: "tokens", listener: (info: TokensEvent) => void): () => void;
-  on(event: "expired" | "revoked", listener: (info: SessionInfo) => void): () => void;
+  on(event: "expired" | "revoked", listener: (info: SessionEvent) => void): () => void;
   on(event: "error", listener: (error: AuthError) => void): () => void;
   on(event: AuthSessionEvent, listener: (payload: SessionInfo | AuthError) => void): () => void;
 
@@ -249,10 +249,18 @@ export interface AuthSessionOptions {
    * Receives a structured record of everything the session does with the auth server: a
    * refresh starting and why (`trigger`: `manual`, `margin`, `401`, `timer`, `background`),
    * a login, each auth request (`endpoint`, `attempt`), its response (`status`, and `code`
-   * for a failure), each retry (`delayMs`, `code`). Never a token, a password or a body.
-   * Called after the session's own work; a logger that throws is ignored.
+   * for a failure), each retry (`delayMs`, `code`); for API calls (`endpoint: "api"`) each
+   * attempt, its response, each retry and each redirect (`followed`). Never a token, a
+   * password or a body. Called after the session's own work; a logger that throws is ignored.
    */
   logger?: (record: LogRecord) => void;
+
+  /**
+   * A name for this session's records (at most 64 characters, no control characters): copied
+   * as `label` into every log record and every `tokens`, `expired` and `revoked` payload.
+   * Never put a secret in it.
+   */
+  label?: string;
 
   /** Origins besides the host's that may receive the bearer token, e.g. `"https://files.example.com"`. */
   allowedOrigins?: string[];
@@ -293,18 +301,29 @@ export interface AuthRequestInit extends RequestInit {
 /** What the `logger` option receives. */
 export interface LogRecord {
   time: Date;
-  event: "refresh" | "login" | "request" | "response" | "retry";
-  endpoint?: "login" | "refresh" | "revoke";
+  event: "refresh" | "login" | "request" | "response" | "retry" | "redirect";
+  /** The auth endpoint, or `"api"` for an API call (`fetch`/`json`). */
+  endpoint?: "login" | "refresh" | "revoke" | "api";
   attempt?: number;
   status?: number;
   delayMs?: number;
   code?: string;
   trigger?: "manual" | "margin" | "401" | "timer" | "background";
+  /** For `redirect`: whether the redirect was followed. */
+  followed?: boolean;
+  /** The session's `label` option, when set. */
+  label?: string;
 }
 
 /** The payload of the `tokens` event: the new info and why the tokens changed. */
-export interface TokensEvent extends SessionInfo {
+export interface TokensEvent extends SessionEvent {
   reason: "login" | "refresh" | "restore" | "adopt";
+}
+
+/** The payload of the `expired` and `revoked` events (and the base of `tokens`'s). */
+export interface SessionEvent extends SessionInfo {
+  /** The session's `label` option, when set. */
+  label?: string;
 }
 
 /**
@@ -388,7 +407,7 @@ export class AuthError extends Error {
   /**
    * Made by the package; exported for `instanceof` and for test doubles.
    */
-  constructor(message: string, name: string, code: string, status: number, retryable: boolean);
+  constructor(message: string, name: string, code: string, status: number, retryable: boolean, retryAfter?: number);
   /** The server's error name when it sent one, else the client's (e.g. `"TimeoutError"`). */
   name: string;
   /** What went wrong; see {@link AuthErrorCode}. */
@@ -397,6 +416,11 @@ export class AuthError extends Error {
   status: number;
   /** Whether trying again later may succeed (network, timeout, 5xx, 429). */
   retryable: boolean;
+  /**
+   * The seconds the server asked to wait (`Retry-After`, seconds or an HTTP date, at least
+   * 0) on errors made from a 429 or 5xx that carried one (`RATE_LIMITED` included).
+   */
+  retryAfter?: number;
   /**
    * For network and storage failures: the underlying error's `name` and `code` (e.g.
    * `{ name: "TypeError", code: "ECONNREFUSED" }`), never its message.
@@ -408,8 +432,8 @@ export class AuthError extends Error {
    * `Symbol.for("auth-session.AuthError")`. `value instanceof AuthError` agrees.
    */
   static is(value: unknown): value is AuthError;
-  /** `{ name, code, message, status, retryable }`: what `JSON.stringify` writes. */
-  toJSON(): { name: string; code: string; message: string; status: number; retryable: boolean };
+  /** `{ name, code, message, status, retryable }` (and `retryAfter` when set): what `JSON.stringify` writes. */
+  toJSON(): { name: string; code: string; message: string; status: number; retryable: boolean; retryAfter?: number };
 }
 
 declare global {
