@@ -1,8 +1,23 @@
-// Many tenants in one process: one AuthSession per account, at most `max` alive. The least
-// recently used session is disposed when a new one would exceed the bound, so a service
-// with an open-ended set of tenants keeps a bounded number of timers, tokens and sockets.
-// Each session keeps its own record (the default storage key carries a hash of its account),
-// so an evicted tenant restores its tokens from storage next time instead of logging in.
+// Many tenants in one process: one AuthSession per account, at most `max` idle ones kept.
+// When a new session would exceed the bound, the least recently used IDLE sessions are
+// disposed (no call and no auth or storage work in flight, so their pair is written): a
+// session in use is never disposed under its callers, and while more than `max` are busy the
+// pool holds them all and trims at its next `get`. Each session keeps its own record (the
+// default storage key carries a hash of its account), so an evicted tenant's next session
+// finds its pair in storage instead of logging in again.
+
+import { AuthError } from "./auth-error.js";
+import { IDLE } from "./session.js";
+
+const configError = (message) => new AuthError(message, "ConfigError", "CONFIG_ERROR", 0, false);
+
+/** A key as the pool compares it: a string, exactly as given (never another value stringified). */
+function keyOf(key) {
+  if (typeof key !== "string") {
+    throw configError(`SessionPool keys must be strings (got ${key === null ? "null" : typeof key}); pass a tenant id`);
+  }
+  return key;
+}
 
 export class SessionPool {
   #max;
@@ -20,29 +35,37 @@ export class SessionPool {
     this.#create = create;
   }
 
-  /** The session of `key`, created on first use. */
+  /** The session of `key` (a string), created on first use. */
   get(key) {
-    const k = String(key);
+    const k = keyOf(key);
     let session = this.#sessions.get(k);
     if (session !== undefined) {
       // Most recently used last.
       this.#sessions.delete(k);
       this.#sessions.set(k, session);
+      this.#trim(session);
       return session;
     }
     session = this.#create(k);
     this.#sessions.set(k, session);
-    while (this.#sessions.size > this.#max) {
-      const [oldest, evicted] = this.#sessions.entries().next().value;
-      this.#sessions.delete(oldest);
-      evicted.dispose();
-    }
+    this.#trim(session);
     return session;
+  }
+
+  /** Disposes the least recently used idle sessions until at most `max` are kept. */
+  #trim(keep) {
+    if (this.#sessions.size <= this.#max) return;
+    for (const [k, s] of this.#sessions) {
+      if (this.#sessions.size <= this.#max) break;
+      if (s === keep || !isIdle(s)) continue;
+      this.#sessions.delete(k);
+      s.dispose();
+    }
   }
 
   /** Disposes and forgets the session of `key` (its stored record stays). */
   delete(key) {
-    const k = String(key);
+    const k = keyOf(key);
     const session = this.#sessions.get(k);
     if (session === undefined) return false;
     this.#sessions.delete(k);
@@ -63,4 +86,11 @@ export class SessionPool {
   [Symbol.dispose ?? Symbol.for("Symbol.dispose")]() {
     this.dispose();
   }
+}
+
+/** A session of this package tells whether it is idle; anything else `create` made is never
+ *  judged busy (it is disposed as before). */
+function isIdle(session) {
+  const idle = session?.[IDLE];
+  return typeof idle === "function" ? idle.call(session) : true;
 }

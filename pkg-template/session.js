@@ -37,6 +37,9 @@ const EVENTS = ["tokens", "expired", "revoked", "error"];
 
 const DESCRIPTOR = Symbol("auth-session.descriptor");
 
+/** `session[IDLE]()`: nothing in flight (see pool.js). Not part of the public API. */
+export const IDLE = Symbol("auth-session.idle");
+
 /** The driver's methods (see AuthSession's static block). */
 let DRIVER;
 
@@ -201,17 +204,39 @@ function readStorage(value) {
   return value;
 }
 
-/** `encryptionKey`: an AES-GCM CryptoKey, or 16 or 32 raw key bytes; only with storage. */
+/**
+ * `encryptionKey`: an AES-GCM CryptoKey usable to encrypt and decrypt, or 16 or 32 raw key
+ * bytes in any ArrayBuffer or view (copied: a later change to the caller's buffer changes
+ * nothing); only with storage. What is accepted here works for every read and write.
+ */
 function readEncryptionKey(value, storage) {
   if (value === undefined || value === null) return undefined;
   if (storage === undefined) throw configError("encryptionKey needs storage: it encrypts the stored record");
-  const bytes = value instanceof ArrayBuffer ? value.byteLength : ArrayBuffer.isView(value) ? value.byteLength : -1;
   const isKey = typeof CryptoKey === "function" && value instanceof CryptoKey;
-  if (!isKey && bytes !== 16 && bytes !== 32) {
+  if (isKey) {
+    if (value.algorithm?.name !== "AES-GCM") throw configError("encryptionKey must be an AES-GCM key");
+    const usages = Array.isArray(value.usages) ? value.usages : [];
+    if (!usages.includes("encrypt") || !usages.includes("decrypt")) {
+      throw configError('encryptionKey must be a CryptoKey with the usages "encrypt" and "decrypt"');
+    }
+    return value;
+  }
+  let bytes;
+  if (value instanceof ArrayBuffer) bytes = new Uint8Array(value.slice(0));
+  else if (ArrayBuffer.isView(value) && value.buffer instanceof ArrayBuffer) {
+    bytes = new Uint8Array(value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength));
+  }
+  if (bytes === undefined || (bytes.byteLength !== 16 && bytes.byteLength !== 32)) {
     throw configError("encryptionKey must be an AES-GCM CryptoKey or 16 or 32 key bytes");
   }
-  if (isKey && value.algorithm?.name !== "AES-GCM") throw configError("encryptionKey must be an AES-GCM key");
-  return value;
+  return bytes;
+}
+
+/** A username or password that UTF-8 cannot carry as it is (a lone UTF-16 surrogate). */
+function checkWellFormed(value, field) {
+  const wellFormed =
+    typeof value.isWellFormed === "function" ? value.isWellFormed() : !/\p{Surrogate}/u.test(value);
+  if (!wellFormed) throw configError(`${field} contains a lone UTF-16 surrogate and cannot be sent as it is`);
 }
 
 /** What an API attempt needs, built once per call. */
@@ -285,6 +310,8 @@ export class AuthSession {
       password = o.credentials.password;
       if (typeof username !== "string") throw configError("credentials.username must be a string");
       if (typeof password !== "string") throw configError("credentials.password must be a string");
+      checkWellFormed(username, "credentials.username");
+      checkWellFormed(password, "credentials.password");
     }
     const numbers = ["refreshMarginSeconds", "timeoutMs", "retries", "maxRetryAfterSeconds"].map((k) =>
       checkType(o[k], "number", k),
@@ -777,6 +804,10 @@ export class AuthSession {
     if (username !== undefined && (typeof username !== "string" || typeof password !== "string")) {
       throw configError("login() username and password must be strings");
     }
+    if (username !== undefined) {
+      checkWellFormed(username, "login() username");
+      checkWellFormed(password, "login() password");
+    }
     try {
       await this.#operation((c, d) => c.login(d, now(), username, password));
       return this.#call((c, d) => c.result(d));
@@ -829,6 +860,12 @@ export class AuthSession {
     } catch (e) {
       throw this.#error(e);
     }
+  }
+
+  /** No call, no auth or storage work in flight: disposing now breaks and loses nothing. */
+  [IDLE]() {
+    if (this.#broken) return true;
+    return this.#io === null && this.#calls === null && this.#core.idle();
   }
 
   dispose() {

@@ -1,5 +1,7 @@
 //! API calls (`fetch`/`json`) as machine operations: which token, replay, retry, redirects,
 //! deadlines, aborts, dispose and every error, straight-line with chosen times.
+// Native only: the harness reads JSON with the core's native reader.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -15,7 +15,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use auth_session::core::machine::{Endpoint, Need, Outcome, Output, Reason, StorageOp, StorageReply};
+use auth_session::core::machine::{Endpoint, FlightId, Need, Outcome, Output, Reason, StorageOp, StorageReply};
 use auth_session::core::{Options, Phase};
 use common::*;
 
@@ -1073,4 +1073,136 @@ fn an_acquire_answered_with_garbage_is_reported_and_the_refresh_goes_out_without
     r.answer_put(t, StorageReply::Empty);
     assert_eq!(r.settled(f), Outcome::Done);
     assert!(r.releases().is_empty(), "no lease was held");
+}
+
+// ----- look before login: cold instances ------------------------------------------------------
+
+/// A cold instance's first call: it asks for a token with nothing held.
+fn cold_call(r: &mut Run, now: i64) -> FlightId {
+    wait_token(r.ask(now, Need::Lenient))
+}
+
+#[test]
+fn a_cold_instance_adopts_the_stored_pair_instead_of_logging_in() {
+    let mut server = Server::default();
+    let mut store = MemoryStore::default();
+    let mut first = creds_lease_run();
+    log_in(&mut first, &mut server, &mut store, EPOCH);
+    // A new process: no restore() called, the first call finds the pair in storage.
+    let mut cold = creds_lease_run();
+    let f = cold_call(&mut cold, EPOCH + MINUTE);
+    assert_eq!(since(&cold, 0), ["get"], "it looks before it logs in");
+    cold.serve(EPOCH + MINUTE, &mut store);
+    assert_eq!(cold.settled(f), Outcome::Done);
+    assert_eq!(cold.token_now(EPOCH + MINUTE).unwrap(), at(1));
+    assert_eq!(cold.count(Endpoint::Login), 0);
+    assert_eq!(cold.token_reasons(), [Reason::Adopt]);
+    assert_eq!(server.logins, 1);
+}
+
+#[test]
+fn n_cold_instances_make_one_login_under_the_lease_and_the_others_adopt_its_record() {
+    let mut server = Server::default();
+    let mut store = MemoryStore::default();
+    let mut runs: Vec<Run> = (0..5).map(|_| creds_lease_run()).collect();
+    let flights: Vec<FlightId> = runs.iter_mut().map(|r| cold_call(r, EPOCH)).collect();
+    // Every instance looks (nothing stored), then asks for the lease: one gets it.
+    for r in &mut runs {
+        r.serve(EPOCH, &mut store);
+    }
+    let holders: Vec<usize> = (0..5).filter(|&i| runs[i].has_open_send()).collect();
+    assert_eq!(holders.len(), 1, "one login on the wire");
+    let h = holders[0];
+    assert_eq!(runs[h].open_send().endpoint, Endpoint::Login);
+    let t = EPOCH + 50;
+    server.answer(&mut runs[h], t);
+    runs[h].serve(t, &mut store);
+    assert_eq!(runs[h].settled(flights[h]), Outcome::Done);
+    assert!(
+        store.version(&runs[h].m.config().storage_key()).is_some(),
+        "written under the lease"
+    );
+    // The others look again after their pause and adopt the holder's pair.
+    let mut refs: Vec<&mut Run> = runs.iter_mut().collect();
+    run_until(&mut refs, &mut store, EPOCH + TIMEOUT);
+    for (i, r) in runs.iter_mut().enumerate() {
+        assert_eq!(r.settled(flights[i]), Outcome::Done, "instance {i}");
+        assert_eq!(r.token_now(EPOCH + TIMEOUT).unwrap(), at(1), "instance {i}");
+        assert_eq!(r.count(Endpoint::Login), usize::from(i == h));
+    }
+    assert_eq!(server.logins, 1);
+    assert_eq!(
+        store.holder(EPOCH + TIMEOUT, &runs[0].m.config().storage_key()),
+        None,
+        "the lease went back"
+    );
+}
+
+#[test]
+fn a_cold_instance_waits_at_most_timeout_ms_for_a_holder_that_never_writes_then_logs_in_itself() {
+    let mut server = Server::default();
+    let mut store = MemoryStore::default();
+    let mut dead = creds_lease_run();
+    let mut cold = creds_lease_run();
+    let _ = cold_call(&mut dead, EPOCH);
+    dead.serve(EPOCH, &mut store);
+    assert!(
+        dead.has_open_send(),
+        "the first instance holds the lease and logs in..."
+    );
+    drop(dead); // ...and dies there (kill -9): its lease stays until its time to live.
+    let f = cold_call(&mut cold, EPOCH + 1);
+    cold.serve(EPOCH + 1, &mut store);
+    assert!(!cold.has_open_send(), "the lease is held: it waits");
+    let (_, t) = run_until_send(&mut [&mut cold], &mut store, EPOCH + 2 * TIMEOUT);
+    assert!(
+        t - EPOCH - 1 >= TIMEOUT && t - EPOCH - 1 <= TIMEOUT + 1_000,
+        "waited {} ms",
+        t - EPOCH - 1
+    );
+    assert_eq!(cold.open_send().endpoint, Endpoint::Login);
+    server.answer(&mut cold, t);
+    cold.serve(t, &mut store);
+    assert_eq!(cold.settled(f), Outcome::Done);
+    assert_eq!(cold.token_now(t).unwrap(), at(1));
+}
+
+#[test]
+fn an_explicit_login_always_logs_in_without_looking() {
+    let mut server = Server::default();
+    let mut store = MemoryStore::default();
+    let mut first = creds_lease_run();
+    log_in(&mut first, &mut server, &mut store, EPOCH);
+    let mut second = creds_lease_run();
+    let f = second.login(EPOCH + 1);
+    assert_eq!(since(&second, 0), ["login"], "no look, no lease: an explicit login");
+    server.answer(&mut second, EPOCH + 1);
+    second.serve(EPOCH + 1, &mut store);
+    assert_eq!(second.settled(f), Outcome::Done);
+    assert_eq!(server.logins, 2);
+}
+
+#[test]
+fn a_stored_pair_older_than_one_this_session_held_is_not_adopted_before_a_re_login() {
+    let mut server = Server::default();
+    let mut store = MemoryStore::default();
+    let mut r = creds_lease_run();
+    log_in(&mut r, &mut server, &mut store, EPOCH);
+    let old = store.records.clone();
+    // The session moves on to pair 2 (its record written), then the store rolls back.
+    let f = wait(r.refresh(EPOCH + MINUTE));
+    r.serve(EPOCH + MINUTE, &mut store);
+    server.answer(&mut r, EPOCH + MINUTE);
+    r.serve(EPOCH + MINUTE, &mut store);
+    assert_eq!(r.settled(f), Outcome::Done);
+    store.records = old;
+    // Pair 2's refresh token expires: the quiet re-login looks, finds pair 1 (older), logs in.
+    let t = EPOCH + 8 * DAY;
+    let f = cold_call(&mut r, t);
+    r.serve(t, &mut store);
+    assert_eq!(r.open_send().endpoint, Endpoint::Login);
+    server.answer(&mut r, t);
+    r.serve(t, &mut store);
+    assert_eq!(r.settled(f), Outcome::Done);
+    assert!(!r.token_reasons().contains(&Reason::Adopt));
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use auth_session::core::machine::{Endpoint, Event, Need, Outcome, Output, Reason, Step, TokenStep, Waited};
+use auth_session::core::Credentials;
 use auth_session::core::Phase;
 use common::*;
 
@@ -347,6 +348,67 @@ fn a_rejected_refresh_with_credentials_logs_in_again_transparently() {
     assert_eq!((r.count(Endpoint::Refresh), r.count(Endpoint::Login)), (1, 2));
     assert_eq!(r.event_count("expired"), 0);
     assert_eq!(r.m.info().state, Phase::Active);
+}
+
+#[test]
+fn a_session_logged_in_as_another_account_never_switches_to_the_configured_one() {
+    let mut r = Run::new(config(|o| {
+        with_credentials(o);
+        no_timer(o);
+    }));
+    let bob = Credentials {
+        username: "bob".to_owned(),
+        password: auth_session::core::secret::Password::new("bob-secret"),
+    };
+    let f = r.login_with(EPOCH, Some(bob));
+    assert!(r.open_send().body.contains("bob"));
+    r.answer(EPOCH, ok(&Pair::issued(1, EPOCH)));
+    assert_eq!(r.settled(f), Outcome::Done);
+    // bob's refresh token is rejected: the session ends, it does not log in as alice.
+    let t = EPOCH + HOUR + 1;
+    let f = wait_token(r.ask(t, Need::Lenient));
+    r.answer(t, unauthorized());
+    let e = r.failure(f);
+    assert_eq!((e.code(), e.status()), ("SESSION_EXPIRED", 401));
+    assert_eq!(r.count(Endpoint::Login), 1, "no login as the configured account");
+    assert!(!r.sends().iter().any(|s| s.body.contains(PASSWORD)));
+    assert_eq!(r.event_count("expired"), 1);
+    // Later calls fail the same way instead of logging in as alice...
+    assert_eq!(token_fail(r.ask(t + 1, Need::Strict)).code(), "SESSION_EXPIRED");
+    assert_eq!(r.count(Endpoint::Login), 1);
+    // ...until an explicit login() as the configured account.
+    let f = r.login(t + 2);
+    r.answer(t + 2, ok(&Pair::issued(2, t + 2)));
+    assert_eq!(r.settled(f), Outcome::Done);
+    let t = t + 2 + HOUR + 1;
+    let f = wait_token(r.ask(t, Need::Lenient));
+    r.answer(t, unauthorized());
+    assert_eq!(
+        r.open_send().endpoint,
+        Endpoint::Login,
+        "alice's session logs in again quietly"
+    );
+    assert!(r.open_send().body.contains(PASSWORD));
+    r.answer(t, ok(&Pair::issued(3, t)));
+    assert_eq!(r.settled(f), Outcome::Done);
+}
+
+#[test]
+fn an_expired_refresh_token_of_another_account_ends_the_session_too() {
+    let mut r = Run::new(config(|o| {
+        with_credentials(o);
+        no_timer(o);
+    }));
+    let bob = Credentials {
+        username: "bob".to_owned(),
+        password: auth_session::core::secret::Password::new("bob-secret"),
+    };
+    let f = r.login_with(EPOCH, Some(bob));
+    r.answer(EPOCH, ok(&Pair::issued(1, EPOCH)));
+    assert_eq!(r.settled(f), Outcome::Done);
+    let e = token_fail(r.ask(EPOCH + 8 * DAY, Need::Strict));
+    assert_eq!(e.code(), "SESSION_EXPIRED");
+    assert_eq!(r.count(Endpoint::Login), 1);
 }
 
 #[test]

@@ -391,6 +391,11 @@ impl Core {
         self.machine.set_logging(on);
     }
 
+    /// [`Machine::is_idle`]: what `SessionPool` asks before it disposes a session.
+    pub fn idle(&self) -> bool {
+        self.machine.is_idle()
+    }
+
     pub fn disposed(&self) -> bool {
         self.machine.is_disposed()
     }

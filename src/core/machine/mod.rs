@@ -393,6 +393,10 @@ enum OpKind {
     Login {
         creds: Credentials,
         relogin: bool,
+        /// A login the session makes by itself (first use, or after its pair ended): with
+        /// storage it looks for a pair another instance stored first, and with a lease it
+        /// runs under it. An explicit `login()` is not quiet: it always logs in.
+        quiet: bool,
     },
     Refresh {
         token: RefreshToken,
@@ -537,6 +541,9 @@ pub struct Machine {
     seen_version: u64,
     /// The API calls in flight (see `api.rs`).
     calls: Vec<api::Call>,
+    /// The last pair came from a `login(username, password)` of another account than
+    /// `credentials`: a transparent re-login would switch accounts, so there is none.
+    other_account: bool,
 }
 
 fn fingerprint(token: &str) -> u64 {
@@ -591,6 +598,7 @@ impl Machine {
             reply_status: 0,
             seen_version: 0,
             calls: Vec::new(),
+            other_account: false,
         }
     }
 
@@ -706,6 +714,12 @@ impl Machine {
         }
     }
 
+    /// No call and no auth or storage operation in flight: disposing now breaks nothing and
+    /// loses nothing (a pair that came in has been written, or its write has failed).
+    pub fn is_idle(&self) -> bool {
+        self.op.is_none() && self.queued.is_none() && self.restore.is_none() && self.calls.is_empty()
+    }
+
     pub fn is_disposed(&self) -> bool {
         matches!(self.state, State::Disposed(_))
     }
@@ -719,7 +733,7 @@ impl Machine {
 
     /// The error a call gets when the session holds no tokens and cannot get any.
     fn state_error(&self) -> Option<AuthError> {
-        let creds = self.config.credentials.is_some();
+        let creds = self.relogin_credentials().is_some();
         match self.state {
             State::Disposed(_) => Some(disposed()),
             State::Active(_) => None,
@@ -809,7 +823,11 @@ impl Machine {
             ));
         };
         self.log(Log::Login { why: Why::Manual });
-        let kind = OpKind::Login { creds, relogin: false };
+        let kind = OpKind::Login {
+            creds,
+            relogin: false,
+            quiet: false,
+        };
         // A login replaces a login or refresh in progress; it waits for a revoke.
         match &self.op {
             Some(op) if matches!(op.kind, OpKind::Revoke { .. }) => {
@@ -1070,7 +1088,7 @@ impl Machine {
         self.state = State::Expired;
         self.refresh_at = None;
         self.epoch = self.epoch.wrapping_add(1);
-        match self.config.credentials {
+        match self.relogin_credentials() {
             // A re-login follows; `expired` fires only if it fails.
             Some(_) => None,
             None => Some({
@@ -1102,10 +1120,18 @@ impl Machine {
             }
             return Some(self.start(now, OpKind::Refresh { token }, trigger));
         }
-        let creds = self.config.credentials.clone()?;
+        let creds = self.relogin_credentials()?;
         // Once the end was reported (a re-login failed), a later login is a plain one.
         let relogin = matches!(self.state, State::Expired) && !self.expiry_reported;
-        Some(self.start(now, OpKind::Login { creds, relogin }, trigger))
+        Some(self.start(
+            now,
+            OpKind::Login {
+                creds,
+                relogin,
+                quiet: true,
+            },
+            trigger,
+        ))
     }
 
     // ----- operations -------------------------------------------------------------------------
@@ -1113,9 +1139,11 @@ impl Machine {
     fn start(&mut self, now: i64, kind: OpKind, trigger: Trigger) -> FlightId {
         let flight = self.id();
         let mut op = Op::new(flight, kind, trigger);
-        if self.has_storage && matches!(op.kind, OpKind::Refresh { .. }) {
+        if self.has_storage && matches!(op.kind, OpKind::Refresh { .. } | OpKind::Login { quiet: true, .. }) {
             // Look before you refresh: another instance sharing the storage may have
-            // rotated the pair already; its newer pair is adopted, no token spent.
+            // rotated the pair already; its newer pair is adopted, no token spent. Look
+            // before a quiet login too: another instance (or this one before a restart)
+            // may hold a valid pair, and N cold instances should make one login, not N.
             op.stage = self.read_stage(now, StageRead::Look);
             self.op = Some(Box::new(op));
             return flight;
@@ -1538,6 +1566,7 @@ impl Machine {
         self.serial = self.serial.wrapping_add(1);
         self.epoch = self.epoch.wrapping_add(1);
         self.refresh_at = self.config.auto_refresh.then_some(access_local - margin_ms);
+        self.other_account = matches!((&account, &self.config.account), (Some(a), Some(c)) if a != c);
         self.state = State::Active(Held {
             pair,
             access_local,
@@ -1574,11 +1603,13 @@ impl Machine {
         self.state = State::Expired;
         self.refresh_at = None;
         self.epoch = self.epoch.wrapping_add(1);
-        match self.config.credentials.clone() {
+        match self.relogin_credentials() {
             Some(creds) => {
+                // The record was looked at already (the adoption after the rejection).
                 op.kind = OpKind::Login {
                     creds,
                     relogin: !reported,
+                    quiet: false,
                 };
                 op.attempt = 0;
                 self.send(now, &mut op);
@@ -1716,6 +1747,9 @@ impl Machine {
                 None
             }
         };
+        if matches!(op.kind, OpKind::Login { .. }) {
+            return self.looked_before_login(now, op, stored);
+        }
         let held = self.held().map(|h| (h.version, h.pair.refresh_token.clone()));
         let newer = stored.filter(|s| {
             held.as_ref()
@@ -1771,6 +1805,39 @@ impl Machine {
         self.op = Some(Box::new(op));
     }
 
+    /// A quiet login looked at the record: a usable pair (by the rules of `restore`) is
+    /// adopted; else, with a lease, only its holder logs in and the others wait for its
+    /// record, at most `timeoutMs`, before they log in themselves.
+    fn looked_before_login(&mut self, now: i64, mut op: Op, stored: Option<envelope::Stored>) {
+        // Not older than any pair this session held: an older record's tokens are spent.
+        if let Some(s) = stored.filter(|s| s.pair.access_expires_at > self.newest) {
+            self.install(now, s.pair, Reason::Adopt, s.version, s.account);
+            return self.finish(now, op, Outcome::Done);
+        }
+        if self.has_lease && op.lease.is_none() {
+            let waited_out = op
+                .waiting
+                .is_some_and(|(since, _)| now - since >= self.config.timeout_ms as i64);
+            if !waited_out {
+                let io = self.id();
+                let key = self.config.storage_key();
+                let ttl_ms = self.lease_ttl();
+                self.push(Output::Storage(StorageOp::Acquire { id: io, key, ttl_ms }));
+                op.stage = Stage::Leasing {
+                    io,
+                    deadline: now + self.config.timeout_ms as i64,
+                };
+                self.op = Some(Box::new(op));
+                return;
+            }
+            // The holder's record did not come within timeoutMs: log in without the lease
+            // (a second login costs a token family, never a spent token).
+            op.waiting = None;
+        }
+        self.send(now, &mut op);
+        self.op = Some(Box::new(op));
+    }
+
     /// The answer to `acquire`: holding the lease, look once more (the previous holder may
     /// have just stored its pair) and refresh; else wait for the holder's pair.
     fn leased(&mut self, now: i64, mut op: Op, reply: StorageReply) {
@@ -1809,7 +1876,8 @@ impl Machine {
                 op.waiting = None;
                 // As in `looked`: the refresh token may have run out while the acquire was
                 // out (up to timeoutMs); a dead token is not sent.
-                if !self.held().is_some_and(|h| now < h.refresh_local) {
+                let refresh = matches!(op.kind, OpKind::Refresh { .. });
+                if refresh && !self.held().is_some_and(|h| now < h.refresh_local) {
                     return match self.expire_if_due(now) {
                         Some(e) => self.finish(now, op, Outcome::Failed(e)),
                         None => self.session_over(now, op),
@@ -1991,10 +2059,20 @@ impl Machine {
         if self.expire_if_due(now).is_some() {
             return;
         }
-        if self.held().is_none() && self.config.credentials.is_none() {
+        if self.held().is_none() && self.relogin_credentials().is_none() {
             return;
         }
         self.start_getting_tokens(now, Trigger::Timer, Why::Timer);
+    }
+
+    /// The credentials of a transparent login (first use, or after the refresh token was
+    /// rejected or expired): `credentials`, unless the session was logged in as another
+    /// account, which it never leaves without an explicit `login()`.
+    fn relogin_credentials(&self) -> Option<Credentials> {
+        if self.other_account {
+            return None;
+        }
+        self.config.credentials.clone()
     }
 }
 
