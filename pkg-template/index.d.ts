@@ -262,6 +262,14 @@ export interface AuthSessionOptions {
    */
   label?: string;
 
+  /**
+   * The refresh lease's time to live in ms, with a storage that has `acquire`/`release`.
+   * Default: `timeoutMs × (retries + 2)`, every attempt of a refresh and the record write.
+   * At least `2 × timeoutMs`. A holder that dies costs the others at most this long without
+   * a refresh; their calls go on with their still-valid tokens meanwhile.
+   */
+  leaseMs?: number;
+
   /** Origins besides the host's that may receive the bearer token, e.g. `"https://files.example.com"`. */
   allowedOrigins?: string[];
 

@@ -21,7 +21,7 @@ import { encryptedStorage, importKey } from "./encryption.js";
 const KNOWN = new Set([
   "host", "credentials", "refreshMarginSeconds", "autoRefresh", "timeoutMs", "retries",
   "maxRetryAfterSeconds", "maxResponseBytes", "paths", "fetch", "storage", "storageKey",
-  "allowedOrigins", "allowInsecureHttp", "waitUntil", "encryptionKey", "logger", "label",
+  "allowedOrigins", "allowInsecureHttp", "waitUntil", "encryptionKey", "logger", "label", "leaseMs",
 ]);
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -333,6 +333,7 @@ export class AuthSession {
       origins = o.allowedOrigins.map((v, i) => checkType(v, "string", `allowedOrigins[${i}]`) ?? String(v));
     }
     checkType(o.maxResponseBytes, "number", "maxResponseBytes");
+    checkType(o.leaseMs, "number", "leaseMs");
     checkType(o.label, "string", "label");
     this.#fetch = readFetch(o.fetch);
     this.#storage = readStorage(o.storage);
@@ -354,6 +355,7 @@ export class AuthSession {
         origins,
         o.allowInsecureHttp,
         o.maxResponseBytes,
+        o.leaseMs,
         o.label,
         this.#storage === undefined ? 0 : typeof this.#storage.acquire === "function" ? 2 : 1,
         Math.random(),

@@ -29,6 +29,7 @@ pub struct Options {
     pub allowed_origins: Vec<String>,
     pub allow_insecure_http: Option<bool>,
     pub max_response_bytes: Option<f64>,
+    pub lease_ms: Option<f64>,
     /// Copied by the driver into every log record and event payload; validated here.
     pub label: Option<String>,
 }
@@ -52,6 +53,10 @@ pub struct Config {
     pub max_retry_after_ms: u64,
     /// The largest API response body `json()` reads.
     pub max_response_bytes: u32,
+    /// The refresh lease's time to live: by default every attempt of a refresh with its
+    /// retries and the record write (`timeoutMs × (retries + 2)`); what a dead holder costs
+    /// the others at most.
+    pub lease_ms: u32,
     // Kept as given (None: the default) and joined when a request is built: an idle
     // session holds no copy of the host per endpoint.
     login_path: Option<String>,
@@ -181,6 +186,25 @@ impl Options {
             MAX_TIMER_DELAY_MS as f64,
             true,
         )?;
+        let lease_ms = match self.lease_ms {
+            None => timeout * (retries + 2.0),
+            // At least one attempt and the record write.
+            Some(_) => number(
+                "leaseMs",
+                self.lease_ms,
+                0.0,
+                2.0 * timeout,
+                MAX_TIMER_DELAY_MS as f64,
+                true,
+            )
+            .map_err(|e| {
+                AuthError::config(cat(&[
+                    e.message(),
+                    " (at least 2 × timeoutMs: one attempt and the record write)",
+                ]))
+            })?,
+        }
+        .min(MAX_TIMER_DELAY_MS as f64);
         if let Some(label) = &self.label {
             if label.chars().count() > MAX_LABEL_CHARS || label.chars().any(|c| c.is_control()) {
                 return Err(AuthError::config(
@@ -229,6 +253,7 @@ impl Options {
             retries: retries as u32,
             max_retry_after_ms: (max_retry_after * 1000.0 + 0.5) as u64,
             max_response_bytes: max_response_bytes as u32,
+            lease_ms: lease_ms as u32,
             allowed_origins,
         })
     }

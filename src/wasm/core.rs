@@ -233,6 +233,7 @@ impl Core {
         allowed_origins: Vec<String>,
         allow_insecure_http: Option<bool>,
         max_response_bytes: Option<f64>,
+        lease_ms: Option<f64>,
         label: Option<String>,
         storage: u8,
         seed: f64,
@@ -254,6 +255,7 @@ impl Core {
             allowed_origins,
             allow_insecure_http,
             max_response_bytes,
+            lease_ms,
             label,
         };
         let config = options.validate().map_err(|e| descriptor(d, &e))?;

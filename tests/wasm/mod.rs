@@ -80,7 +80,7 @@ export function core_args(d, o) {
     d, o.host, o.credentials?.username, o.credentials?.password,
     o.refreshMarginSeconds, o.timeoutMs, o.retries, o.maxRetryAfterSeconds,
     o.autoRefresh, paths, o.storageKey, o.allowedOrigins ?? [], o.allowInsecureHttp,
-    o.maxResponseBytes, o.label, o.storage === true ? 1 : 0, 0.5,
+    o.maxResponseBytes, o.leaseMs, o.label, o.storage === true ? 1 : 0, 0.5,
   ];
 }
 
@@ -316,7 +316,7 @@ thread_local! {
         let d = driver();
         let core = Core::new(
             d.unchecked_ref(), Some(HOST.into()), None, None, None, None, None, None, None,
-            Vec::new(), None, Vec::new(), None, None, None, 0, 0.5,
+            Vec::new(), None, Vec::new(), None, None, None, None, 0, 0.5,
         )
         .expect("a valid host");
         get(&JsValue::from(core), "constructor").unchecked_into()

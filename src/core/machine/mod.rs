@@ -467,6 +467,8 @@ struct Op {
     lease: Option<(String, i64)>,
     /// Since when this op waits for another holder's lease, and how many rounds.
     waiting: Option<(i64, u32)>,
+    /// Started by `refresh()`: its callers want new tokens, not the ones they hold.
+    manual: bool,
 }
 
 impl Op {
@@ -480,6 +482,7 @@ impl Op {
             stage: Stage::Queued,
             lease: None,
             waiting: None,
+            manual: false,
         }
     }
 
@@ -1016,6 +1019,13 @@ impl Machine {
                 return ready(&h, flight);
             }
         }
+        if let Some(h) = self.held() {
+            // Another instance holds the refresh lease: a token that is still valid goes out
+            // now and the refresh is left to the holder (whose pair is adopted when stored).
+            if now < h.access_local && need != Need::Replay && self.waits_for_another_holder() {
+                return ready(h, None);
+            }
+        }
         if let Some(f) = self.joinable() {
             return TokenStep::Wait(f);
         }
@@ -1066,6 +1076,15 @@ impl Machine {
         self.held().filter(|h| now < h.access_local).map(|h| ready(h, None))
     }
 
+    /// The refresh in progress waits for another instance that holds the lease.
+    fn waits_for_another_holder(&self) -> bool {
+        self.queued.is_none()
+            && self
+                .op
+                .as_ref()
+                .is_some_and(|op| matches!(op.kind, OpKind::Refresh { .. }) && op.waiting.is_some())
+    }
+
     /// The login or refresh flight in progress (not a revoke: nothing to join there).
     fn joinable(&self) -> Option<FlightId> {
         match &self.queued {
@@ -1109,6 +1128,7 @@ impl Machine {
         }
         if let Some(h) = self.held() {
             let token = h.pair.refresh_token.clone();
+            let manual = why == Why::Manual;
             if self.is_spent(&token) {
                 // The held refresh token was rejected already (a login superseded the
                 // adoption that followed the 401, then failed): it is never sent again; go
@@ -1118,7 +1138,11 @@ impl Machine {
                 self.refresh_rejected(now, Op::new(flight, kind, trigger));
                 return Some(flight);
             }
-            return Some(self.start(now, OpKind::Refresh { token }, trigger));
+            let flight = self.start(now, OpKind::Refresh { token }, trigger);
+            if let Some(op) = self.op.as_mut().filter(|op| op.flight == flight) {
+                op.manual = manual;
+            }
+            return Some(flight);
         }
         let creds = self.relogin_credentials()?;
         // Once the end was reported (a re-login failed), a later login is a plain one.
@@ -1255,7 +1279,7 @@ impl Machine {
     /// How long a refresh lease is taken for: every attempt of a refresh with its retries.
     /// A holder never sends after its lease has run out (another may hold it by then).
     fn lease_ttl(&self) -> u32 {
-        self.config.timeout_ms.saturating_mul(self.config.retries + 2)
+        self.config.lease_ms
     }
 
     /// A restore's read is moot once a login or revoke has begun: it resolves `null`.
@@ -1768,10 +1792,16 @@ impl Machine {
         }
         if self.has_lease && op.lease.is_none() {
             // Only the lease holder refreshes; it looks again once it holds the lease.
-            if op
-                .waiting
-                .is_some_and(|(since, _)| now - since > 2 * self.lease_ttl() as i64)
-            {
+            // With an expired token, callers wait for the holder's pair at most timeoutMs;
+            // with a valid one nobody waits, and the look goes on until the holder's lease
+            // must have run out.
+            let valid = self.held().is_some_and(|h| now < h.access_local);
+            let bound = if valid {
+                2 * self.lease_ttl() as i64
+            } else {
+                self.config.timeout_ms as i64
+            };
+            if op.waiting.is_some_and(|(since, _)| now - since > bound) {
                 let e = AuthError::new(
                     ErrorCode::Timeout,
                     "another instance held the refresh lease for longer than its time to live",
@@ -1859,6 +1889,14 @@ impl Machine {
                 // 100 ms, then 200, 400... at most every second.
                 let (since, round) = op.waiting.unwrap_or((now, 0));
                 op.waiting = Some((since, round + 1));
+                let valid = self.held().is_some_and(|h| now < h.access_local);
+                if round == 0 && valid && !op.manual && matches!(op.kind, OpKind::Refresh { .. }) {
+                    // Its callers still hold a valid token: they go out with it now (asked
+                    // again, the machine hands it out) instead of waiting for the holder.
+                    // The look for the holder's pair goes on under a new flight.
+                    self.push(Output::Settle(op.flight, Outcome::Again));
+                    op.flight = self.id();
+                }
                 let pause = (100i64 << round.min(4)).min(1_000);
                 op.stage = Stage::Waiting { until: now + pause };
             }
