@@ -32,6 +32,11 @@ const CLIENTS = ["c1", "c2", "c3", "c4"];
 const STREAMS = 8;
 const REQUEST_TIMEOUT_MS = 10_000;
 const JWT = /eyJ[\w-]+\.[\w-]+\.[\w-]+/;
+/** Compatibility dates without workerd's `enhanced_error_serialization`: the oldest the
+ *  broker supports (JavaScript RPC to Durable Objects is on from 2024-04-03) and one of 2025. */
+const OLD_DATES = ["2024-04-03", "2025-01-01"];
+/** The examples' date (www-example/worker/wrangler.toml), under which the other tests run. */
+const CURRENT_DATE = await compatibilityDate();
 /** The name the fixture gives its broker (idFromName). */
 const BROKER_NAME = "acct";
 
@@ -68,8 +73,8 @@ after(() => tmp?.cleanup());
  * reachable over real HTTP. `persist`: where the Durable Object's storage lives (share it
  * to restart with the same storage).
  */
-async function startCluster({ modules, serverUrl, persist, logs, brokerVars = {}, clientVars = {}, clients = CLIENTS }) {
-  const common = { modules, modulesRoot: path.dirname(modules[0].path), compatibilityDate: compat };
+async function startCluster({ modules, serverUrl, persist, logs, brokerVars = {}, clientVars = {}, clients = CLIENTS, compatibilityDate = compat }) {
+  const common = { modules, modulesRoot: path.dirname(modules[0].path), compatibilityDate };
   const options = convertV4MiniflareOptions({
     workers: [
       {
@@ -111,11 +116,11 @@ async function startCluster({ modules, serverUrl, persist, logs, brokerVars = {}
 }
 
 /** One reference server with short tokens, one cluster, torn down after the test. */
-async function setup(t, { modules = fixtureModules, brokerVars, clientVars } = {}) {
+async function setup(t, { modules = fixtureModules, brokerVars, clientVars, compatibilityDate } = {}) {
   const server = await within(10_000, startServer({ users: { [USER.username]: USER.password }, accessTtlMs: ACCESS_TTL_MS }), "server start");
   const logs = new Logs();
   const store = await tempDir("auth-session-do-");
-  const start = () => startCluster({ modules, serverUrl: server.url, persist: store.dir, logs, brokerVars, clientVars });
+  const start = () => startCluster({ modules, serverUrl: server.url, persist: store.dir, logs, brokerVars, clientVars, compatibilityDate });
   const env = { server, logs, cluster: null };
   // Registered before anything can fail, so a failed start still releases the server.
   t.after(async () => {
@@ -205,6 +210,14 @@ function assertCleanLogs(logs, allowed = []) {
       .join("\n")}`,
   );
 }
+
+/** The RPC calls the fixture's broker logged after line `from`, with their outcome
+ *  ("refresh -> SESSION_EXPIRED"). */
+const brokerCalls = (logs, from = 0) =>
+  logs.lines
+    .slice(from)
+    .map((l) => /auth-broker: rpc (.*)/.exec(l.message)?.[1])
+    .filter(Boolean);
 
 const brokerStatus = (env) => getJson(env.cluster.urls[0], "/broker");
 
@@ -440,6 +453,80 @@ describe("auth-session/workers: a Durable Object broker", () => {
       assert.equal(env.server.stats.requests, 0);
     });
   });
+
+  // An Error thrown by a Durable Object reaches its RPC caller with its own properties (code,
+  // status…) only under workerd's `enhanced_error_serialization`, which older compatibility
+  // dates lack: there a broker that throws its AuthErrors sends a bare Error, which the isolate
+  // can only take for an unreachable broker (503, retried, SERVER_ERROR). The broker's answers
+  // must be plain data, read the same at every date.
+  for (const date of [CURRENT_DATE, ...OLD_DATES]) {
+    test(`compatibility date ${date}: the broker's SESSION_EXPIRED and UNAUTHORIZED cross RPC as data and reach the isolates at once`, { timeout: 60_000 }, async (t) => {
+      const env = await setup(t, { compatibilityDate: date });
+      const [c1, c2, c3] = env.cluster.urls;
+      assertAllProducts(await Promise.all([get(c1), get(c2)]), "before");
+
+      // 1. SESSION_EXPIRED: c1 revokes the account's session. c2's access token is now
+      // refused by the API; the broker answers its refresh with SESSION_EXPIRED (401), which
+      // ends c2's pair (its `expired` event) at once, and c2 logs in again through the broker.
+      let seen = env.logs.lines.length;
+      assert.deepEqual(await getJson(c1, "/revoke"), { revoked: true });
+      let started = Date.now();
+      assertAllProducts([await get(c2)], "after revoke");
+      const revokedMs = Date.now() - started;
+      assert.deepEqual(brokerCalls(env.logs, seen), ["revoke -> ok", "refresh -> SESSION_EXPIRED", "pair -> ok"]);
+      assert.equal((await getJson(c2, "/stats")).expired, 1);
+      // 2. UNAUTHORIZED: the account's session ends at the server (tokens revoked, password
+      // changed). Asked by a caller of its own, the broker's refresh and re-login are refused:
+      // it answers the server's UNAUTHORIZED, then SESSION_EXPIRED (it holds no session).
+      const { version } = await brokerStatus(env);
+      env.server.revokeAll();
+      env.server.config.users = { [USER.username]: "changed-password" };
+      const raw = await getJson(c3, `/rpc-refresh?version=${version}`);
+      const again = await getJson(c3, `/rpc-refresh?version=${version}`);
+      // c2's caller then gets UNAUTHORIZED: an isolate session has credentials (placeholders
+      // that send its login to the broker), so like any session with credentials it logs in
+      // again rather than report SESSION_EXPIRED; c3, never logged in, gets the same.
+      seen = env.logs.lines.length;
+      const logins = env.server.stats.login;
+      started = Date.now();
+      const ended = await get(c2);
+      const endedMs = Date.now() - started;
+      const refused = await get(c3);
+      const calls = brokerCalls(env.logs, seen);
+      t.diagnostic(JSON.stringify({ date, revokedMs, endedMs, calls, serverLogins: env.server.stats.login - logins, raw, again }));
+
+      // What crossed RPC: result objects, the same at every date, no Error.
+      for (const [r, code, name] of [
+        [raw, "UNAUTHORIZED", "UnauthorizedError"],
+        [again, "SESSION_EXPIRED", "SessionExpiredError"],
+      ]) {
+        assert.equal(r.threw, undefined, JSON.stringify(r));
+        assert.equal(r.answer.ok, false, JSON.stringify(r));
+        const { message, ...fields } = r.answer.error;
+        assert.deepEqual(fields, { code, name, status: 401, retryable: false }, JSON.stringify(r));
+        assert.equal(typeof message, "string");
+        assert.doesNotMatch(message, /changed-password|demo-password|eyJ/);
+      }
+
+      for (const r of [ended, refused]) {
+        assert.equal(r.status, 502, `${r.status} ${r.text}`);
+        assert.doesNotMatch(r.text, /changed-password|demo-password|auth-broker-placeholder/);
+        assert.doesNotMatch(r.text, JWT);
+        const { error, name, status, retryable, retryAfter } = JSON.parse(r.text);
+        assert.deepEqual(
+          { error, name, status, retryable, retryAfter },
+          { error: "UNAUTHORIZED", name: "UnauthorizedError", status: 401, retryable: false, retryAfter: null },
+          r.text,
+        );
+      }
+      // Each answer taken once: no retry of a refused refresh or login.
+      assert.deepEqual(calls, ["refresh -> SESSION_EXPIRED", "pair -> UNAUTHORIZED", "pair -> UNAUTHORIZED"]);
+      assert.equal((await getJson(c2, "/stats")).expired, 2);
+      assert.ok(revokedMs < 3_000 && endedMs < 3_000, `${revokedMs} ms, ${endedMs} ms`);
+      assert.equal(env.server.stats.login - logins, 2, "one refused login per isolate");
+      assertCleanLogs(env.logs);
+    });
+  }
 
   test("the example (www-example/worker-broker) on 4 isolates: one login, one refresh per rotation, no token out", { timeout: 90_000 }, async (t) => {
     const env = await setup(t, { modules: exampleModules });
