@@ -37,18 +37,33 @@ const ALARM_EARLY_MS = 50;
 const configError = (message) => new AuthError(message, "ConfigError", "CONFIG_ERROR", 0, false);
 
 /**
- * An AuthError as it crosses the RPC boundary: workerd keeps an Error's message and own
- * properties, not its class, so the fields travel as plain properties with a mark.
+ * What every RPC method of the broker answers: `{ ok: true, value }` or `{ ok: false, error }`,
+ * plain data. An Error thrown across RPC keeps its own properties (code, status…) only under
+ * workerd's `enhanced_error_serialization` flag, so at other compatibility dates the isolate
+ * could not tell the broker's SESSION_EXPIRED from an unreachable broker; plain data reads the
+ * same at every date. The broker never throws across RPC.
  */
-function wire(e) {
-  if (!(e instanceof AuthError)) return e;
-  const err = new Error(e.message);
-  err.name = e.name;
-  err.code = e.code;
-  err.status = e.status;
-  err.retryable = e.retryable;
-  err.authBroker = true;
-  return err;
+const answered = (value) => ({ ok: true, value });
+
+/** A failure of the broker as plain data: an AuthError's fields (its message is already
+ *  redacted by the session), or, for anything else, its name only (a 503, retried). */
+function failed(e) {
+  if (e instanceof AuthError) {
+    const error = {
+      code: String(e.code),
+      name: String(e.name),
+      message: String(e.message),
+      status: Number.isInteger(e.status) ? e.status : 0,
+      retryable: e.retryable === true,
+    };
+    if (typeof e.retryAfter === "number" && Number.isFinite(e.retryAfter)) error.retryAfter = e.retryAfter;
+    return { ok: false, error };
+  }
+  const name = e !== null && typeof e === "object" && typeof e.name === "string" ? e.name : typeof e;
+  return {
+    ok: false,
+    error: { code: "SERVER_ERROR", name: "ServerError", message: `the broker failed (${name})`, status: 503, retryable: true },
+  };
 }
 
 const sessionEnded = () =>
@@ -65,8 +80,9 @@ const sessionEnded = () =>
  * account: `env.AUTH_BROKER.idFromName(account)`). Export it from the Worker's main module
  * and bind it (`[[durable_objects.bindings]]`, with a `[[migrations]]` entry).
  *
- * RPC methods: `pair()`, `refresh(version)`, `revoke()`, `status()`. Isolates normally use
- * them through {@link brokeredSession}.
+ * RPC methods: `pair()`, `refresh(version)`, `revoke()` (each answers `{ ok: true, value }` or
+ * `{ ok: false, error }`, never throws), `status()`. Isolates normally use them through
+ * {@link brokeredSession}.
  */
 export class AuthBroker extends DurableObject {
   /** The one real session (made on first use: its options come from env). */
@@ -114,7 +130,7 @@ export class AuthBroker extends DurableObject {
   /**
    * The current access token, its expiry, the client id and the pair's version; logs in
    * when the broker holds no session. The refresh token stays here.
-   * @returns {Promise<BrokerPair>}
+   * @returns {Promise<BrokerResult<BrokerPair>>}
    */
   async pair() {
     this.#used = true;
@@ -122,17 +138,17 @@ export class AuthBroker extends DurableObject {
       await this.#ready();
       const state = this.#session.info.state;
       if (state === "revoked" || state === "expired") await this.#login();
-      return await this.#current();
+      return answered(await this.#current());
     } catch (e) {
-      throw wire(e);
+      return failed(e);
     }
   }
 
   /**
    * A pair newer than `version`: at once when the broker already holds one, else after a
-   * refresh (single-flight: every isolate that asks meanwhile shares it). Rejects with
+   * refresh (single-flight: every isolate that asks meanwhile shares it). Fails with
    * SESSION_EXPIRED (status 401) when the broker holds no session.
-   * @returns {Promise<BrokerPair>}
+   * @returns {Promise<BrokerResult<BrokerPair>>}
    */
   async refresh(version) {
     this.#used = true;
@@ -141,9 +157,9 @@ export class AuthBroker extends DurableObject {
       const s = this.#session;
       if (s.info.state !== "active") throw sessionEnded();
       if (!(Number.isSafeInteger(version) && version < this.#version)) await s.refresh();
-      return await this.#current();
+      return answered(await this.#current());
     } catch (e) {
-      throw wire(e);
+      return failed(e);
     }
   }
 
@@ -153,9 +169,9 @@ export class AuthBroker extends DurableObject {
       await this.#ready();
       await this.ctx.storage.deleteAlarm().catch(() => {});
       if (this.#session.info.state === "active" || this.#loggingIn) await this.#session.revoke();
-      return { revoked: true };
+      return answered({ revoked: true });
     } catch (e) {
-      throw wire(e);
+      return failed(e);
     }
   }
 
@@ -392,19 +408,38 @@ function handleVersion(body) {
   }
 }
 
-/** The broker's answer to a failed call, as the API would have said it. */
-function brokerFailure(e) {
-  if (e !== null && typeof e === "object" && e.authBroker === true && typeof e.code === "string") {
-    // The broker's session failed: its code reaches the isolate's caller. Client errors keep
-    // their status (401 ends or renews the isolate's session; 403 is final); the rest is 503,
-    // so the isolate's retries and backoff apply.
-    const s = e.status;
-    const status = Number.isInteger(s) && s >= 400 && s < 500 && s !== 429 ? s : 503;
-    return errorEnvelope(status, String(e.name), e.code, String(e.message ?? ""));
-  }
-  // The RPC itself failed (the broker restarting, overloaded, unreachable): a plain 503.
-  return new Response(null, { status: 503 });
+/** The broker's plain error data (`{ ok: false, error }`) as an AuthError, or undefined when
+ *  it is not one (then the answer is garbage: a 503). */
+function brokerError(data) {
+  if (data === null || typeof data !== "object") return undefined;
+  const { code, name, message, status, retryable, retryAfter } = data;
+  if (typeof code !== "string" || code === "" || typeof name !== "string" || name === "") return undefined;
+  return new AuthError(
+    typeof message === "string" ? message : "",
+    name,
+    code,
+    Number.isInteger(status) && status >= 0 && status <= 999 ? status : 0,
+    retryable === true,
+    typeof retryAfter === "number" && Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined,
+  );
 }
+
+/**
+ * The broker's AuthError as the API would have said it, for the isolate's session to read.
+ * Client errors keep their status (401 ends or renews the isolate's pair; 403 is final); the
+ * rest is 503, so the isolate's retries and backoff apply, after `retryAfter` if the broker's
+ * server asked for a wait.
+ */
+function brokerFailure(err) {
+  const s = err.status;
+  const status = s >= 400 && s < 500 && s !== 429 ? s : 503;
+  const headers = err.retryAfter === undefined || status !== 503 ? {} : { "retry-after": String(Math.ceil(err.retryAfter)) };
+  return envelope(status, { error: { name: err.name, code: err.code, message: err.message } }, headers);
+}
+
+/** The RPC itself failed (the broker restarting, overloaded, unreachable) or answered
+ *  something else than a result: a plain 503, retried. */
+const unreachable = () => new Response(null, { status: 503 });
 
 function raceSignal(promise, signal) {
   if (signal == null) return promise;
@@ -483,18 +518,25 @@ export function brokeredSession(target, options) {
         }
         call = stub.refresh(version);
       }
-    } catch (e) {
-      return brokerFailure(e);
+    } catch {
+      return unreachable();
     }
-    let reply;
+    let result;
     try {
-      reply = await raceSignal(Promise.resolve(call), init.signal);
+      result = await raceSignal(Promise.resolve(call), init.signal);
     } catch (e) {
       if (init.signal?.aborted) throw e;
-      return brokerFailure(e);
+      return unreachable();
     }
+    if (result === null || typeof result !== "object") return unreachable();
+    if (result.ok === false) {
+      const err = brokerError(result.error);
+      return err === undefined ? unreachable() : brokerFailure(err);
+    }
+    if (result.ok !== true) return unreachable();
     if (route === "revoke") return envelope(200, { success: true, data: { revoked: true } });
-    if (reply === null || typeof reply !== "object") return new Response(null, { status: 503 });
+    const reply = result.value;
+    if (reply === null || typeof reply !== "object") return unreachable();
     if (typeof reply.origin === "string" && reply.origin !== known.origin) {
       // Never send the broker's token to another API than the one it was issued by.
       const message = `the broker serves ${reply.origin}, this session's host is ${known.origin}`;
