@@ -24,6 +24,21 @@ export interface BrokerPair {
   skew_ms: number;
 }
 
+/** A broker's error as it crosses RPC: plain data (an AuthError's fields; messages carry no
+ *  secret), read the same at every compatibility date. */
+export interface BrokerError {
+  code: string;
+  name: string;
+  message: string;
+  status: number;
+  retryable: boolean;
+  /** The seconds the server asked to wait, when it said. */
+  retryAfter?: number;
+}
+
+/** What `pair()`, `refresh()` and `revoke()` answer over RPC: they never throw. */
+export type BrokerResult<T> = { ok: true; value: T } | { ok: false; error: BrokerError };
+
 /** What `AuthBroker.status()` returns. Never contains a token. */
 export interface BrokerStatus extends SessionInfo {
   version: number;
@@ -50,8 +65,9 @@ export interface BrokerStatus extends SessionInfo {
  * new_sqlite_classes = ["AuthBroker"]
  * ```
  *
- * RPC errors keep the session's `name`, `code`, `status`, `retryable` and `message` as
- * properties (workerd does not keep the class).
+ * `pair()`, `refresh()` and `revoke()` never throw over RPC: they answer a
+ * {@link BrokerResult}, whose error is plain data (an Error's own properties cross RPC only
+ * under workerd's `enhanced_error_serialization` flag). Compatibility dates from 2024-04-03.
  */
 export declare class AuthBroker<Env = unknown> extends DurableObject<Env> {
   /**
@@ -66,17 +82,17 @@ export declare class AuthBroker<Env = unknown> extends DurableObject<Env> {
   sessionOptions(env: Env): Omit<AuthSessionOptions, "storage"> | Promise<Omit<AuthSessionOptions, "storage">>;
 
   /** The current pair (logging in when the broker holds no session). */
-  pair(): Promise<BrokerPair>;
+  pair(): Promise<BrokerResult<BrokerPair>>;
 
   /**
    * A pair newer than `version`: at once when the broker holds one, else after one refresh
    * shared by every caller meanwhile. `SESSION_EXPIRED` (status 401) when the broker holds no
    * session.
    */
-  refresh(version: number): Promise<BrokerPair>;
+  refresh(version: number): Promise<BrokerResult<BrokerPair>>;
 
   /** Revokes the account's session (for every isolate) and clears the broker's storage. */
-  revoke(): Promise<{ revoked: true }>;
+  revoke(): Promise<BrokerResult<{ revoked: true }>>;
 
   /** What the broker holds, without a token. */
   status(): Promise<BrokerStatus>;

@@ -1,5 +1,5 @@
 // A Worker with a Durable Object broker, as a strict TypeScript user writes it.
-import { AuthBroker, AuthError, brokeredSession, type AuthSession, type AuthSessionOptions, type BrokerPair, type BrokerStatus } from "auth-session/workers";
+import { AuthBroker, AuthError, brokeredSession, type AuthSession, type AuthSessionOptions, type BrokerPair, type BrokerResult, type BrokerStatus } from "auth-session/workers";
 
 interface Env {
   AUTH_BROKER: DurableObjectNamespace<Broker>;
@@ -27,12 +27,15 @@ export default {
     const viaFactory = brokeredSession(() => env.AUTH_BROKER.get(env.AUTH_BROKER.idFromName("main")), { host: env.AUTH_SESSION_HOST });
     perRequest.dispose();
     viaFactory.dispose();
-    const pair: BrokerPair = await stub.pair();
+    const answer: BrokerResult<BrokerPair> = await stub.pair();
+    if (!answer.ok) return Response.json({ error: answer.error.code, status: answer.error.status, retryable: answer.error.retryable }, { status: 502 });
+    const pair: BrokerPair = answer.value;
     const status: BrokerStatus = await stub.status();
     const again = await stub.refresh(pair.version);
+    if (!again.ok) return Response.json({ error: again.error.code, retryAfter: again.error.retryAfter ?? null }, { status: 502 });
     try {
       const products = await session.json<{ id: number }[]>("/api/v1/products", { waitUntil: ctx });
-      return Response.json({ n: products.length, v: again.version, state: status.state, url: request.url });
+      return Response.json({ n: products.length, v: again.value.version, state: status.state, url: request.url });
     } catch (err) {
       if (AuthError.is(err)) return Response.json(err.toJSON(), { status: 502 });
       throw err;
