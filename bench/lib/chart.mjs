@@ -5,12 +5,14 @@
 
 const COLORS = {
   handwritten: "#8d8d8d",
+  contract: "#5a5a5a",
   ky: "#e0a030",
   axios: "#5b8def",
   "auth-session": "#2a9d5c",
 };
 const NAMES = {
-  handwritten: "hand-written JS",
+  handwritten: "hand-written (floor)",
+  contract: "hand-written (contract)",
   ky: "ky + hooks",
   axios: "axios + axios-auth-refresh",
   "auth-session": "auth-session (ours)",
@@ -86,7 +88,7 @@ export function renderChart(results) {
   const W = 980;
   const parts = [];
   const meta = results.meta;
-  const clients = ["handwritten", "ky", "axios", "auth-session"];
+  const clients = ["handwritten", "contract", "ky", "axios", "auth-session"];
 
   // Panel 1: throughput ratio to raw fetch.
   const tp = results.throughput?.summary ?? [];

@@ -13,11 +13,12 @@ export const USER = Object.freeze({ username: "demo", password: "demo-password" 
 export const PRODUCTS = "/api/v1/products";
 
 /** Contenders that can speak the reference server's protocol (supabase cannot: see run.mjs). */
-export const CLIENTS = ["raw-fetch", "handwritten", "ky", "axios", "auth-session"];
+export const CLIENTS = ["raw-fetch", "handwritten", "contract", "ky", "axios", "auth-session"];
 
 export const LABELS = {
   "raw-fetch": "raw fetch (static header)",
-  handwritten: "hand-written JS client",
+  handwritten: "hand-written (floor)",
+  contract: "hand-written (contract)",
   ky: "ky + hooks",
   axios: "axios + axios-auth-refresh",
   supabase: "@supabase/auth-js",
@@ -65,6 +66,22 @@ export async function makeClient(name, { host, autoRefresh = true } = {}) {
     case "handwritten": {
       const { HandwrittenSession } = await import("../contenders/handwritten.mjs");
       const session = new HandwrittenSession({ host, credentials: USER, autoRefresh });
+      return {
+        inner: session,
+        login: () => session.login(),
+        async get() {
+          const res = await session.fetch(PRODUCTS);
+          const body = await res.json();
+          return res.status === 200 && isProducts(body);
+        },
+        dispose: () => session.dispose(),
+      };
+    }
+    case "contract": {
+      // The same contract as auth-session on these paths (timeouts, retries, skew, json()
+      // envelope...): see contenders/contract.mjs. Used the way auth-session is used below.
+      const { ContractSession } = await import("../contenders/contract.mjs");
+      const session = new ContractSession({ host, credentials: USER, autoRefresh });
       return {
         inner: session,
         login: () => session.login(),
