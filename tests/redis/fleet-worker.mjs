@@ -96,7 +96,7 @@ async function loop(until, pauseMs) {
       if (!Array.isArray(data)) throw Object.assign(new Error("unexpected data"), { code: "BAD_DATA" });
       stats.ok++;
     } catch (err) {
-      if (stats.failures.length < 50) stats.failures.push({ code: err?.code ?? null, name: err?.name ?? null, at: Date.now() });
+      if (stats.failures.length < 1000) stats.failures.push({ code: err?.code ?? null, name: err?.name ?? null, at: Date.now() });
       else stats.failures.length++;
     }
     await sleep(pauseMs + Math.random() * pauseMs);
