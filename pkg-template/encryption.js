@@ -96,6 +96,8 @@ export async function importKey(key) {
  * - `get(key)`: `null`/`undefined` as the inner storage gave them; the plaintext of a record
  *   that opens; {@link UNREADABLE} for any other value (never throws for a bad record).
  * - `delete(key)`: the inner `delete`.
+ * - `putIfNewer(key, value, version)`: seals `value`, then the inner `putIfNewer`, when it
+ *   has one (a compare-and-set store such as `redisStorage`).
  * - `acquire` / `release`: the inner storage's own, when it has them.
  *
  * The inner storage's errors propagate unchanged, as does a rejection of `cryptoKeyPromise`.
@@ -122,6 +124,22 @@ export function encryptedStorage(storage, cryptoKeyPromise, { associatedData = "
   keyPromise.catch(() => {});
   const aad = (key) => encoder.encode(`auth-session\n${key}\n${associatedData}`);
 
+  /** `value` sealed for `key`: what the inner storage keeps. */
+  const seal = async (key, value) => {
+    if (typeof value !== "string") throw new TypeError("encryptedStorage: put needs a string value");
+    const cryptoKey = await keyPromise;
+    // A random 96-bit IV per write: with one key, collisions stay negligible far beyond the
+    // writes a token record sees (NIST SP 800-38D allows 2^32 random IVs per key).
+    const iv = globalThis.crypto.getRandomValues(new Uint8Array(IV_BYTES));
+    const sealed = new Uint8Array(
+      await subtle().encrypt({ name: "AES-GCM", iv, additionalData: aad(key) }, cryptoKey, encoder.encode(value)),
+    );
+    const record = new Uint8Array(IV_BYTES + sealed.length);
+    record.set(iv);
+    record.set(sealed, IV_BYTES);
+    return PREFIX + toBase64url(record);
+  };
+
   const wrapped = {
     async get(key) {
       const stored = await storage.get(key);
@@ -130,18 +148,7 @@ export function encryptedStorage(storage, cryptoKeyPromise, { associatedData = "
       return open(cryptoKey, aad(key), stored);
     },
     async put(key, value) {
-      if (typeof value !== "string") throw new TypeError("encryptedStorage: put needs a string value");
-      const cryptoKey = await keyPromise;
-      // A random 96-bit IV per write: with one key, collisions stay negligible far beyond the
-      // writes a token record sees (NIST SP 800-38D allows 2^32 random IVs per key).
-      const iv = globalThis.crypto.getRandomValues(new Uint8Array(IV_BYTES));
-      const sealed = new Uint8Array(
-        await subtle().encrypt({ name: "AES-GCM", iv, additionalData: aad(key) }, cryptoKey, encoder.encode(value)),
-      );
-      const record = new Uint8Array(IV_BYTES + sealed.length);
-      record.set(iv);
-      record.set(sealed, IV_BYTES);
-      await storage.put(key, PREFIX + toBase64url(record));
+      await storage.put(key, await seal(key, value));
     },
     async delete(key) {
       return storage.delete(key);
@@ -150,6 +157,11 @@ export function encryptedStorage(storage, cryptoKeyPromise, { associatedData = "
   // Passed through bound, not wrapped: locking has nothing to encrypt.
   for (const m of ["acquire", "release"]) {
     if (typeof storage[m] === "function") wrapped[m] = storage[m].bind(storage);
+  }
+  // The conditional write seals its value; the version travels in the clear (it is no
+  // secret, and the store compares it without reading the record).
+  if (typeof storage.putIfNewer === "function") {
+    wrapped.putIfNewer = async (key, value, version) => storage.putIfNewer(key, await seal(key, value), version);
   }
   return Object.freeze(wrapped);
 }

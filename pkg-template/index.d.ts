@@ -352,6 +352,13 @@ export interface TokenStorage {
   acquire?(key: string, ttlMs: number): Promise<string | null | undefined> | string | null | undefined;
   /** Give the lease back if `lease` still holds it (never another holder's). */
   release?(key: string, lease: string): Promise<unknown> | unknown;
+  /**
+   * Optional: a conditional write. Store `value` only if the stored record's `version` is
+   * lower (or there is none); the session then writes with it instead of `put`, so a late
+   * write (a holder whose link stalled) never replaces a newer record. `auth-session/redis`
+   * implements it with a script.
+   */
+  putIfNewer?(key: string, value: string, version: number): Promise<unknown> | unknown;
 }
 
 /** The public view of a session. Never contains a token. */

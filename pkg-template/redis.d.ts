@@ -42,9 +42,15 @@ export interface RedisTokenStorage {
   get(key: string): Promise<string | null>;
   /** `SET <prefix><key> <value>` (with `PX` when `ttlSeconds` is set). */
   put(key: string, value: string): Promise<void>;
+  /**
+   * Stores the record only over a lower version (a script; the version is kept in a header
+   * that `get` strips): true when it wrote. The session writes with it, so a late write never
+   * rolls the record back.
+   */
+  putIfNewer(key: string, value: string, version: number): Promise<boolean>;
   /** `DEL <prefix><key>`: true when there was a record. The lease is left alone. */
   delete(key: string): Promise<boolean>;
-  /** `SET <prefix><key>:lease <random id> NX PX <ttlMs>`: the lease id when taken, null when another holder has it. */
+  /** `SET <prefix>\0lease\0<key> <random id> NX PX <ttlMs>`: the lease id when taken, null when another holder has it. */
   acquire(key: string, ttlMs: number): Promise<string | null>;
   /** Deletes the lease only if `lease` still holds it (compare-and-delete script): true when it did. */
   release(key: string, lease: string): Promise<boolean>;

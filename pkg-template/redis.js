@@ -14,9 +14,17 @@
 //     its cluster (`sendCommand(firstKey, isReadonly, args)`);
 //   - a plain object with either `call` or `sendCommand`.
 //
-// Keys: the record is `<prefix><key>`; its lease is `<prefix><key>:lease`, taken with
+// Keys: the record is `<prefix><key>`; its lease is `<prefix>\0lease\0<key>`, taken with
 // `SET … NX PX <ttl>` and a random id, and given back with a compare-and-delete script, so
-// a holder never deletes a lease another holder took after its own expired.
+// a holder never deletes a lease another holder took after its own expired. Record keys
+// may not contain NUL, so no record key reaches a lease's (tenant ids are often chosen by
+// users: a record key ending in ":lease" must not occupy another tenant's lease).
+//
+// Conditional writes: `putIfNewer(key, value, version)` writes with a script only over a
+// record of a lower version (the version is kept in a `#v<version>\n` header that `get`
+// strips), so a holder whose link stalled and whose late write arrives after another
+// holder's never rolls the record back. A stored version above 2^50 is not one a session
+// writes (a bug, or a record meant to pin the versions at the top): it is replaced.
 //
 // Errors: the client's rejections are passed on as they are (the session reports them as
 // STORAGE_ERROR, with their name and code only). Errors made here never hold a key's value
@@ -24,7 +32,22 @@
 
 const RELEASE_SCRIPT =
   'if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end';
-const LEASE_SUFFIX = ":lease";
+/** Writes ARGV[2] under version ARGV[1] unless the stored version is at least that (and not
+ *  above ARGV[3], the highest a session writes); ARGV[4]: PX milliseconds, or "". 1: written. */
+const PUT_IF_NEWER_SCRIPT = [
+  'local cur = redis.call("get", KEYS[1])',
+  "local v = 0",
+  'if cur then local h = string.match(cur, "^#v(%d+)\\n") if h then v = tonumber(h) end end',
+  "local new = tonumber(ARGV[1])",
+  "if cur and v >= new and v <= tonumber(ARGV[3]) then return 0 end",
+  'local value = "#v" .. ARGV[1] .. "\\n" .. ARGV[2]',
+  'if ARGV[4] == "" then redis.call("set", KEYS[1], value) else redis.call("set", KEYS[1], value, "px", ARGV[4]) end',
+  "return 1",
+].join("\n");
+/** The highest record version a session writes (src/core/envelope.rs MAX_RECORD_VERSION). */
+const MAX_RECORD_VERSION = 2 ** 50;
+const LEASE_NAMESPACE = "\u0000lease\u0000";
+const VERSION_HEADER = /^#v\d+\n/;
 const OPTIONS = new Set(["prefix", "ttlSeconds"]);
 
 const decoder = new TextDecoder();
@@ -105,6 +128,8 @@ function readOptions(options) {
 
 const checkKey = (key) => {
   if (typeof key !== "string") throw new TypeError("redisStorage: key must be a string");
+  // NUL starts the lease namespace: no record key may reach it.
+  if (key.includes("\u0000")) throw new TypeError("redisStorage: key must not contain NUL");
 };
 
 /**
@@ -123,7 +148,9 @@ export function redisStorage(client, options) {
       const reply = text(await send(["GET", prefix + key], prefix + key, true));
       if (reply === null || reply === undefined) return null;
       if (typeof reply !== "string") throw storageError("GET answered something other than a string", "ERR_REDIS_REPLY");
-      return reply;
+      // A conditional write's version header is the adapter's, not part of the record.
+      const header = VERSION_HEADER.exec(reply);
+      return header === null ? reply : reply.slice(header[0].length);
     },
 
     async put(key, value) {
@@ -132,6 +159,21 @@ export function redisStorage(client, options) {
       const args = ["SET", prefix + key, value];
       if (ttlMs > 0) args.push("PX", String(ttlMs));
       await send(args, prefix + key, false);
+    },
+
+    /**
+     * Writes `value` only over a record of a lower version (or none): a late write never
+     * replaces a newer record. Resolves true when it wrote, false when a newer record stays.
+     */
+    async putIfNewer(key, value, version) {
+      checkKey(key);
+      if (typeof value !== "string") throw new TypeError("redisStorage: putIfNewer() needs a string value");
+      if (!Number.isSafeInteger(version) || version < 0 || version > MAX_RECORD_VERSION) {
+        throw new TypeError("redisStorage: putIfNewer() needs a version from 0 to 2^50");
+      }
+      const args = ["EVAL", PUT_IF_NEWER_SCRIPT, "1", prefix + key, String(version), value, String(MAX_RECORD_VERSION)];
+      args.push(ttlMs > 0 ? String(ttlMs) : "");
+      return Number(await send(args, prefix + key, false)) === 1;
     },
 
     async delete(key) {
@@ -146,7 +188,7 @@ export function redisStorage(client, options) {
         throw new TypeError("redisStorage: acquire() needs a positive ttlMs");
       }
       const id = leaseId();
-      const leaseKey = prefix + key + LEASE_SUFFIX;
+      const leaseKey = prefix + LEASE_NAMESPACE + key;
       const reply = text(await send(["SET", leaseKey, id, "NX", "PX", String(Math.ceil(ttlMs))], leaseKey, false));
       return reply === "OK" ? id : null;
     },
@@ -155,7 +197,7 @@ export function redisStorage(client, options) {
     async release(key, lease) {
       checkKey(key);
       if (typeof lease !== "string" || lease === "") return false;
-      const leaseKey = prefix + key + LEASE_SUFFIX;
+      const leaseKey = prefix + LEASE_NAMESPACE + key;
       const reply = await send(["EVAL", RELEASE_SCRIPT, "1", leaseKey, lease], leaseKey, false);
       return Number(reply) === 1;
     },

@@ -399,8 +399,8 @@ export class AuthSession {
         s.#ioDone(io);
         if (c instanceof AbortController) c.abort();
       },
-      storage(op, io, key, value) {
-        this.s.#storageCall(op, io, key, value);
+      storage(op, io, key, value, version) {
+        this.s.#storageCall(op, io, key, value, version);
       },
       wake(call, kind, error) {
         const box = this.s.#calls?.get(call);
@@ -623,7 +623,7 @@ export class AuthSession {
   }
 
   /** A storage call for the machine, run after the current call (never re-entering it). */
-  #storageCall(op, io, key, value) {
+  #storageCall(op, io, key, value, version) {
     (this.#io ??= new Map()).set(io, true);
     const s = this.#storage;
     const report = (fn) => {
@@ -635,7 +635,8 @@ export class AuthSession {
       .then(() => {
         switch (op) {
           case 0: return s.get(key);
-          case 1: return s.put(key, value);
+          // A store that can compare-and-set writes only over a lower version.
+          case 1: return typeof s.putIfNewer === "function" ? s.putIfNewer(key, value, version) : s.put(key, value);
           case 2: return s.delete(key);
           case 3: return s.acquire(key, Number(value));
           default: return s.release(key, value);

@@ -607,3 +607,29 @@ fn a_restore_read_answering_while_a_refresh_is_out_installs_nothing() {
     assert_eq!(r.refresh_tokens_sent(), [rt(1)]);
     assert_eq!(r.failure(f).code(), "SESSION_EXPIRED");
 }
+
+#[test]
+fn every_write_carries_its_version_and_a_record_pinned_at_the_top_of_the_range_is_not_ours() {
+    use auth_session::core::envelope::MAX_RECORD_VERSION;
+    let mut r = storage_run(|_| {});
+    let f = r.login(EPOCH);
+    r.answer(EPOCH, ok(&Pair::issued(1, EPOCH)));
+    // The versioning read finds a record pinned at 2^53 - 1: unreadable, not a version to
+    // write above (which would leave no room to grow).
+    r.answer_get(EPOCH, Pair::issued(9, EPOCH).stored_as((1 << 53) - 1, None));
+    let put = r.storage_ops();
+    match &put[..] {
+        [StorageOp::Put { version, value, .. }] => {
+            assert_eq!(*version, 1, "the write's version is the record's");
+            assert_eq!(record_version(value), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    r.answer_put(EPOCH, StorageReply::Empty);
+    assert_eq!(r.settled(f), Outcome::Done);
+    assert!(r.errors().iter().any(|e| e.code() == "STORAGE_ERROR"), "the pinned record is reported");
+    // The highest version a record may have is still one it can grow from.
+    let f = wait(r.restore(EPOCH + 1));
+    r.answer_get(EPOCH + 1, Pair::issued(2, EPOCH + 1).stored_as(MAX_RECORD_VERSION, None));
+    assert_eq!(r.settled(f), Outcome::Done, "a record at 2^50 is readable");
+}

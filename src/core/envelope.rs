@@ -197,6 +197,11 @@ pub fn refresh_token_body(token: &RefreshToken) -> String {
 /// The storage record format version. Version 1 (auth-session 0.1) had no origin, account
 /// or rotation version: such a record is treated as absent.
 const RECORD_FORMAT: f64 = 2.0;
+/// The highest record version there is (2^50): far above any count of rotations, and far
+/// below 2^53, so a version can always grow. A record above it (a bug elsewhere, or a
+/// record written to pin the versions at the top) is not ours: it is treated as unreadable,
+/// and a compare-and-set store lets a valid version replace it (see `redis.js`).
+pub const MAX_RECORD_VERSION: u64 = 1 << 50;
 const LEGACY_FORMAT: f64 = 1.0;
 
 /// A stored session: the pair plus what binds it to its place.
@@ -273,7 +278,7 @@ pub fn read_record(doc: &Json) -> Result<Option<Stored>, AuthError> {
         Some(_) => return Err(bad("the stored session record has an invalid account")),
     };
     let version = match doc.get("version").and_then(Json::as_f64) {
-        Some(n) if is_safe_integer(n) && n >= 0.0 => n as u64,
+        Some(n) if is_safe_integer(n) && n >= 0.0 && n <= MAX_RECORD_VERSION as f64 => n as u64,
         _ => return Err(bad("the stored session record has an invalid version")),
     };
     let pair = TokenPair {

@@ -41,10 +41,10 @@ extern "C" {
     fn send(this: &Driver, io: u32, endpoint: u8, url: &str, body: &str, bearer: Option<String>, max_bytes: u32);
     #[wasm_bindgen(method)]
     fn cancel(this: &Driver, io: u32);
-    /// `op`: 0 get, 1 put, 2 delete, 3 acquire (`value`: the lease's time to live in ms),
-    /// 4 release (`value`: the lease id).
+    /// `op`: 0 get, 1 put (`version`: the record's version, for `putIfNewer`), 2 delete,
+    /// 3 acquire (`value`: the lease's time to live in ms), 4 release (`value`: the lease id).
     #[wasm_bindgen(method)]
-    fn storage(this: &Driver, op: u8, io: u32, key: &str, value: Option<String>);
+    fn storage(this: &Driver, op: u8, io: u32, key: &str, value: Option<String>, version: f64);
     /// `outcome`: 0 done, 1 nothing, 2 failed (with `error`), 3 again.
     #[wasm_bindgen(method)]
     fn settle(this: &Driver, flight: u32, outcome: u8, error: JsValue);
@@ -289,13 +289,15 @@ impl Core {
                     d.send(r.id, endpoint, &r.url, &r.body, bearer, r.max_bytes as u32);
                 }
                 Output::Cancel(io) => d.cancel(io),
-                Output::Storage(StorageOp::Get { id, key }) => d.storage(0, id, &key, None),
-                Output::Storage(StorageOp::Put { id, key, value }) => d.storage(1, id, &key, Some(value)),
-                Output::Storage(StorageOp::Delete { id, key }) => d.storage(2, id, &key, None),
-                Output::Storage(StorageOp::Acquire { id, key, ttl_ms }) => {
-                    d.storage(3, id, &key, Some(crate::core::text::int(ttl_ms as i64)))
+                Output::Storage(StorageOp::Get { id, key }) => d.storage(0, id, &key, None, 0.0),
+                Output::Storage(StorageOp::Put { id, key, value, version }) => {
+                    d.storage(1, id, &key, Some(value), version as f64)
                 }
-                Output::Storage(StorageOp::Release { id, key, lease }) => d.storage(4, id, &key, Some(lease)),
+                Output::Storage(StorageOp::Delete { id, key }) => d.storage(2, id, &key, None, 0.0),
+                Output::Storage(StorageOp::Acquire { id, key, ttl_ms }) => {
+                    d.storage(3, id, &key, Some(crate::core::text::int(ttl_ms as i64)), 0.0)
+                }
+                Output::Storage(StorageOp::Release { id, key, lease }) => d.storage(4, id, &key, Some(lease), 0.0),
                 Output::Settle(flight, outcome) => match outcome {
                     Outcome::Done => d.settle(flight, 0, JsValue::UNDEFINED),
                     Outcome::Nothing => d.settle(flight, 1, JsValue::UNDEFINED),

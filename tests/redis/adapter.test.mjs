@@ -33,6 +33,9 @@ after(async () => {
   await redis?.stop();
 });
 
+/** Where the adapter keeps the lease of `key`: a namespace no record key can reach. */
+const leaseKey = (key) => `\u0000lease\u0000${key}`;
+
 /** Raw commands through node-redis, to look at what the adapter wrote. */
 const raw = (...args) => clients["node-redis"].sendCommand(args.map(String));
 
@@ -52,6 +55,42 @@ for (const kind of ["node-redis", "ioredis"]) {
       assert.equal(await within(s.delete(key), 5000, "delete"), true);
       assert.equal(await s.get(key), null);
       assert.equal(await s.delete(key), false, "deleting an absent record resolves false");
+    });
+
+    test("putIfNewer writes only over a lower version: a late write never rolls the record back", T, async () => {
+      const s = redisStorage(client());
+      const key = freshKey("cas");
+      assert.equal(await s.putIfNewer(key, "v2 record", 2), true, "an absent record is written");
+      assert.equal(await s.get(key), "v2 record", "get strips the version header");
+      assert.equal(await s.putIfNewer(key, "v3 record", 3), true);
+      assert.equal(await s.putIfNewer(key, "late v2 record", 2), false, "a late lower write is refused");
+      assert.equal(await s.putIfNewer(key, "other v3 record", 3), false, "so is an equal one");
+      assert.equal(await s.get(key), "v3 record");
+      // Concurrent writers: the highest version wins whatever the order.
+      const versions = [7, 4, 9, 5, 8, 6];
+      await Promise.all(versions.map((v) => s.putIfNewer(key, `v${v} record`, v)));
+      assert.equal(await s.get(key), "v9 record");
+      // A record pinned at the top of the range (not one a session writes) is replaced.
+      await raw("SET", key, `#v${2 ** 53 - 1}\npinned`);
+      assert.equal(await s.putIfNewer(key, "v10 record", 10), true);
+      assert.equal(await s.get(key), "v10 record");
+      // A record written by plain put (0.2, or a store without versions) counts as version 0.
+      await s.put(key, "raw record");
+      assert.equal(await s.putIfNewer(key, "v1 record", 1), true);
+      await assert.rejects(s.putIfNewer(key, "x", 2 ** 51), TypeError);
+      await assert.rejects(s.putIfNewer(key, "x", -1), TypeError);
+    });
+
+    test("a record key cannot reach a lease: a key ending in :lease is just a record", T, async () => {
+      const s = redisStorage(client());
+      const key = freshKey("tenant");
+      const lease = await s.acquire(key, 10_000);
+      assert.ok(lease);
+      await s.put(`${key}:lease`, "a record of a tenant named '<key>:lease'");
+      assert.equal(await raw("GET", leaseKey(key)), lease, "the lease is untouched");
+      assert.equal(await s.acquire(key, 10_000), null, "and still held");
+      await assert.rejects(s.put(`a\u0000lease\u0000${key}`, "x"), TypeError, "NUL is refused in record keys");
+      await s.release(key, lease);
     });
 
     test("ttlSeconds sets an expiry on every write", T, async () => {
@@ -84,8 +123,8 @@ for (const kind of ["node-redis", "ioredis"]) {
       assert.equal(typeof taken[0], "string");
       assert.ok(taken[0].length >= 16, "the lease id is a random id");
       assert.ok(results.every((r) => r === null || typeof r === "string"), "losers resolve null");
-      assert.equal(await raw("GET", `${key}:lease`), taken[0], "the lease lives at <key>:lease");
-      const pttl = await raw("PTTL", `${key}:lease`);
+      assert.equal(await raw("GET", leaseKey(key)), taken[0], "the lease lives at <prefix>\\0lease\\0<key>");
+      const pttl = await raw("PTTL", leaseKey(key));
       assert.ok(pttl > 9000 && pttl <= 10_000, `lease PTTL ${pttl}`);
       assert.equal(await raw("EXISTS", key), 0, "taking the lease writes no record");
       // Given back, it can be taken again, under a new id.
@@ -103,10 +142,10 @@ for (const kind of ["node-redis", "ioredis"]) {
       assert.ok(lease);
       assert.equal(await s.release(key, "not-the-holder"), false, "a wrong id releases nothing");
       assert.equal(await s.release(key, ""), false);
-      assert.equal(await raw("GET", `${key}:lease`), lease, "the holder still has it");
+      assert.equal(await raw("GET", leaseKey(key)), lease, "the holder still has it");
       assert.equal(await s.acquire(key, 10_000), null, "and it is still taken");
       assert.equal(await s.release(key, lease), true, "the holder's id releases it");
-      assert.equal(await raw("EXISTS", `${key}:lease`), 0);
+      assert.equal(await raw("EXISTS", leaseKey(key)), 0);
       assert.equal(await s.release(key, lease), false, "a second release is a no-op");
       // A holder whose lease expired must not delete the next holder's lease.
       const first = await s.acquire(key, 100);
@@ -114,7 +153,7 @@ for (const kind of ["node-redis", "ioredis"]) {
       const second = await s.acquire(key, 10_000);
       assert.ok(first && second && first !== second);
       assert.equal(await s.release(key, first), false, "the expired holder's release is refused");
-      assert.equal(await raw("GET", `${key}:lease`), second, "the new holder keeps its lease");
+      assert.equal(await raw("GET", leaseKey(key)), second, "the new holder keeps its lease");
       await s.release(key, second);
       // Releasing the lease leaves the record alone, and deleting the record the lease.
       await s.put(key, RECORD);
@@ -123,7 +162,7 @@ for (const kind of ["node-redis", "ioredis"]) {
       assert.equal(await s.get(key), RECORD);
       const fourth = await s.acquire(key, 10_000);
       await s.delete(key);
-      assert.equal(await raw("GET", `${key}:lease`), fourth, "delete() never touches a lease");
+      assert.equal(await raw("GET", leaseKey(key)), fourth, "delete() never touches a lease");
       await s.release(key, fourth);
     });
 
@@ -159,11 +198,11 @@ for (const kind of ["node-redis", "ioredis"]) {
       const leaseA = await a.acquire(key, 10_000);
       const leaseB = await b.acquire(key, 10_000);
       assert.ok(leaseA && leaseB, "each tenant has its own lease");
-      assert.equal(await raw("GET", `tenant-a:${key}:lease`), leaseA);
-      assert.equal(await raw("GET", `tenant-b:${key}:lease`), leaseB);
+      assert.equal(await raw("GET", "tenant-a:" + leaseKey(key)), leaseA);
+      assert.equal(await raw("GET", "tenant-b:" + leaseKey(key)), leaseB);
       assert.equal(await b.release(key, leaseA), false, "a lease id of another prefix releases nothing");
       assert.equal(await a.release(key, leaseA), true);
-      assert.equal(await raw("GET", `tenant-b:${key}:lease`), leaseB);
+      assert.equal(await raw("GET", "tenant-b:" + leaseKey(key)), leaseB);
       assert.equal(await a.delete(key), true);
       assert.equal(await b.get(key), "record of b", "delete under one prefix leaves the other");
       await b.release(key, leaseB);
@@ -183,7 +222,7 @@ for (const kind of ["node-redis", "ioredis"]) {
       assert.match(err0.message, /WRONGTYPE/);
       // SET NX on a lease key of another type answers nil (taken); the release script's
       // GET fails there, and the client reports the script error.
-      await raw("LPUSH", `${key}:lease`, "x");
+      await raw("LPUSH", leaseKey(key), "x");
       assert.equal(await within(s.acquire(key, 1000), 5000, "acquire"), null);
       await assert.rejects(within(s.release(key, "id"), 5000, "release on a list"), (e) => e instanceof Error);
       // Bad arguments: TypeErrors that never show the value.
@@ -196,7 +235,7 @@ for (const kind of ["node-redis", "ioredis"]) {
       await assert.rejects(s.acquire(key, Number.NaN), TypeError);
       await assert.rejects(s.acquire(key, "1000"), TypeError);
       assert.equal(await s.release(key, undefined), false, "no lease id: nothing to release");
-      await raw("DEL", key, `${key}:lease`);
+      await raw("DEL", key, leaseKey(key));
     });
 
     test("a closed client rejects every call (no hang)", T, async () => {
@@ -277,13 +316,13 @@ describe("client shapes", () => {
     assert.equal(await s.get(key), "v");
     assert.deepEqual(calls[1], ["GET", `p:${key}`]);
     const lease = await s.acquire(key, 1500.2);
-    assert.deepEqual(calls[2].slice(0, 2), ["SET", `p:${key}:lease`]);
+    assert.deepEqual(calls[2].slice(0, 2), ["SET", `p:\u0000lease\u0000${key}`]);
     assert.equal(calls[2][2], lease);
     assert.deepEqual(calls[2].slice(3), ["NX", "PX", "1501"]);
     assert.equal(await s.release(key, lease), true);
     assert.equal(calls[3][0], "EVAL");
     assert.match(calls[3][1], /redis\.call\("get", KEYS\[1\]\) == ARGV\[1\]/);
-    assert.deepEqual(calls[3].slice(2), ["1", `p:${key}:lease`, lease]);
+    assert.deepEqual(calls[3].slice(2), ["1", `p:\u0000lease\u0000${key}`, lease]);
     assert.equal(await s.delete(key), true);
     assert.deepEqual(calls[4], ["DEL", `p:${key}`]);
     for (const args of calls) assert.ok(args.every((a) => typeof a === "string"), "strings only");
@@ -323,8 +362,8 @@ describe("client shapes", () => {
     await s.delete(key);
     assert.deepEqual(calls[0].slice(0, 2), [`c:${key}`, false]);
     assert.deepEqual(calls[1], [`c:${key}`, true, ["GET", `c:${key}`]]);
-    assert.equal(calls[2][0], `c:${key}:lease`);
-    assert.equal(calls[3][0], `c:${key}:lease`, "EVAL is routed by its key, not by the script");
+    assert.equal(calls[2][0], `c:\u0000lease\u0000${key}`);
+    assert.equal(calls[3][0], `c:\u0000lease\u0000${key}`, "EVAL is routed by its key, not by the script");
     assert.equal(calls[3][2][0], "EVAL");
   });
 
@@ -384,7 +423,7 @@ describe("client shapes", () => {
     assert.throws(() => redisStorage(c, { ttlSeconds: Infinity }), TypeError);
     assert.throws(() => redisStorage(c, "p:"), TypeError);
     const s = redisStorage(c, { prefix: "", ttlSeconds: 1 });
-    assert.deepEqual(Object.keys(s).sort(), ["acquire", "delete", "get", "put", "release"]);
+    assert.deepEqual(Object.keys(s).sort(), ["acquire", "delete", "get", "put", "putIfNewer", "release"]);
   });
 });
 

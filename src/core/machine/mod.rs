@@ -155,11 +155,14 @@ pub enum StorageOp {
         id: IoId,
         key: String,
     },
-    /// `value` holds the tokens: write it to the storage only.
+    /// `value` holds the tokens: write it to the storage only. `version` is the record's
+    /// rotation version: a storage that can compare-and-set (`putIfNewer`) writes only over
+    /// a lower one, so a late write never replaces a newer record.
     Put {
         id: IoId,
         key: String,
         value: String,
+        version: u64,
     },
     Delete {
         id: IoId,
@@ -1530,15 +1533,21 @@ impl Machine {
         let Some(h) = self.held() else {
             return self.finish(now, op, Outcome::Done);
         };
+        let version = h.version;
         let value = envelope::write_record(&envelope::Stored {
             pair: h.pair.clone(),
             origin: self.config.record_origin(),
             account: h.account.clone(),
-            version: h.version,
+            version,
         });
         let io = self.id();
         let key = self.config.storage_key();
-        self.push(Output::Storage(StorageOp::Put { id: io, key, value }));
+        self.push(Output::Storage(StorageOp::Put {
+            id: io,
+            key,
+            value,
+            version,
+        }));
         op.stage = Stage::Persisting {
             io,
             deadline: now + self.config.timeout_ms as i64,
