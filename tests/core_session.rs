@@ -350,16 +350,21 @@ fn a_rejected_refresh_with_credentials_logs_in_again_transparently() {
     assert_eq!(r.m.info().state, Phase::Active);
 }
 
+/// Another account than the configured one (alice's).
+fn bob() -> Credentials {
+    Credentials {
+        username: "bob".to_owned(),
+        password: auth_session::core::secret::Password::new("bob-secret"),
+    }
+}
+
 #[test]
 fn a_session_logged_in_as_another_account_never_switches_to_the_configured_one() {
     let mut r = Run::new(config(|o| {
         with_credentials(o);
         no_timer(o);
     }));
-    let bob = Credentials {
-        username: "bob".to_owned(),
-        password: auth_session::core::secret::Password::new("bob-secret"),
-    };
+    let bob = bob();
     let f = r.login_with(EPOCH, Some(bob));
     assert!(r.open_send().body.contains("bob"));
     r.answer(EPOCH, ok(&Pair::issued(1, EPOCH)));
@@ -399,10 +404,7 @@ fn an_expired_refresh_token_of_another_account_ends_the_session_too() {
         with_credentials(o);
         no_timer(o);
     }));
-    let bob = Credentials {
-        username: "bob".to_owned(),
-        password: auth_session::core::secret::Password::new("bob-secret"),
-    };
+    let bob = bob();
     let f = r.login_with(EPOCH, Some(bob));
     r.answer(EPOCH, ok(&Pair::issued(1, EPOCH)));
     assert_eq!(r.settled(f), Outcome::Done);

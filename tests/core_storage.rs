@@ -627,9 +627,15 @@ fn every_write_carries_its_version_and_a_record_pinned_at_the_top_of_the_range_i
     }
     r.answer_put(EPOCH, StorageReply::Empty);
     assert_eq!(r.settled(f), Outcome::Done);
-    assert!(r.errors().iter().any(|e| e.code() == "STORAGE_ERROR"), "the pinned record is reported");
+    assert!(
+        r.errors().iter().any(|e| e.code() == "STORAGE_ERROR"),
+        "the pinned record is reported"
+    );
     // The highest version a record may have is still one it can grow from.
     let f = wait(r.restore(EPOCH + 1));
-    r.answer_get(EPOCH + 1, Pair::issued(2, EPOCH + 1).stored_as(MAX_RECORD_VERSION, None));
+    r.answer_get(
+        EPOCH + 1,
+        Pair::issued(2, EPOCH + 1).stored_as(MAX_RECORD_VERSION, None),
+    );
     assert_eq!(r.settled(f), Outcome::Done, "a record at 2^50 is readable");
 }

@@ -290,9 +290,12 @@ impl Core {
                 }
                 Output::Cancel(io) => d.cancel(io),
                 Output::Storage(StorageOp::Get { id, key }) => d.storage(0, id, &key, None, 0.0),
-                Output::Storage(StorageOp::Put { id, key, value, version }) => {
-                    d.storage(1, id, &key, Some(value), version as f64)
-                }
+                Output::Storage(StorageOp::Put {
+                    id,
+                    key,
+                    value,
+                    version,
+                }) => d.storage(1, id, &key, Some(value), version as f64),
                 Output::Storage(StorageOp::Delete { id, key }) => d.storage(2, id, &key, None, 0.0),
                 Output::Storage(StorageOp::Acquire { id, key, ttl_ms }) => {
                     d.storage(3, id, &key, Some(crate::core::text::int(ttl_ms as i64)), 0.0)

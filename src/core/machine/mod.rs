@@ -1817,16 +1817,7 @@ impl Machine {
                 );
                 return self.finish(now, op, Outcome::Failed(e));
             }
-            let io = self.id();
-            let key = self.config.storage_key();
-            let ttl_ms = self.lease_ttl();
-            self.push(Output::Storage(StorageOp::Acquire { id: io, key, ttl_ms }));
-            op.stage = Stage::Leasing {
-                io,
-                deadline: now + self.config.timeout_ms as i64,
-            };
-            self.op = Some(Box::new(op));
-            return;
+            return self.acquire(now, op);
         }
         // As for a retry (see `handle_timeout_once`): a holder sends only an attempt that
         // ends within its lease. Slow storage calls (the acquire, this look) may have used
@@ -1844,6 +1835,19 @@ impl Machine {
         self.op = Some(Box::new(op));
     }
 
+    /// Asks for the refresh lease; the op waits in `Leasing` for the answer.
+    fn acquire(&mut self, now: i64, mut op: Op) {
+        let io = self.id();
+        let key = self.config.storage_key();
+        let ttl_ms = self.lease_ttl();
+        self.push(Output::Storage(StorageOp::Acquire { id: io, key, ttl_ms }));
+        op.stage = Stage::Leasing {
+            io,
+            deadline: now + self.config.timeout_ms as i64,
+        };
+        self.op = Some(Box::new(op));
+    }
+
     /// A quiet login looked at the record: a usable pair (by the rules of `restore`) is
     /// adopted; else, with a lease, only its holder logs in and the others wait for its
     /// record, at most `timeoutMs`, before they log in themselves.
@@ -1858,16 +1862,7 @@ impl Machine {
                 .waiting
                 .is_some_and(|(since, _)| now - since >= self.config.timeout_ms as i64);
             if !waited_out {
-                let io = self.id();
-                let key = self.config.storage_key();
-                let ttl_ms = self.lease_ttl();
-                self.push(Output::Storage(StorageOp::Acquire { id: io, key, ttl_ms }));
-                op.stage = Stage::Leasing {
-                    io,
-                    deadline: now + self.config.timeout_ms as i64,
-                };
-                self.op = Some(Box::new(op));
-                return;
+                return self.acquire(now, op);
             }
             // The holder's record did not come within timeoutMs: log in without the lease
             // (a second login costs a token family, never a spent token).
