@@ -32,13 +32,13 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use auth_session::core::machine::{
-    ApiStep, AuthRequest, Behind, CallId, Endpoint, Event, FlightId, IoId, Keep, Need, Outcome, Output, Persistence, Reason,
-    Step, StorageOp, StorageReply, TokenStep, Waited, Wake, Want, MAX_ROUNDS,
+    ApiStep, AuthRequest, Behind, CallId, Endpoint, Event, FlightId, IoId, Keep, Need, Outcome, Output, Persistence,
+    Reason, Step, StorageOp, StorageReply, TokenStep, Waited, Wake, Want, MAX_ROUNDS,
 };
 use common::*;
 
-/// Cases and steps by default: about 10 s in a debug build on a 2-core machine.
-const DEFAULT_CASES: u64 = 200;
+/// Cases and steps by default: about 7 s in a debug build on a 2-core machine.
+const DEFAULT_CASES: u64 = 2000;
 const DEFAULT_STEPS: usize = 300;
 
 // ----- the scheduler's randomness ------------------------------------------------------------
@@ -111,7 +111,11 @@ impl Setup {
     fn draw(rng: &mut Rng) -> Setup {
         Setup {
             machines: 2 + rng.below(5),
-            flavour: if rng.chance(650) { Flavour::LeaseCas } else { Flavour::Plain },
+            flavour: if rng.chance(650) {
+                Flavour::LeaseCas
+            } else {
+                Flavour::Plain
+            },
             retries: rng.below(3) as u8,
             auto_refresh: rng.chance(600),
             faults: rng.below(3) as u32,
@@ -196,7 +200,11 @@ impl Server {
 
 /// The number of a token (`at.CANARY.7`, `rt.CANARY.7`: 7).
 fn number(token: &str) -> u32 {
-    token.rsplit('.').next().and_then(|n| n.parse().ok()).expect("a numbered token")
+    token
+        .rsplit('.')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a numbered token")
 }
 
 // ----- the model storage ---------------------------------------------------------------------
@@ -229,6 +237,8 @@ struct AuthIo {
     explicit: bool,
     /// Sent without the lease, after an acquire timed out or a holder was waited out.
     waited_out: bool,
+    /// Sent after the sender's look at the record timed out.
+    blind: bool,
     served: Option<(Reply, Option<u32>)>,
     cancelled: bool,
 }
@@ -277,6 +287,9 @@ struct Inst {
     /// The pair of the last record this machine read (and took in): a refresh of an older
     /// token of the same family after reading it ignores a newer stored pair.
     last_read: Option<u32>,
+    /// Its last read of the record timed out: it refreshes without having looked ("a
+    /// storage failure never blocks the protocol").
+    blind: bool,
     /// Leases this machine was granted (their acquire answered in time).
     granted: HashSet<String>,
     /// The last acquire of this machine timed out: the refresh goes out without the lease
@@ -314,6 +327,7 @@ impl Inst {
             ended_calls: HashSet::new(),
             wakes: Vec::new(),
             last_read: None,
+            blind: false,
             granted: HashSet::new(),
             acquire_late: false,
             acquire_refused: false,
@@ -341,6 +355,8 @@ struct Figures {
     stalls: u64,
     late: u64,
     lost_answers: u64,
+    /// Auth and storage calls the machines gave up on (their deadline, or superseded).
+    timeouts: u64,
     rotations: u64,
     refresh_requests: u64,
     quiet_logins: u64,
@@ -366,7 +382,8 @@ struct Sim {
     store: Store,
     auth: Vec<AuthIo>,
     storage: Vec<StoreIo>,
-    /// Fault events, family revocations and long sleeps so far: each may cost a login.
+    /// Fault events, family revocations, long sleeps and explicit logins so far: each may
+    /// cost a quiet login.
     excuses: u32,
     trace: Vec<String>,
     /// The input being handed to a machine came after its deadline.
@@ -426,9 +443,7 @@ impl Sim {
     }
 
     fn slot_of(&self, inst: u32) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|m| m.id == inst))
+        self.slots.iter().position(|s| s.as_ref().is_some_and(|m| m.id == inst))
     }
 
     fn fault(&mut self) {
@@ -482,16 +497,41 @@ impl Sim {
         m.checked = m.r.log.len();
         let inst = m.id;
         for out in new {
+            match &out {
+                Output::Storage(op) => trace!(self, "m{s} > {} #{}", op_kind(op), op_id(op)),
+                Output::Cancel(io) => trace!(self, "m{s} > cancel #{io}"),
+                Output::Settle(f, o) => trace!(self, "m{s} > settle {f} {}", outcome_word(o)),
+                _ => {}
+            }
             match out {
                 Output::Send(req) => self.on_send(s, req, deadline),
                 Output::Cancel(io) => {
-                    if self.storage.iter().any(|st| {
-                        st.inst == inst && st.io == io && matches!(st.op, StorageOp::Acquire { .. })
-                    }) {
-                        self.slots[s].as_mut().unwrap().acquire_late = true;
+                    // A call cancelled unanswered timed out (or was superseded): a slow
+                    // store or server, which may cost a login.
+                    let pending = self
+                        .storage
+                        .iter()
+                        .any(|st| st.inst == inst && st.io == io && !st.cancelled)
+                        || self.auth.iter().any(|a| a.inst == inst && a.io == io && !a.cancelled);
+                    if pending {
+                        self.excuses += 1;
+                        self.fig.timeouts += 1;
+                    }
+                    let m = self.slots[s].as_mut().unwrap();
+                    for st in self.storage.iter().filter(|st| st.inst == inst && st.io == io) {
+                        match st.op {
+                            StorageOp::Acquire { .. } => m.acquire_late = true,
+                            StorageOp::Get { .. } => m.blind = true,
+                            _ => {}
+                        }
                     }
                     for a in self.auth.iter_mut().filter(|a| a.inst == inst && a.io == io) {
                         a.cancelled = true;
+                        // The server already answered: that answer will never be taken.
+                        if let Some((_, Some(n))) = a.served {
+                            let p = &mut self.server.issued[n as usize - 1];
+                            p.taint.get_or_insert("its answer was lost");
+                        }
                     }
                     for st in self.storage.iter_mut().filter(|st| st.inst == inst && st.io == io) {
                         st.cancelled = true;
@@ -499,6 +539,10 @@ impl Sim {
                 }
                 Output::Storage(op) => {
                     let io = op_id(&op);
+                    if let StorageOp::Release { lease, .. } = &op {
+                        // Given back: whatever the store says, it is not this machine's now.
+                        self.slots[s].as_mut().unwrap().granted.remove(lease);
+                    }
                     if let StorageOp::Put { value, .. } = &op {
                         let n = number(&record_access_token(value));
                         trace!(self, "m{s} put pair {n} v{}", record_version(value));
@@ -533,11 +577,15 @@ impl Sim {
         let explicit = req.endpoint == Endpoint::Login && m.explicit_open();
         // A late answer (past its deadline, its timer not run yet) may find the lease run out.
         let excuse = m.acquire_late || self.late_input || (req.endpoint == Endpoint::Login && m.acquire_refused);
-        let (inst, last_read) = (m.id, m.last_read);
+        let (inst, last_read, blind) = (m.id, m.last_read, m.blind);
         match req.endpoint {
             Endpoint::Refresh => {
                 let t = number(&body_token(&req).unwrap());
-                trace!(self, "m{s} SEND refresh rt{t}{}", if under_lease { " (lease)" } else { "" });
+                trace!(
+                    self,
+                    "m{s} SEND refresh rt{t}{}",
+                    if under_lease { " (lease)" } else { "" }
+                );
                 // INVARIANT (look before refresh): a machine never refreshes with a token
                 // whose successor it has just read in the record. This is what adoption
                 // is for; no fault excuses it.
@@ -581,6 +629,7 @@ impl Sim {
             under_lease,
             explicit,
             waited_out: !under_lease && excuse,
+            blind,
             served: None,
             cancelled: false,
         });
@@ -646,7 +695,10 @@ impl Sim {
         let at = m.calls.iter().find(|(c, _)| *c == call).map(|(_, at)| at.clone());
         match wake {
             Wake::Abandon => {
-                assert!(matches!(at, Some(CallAt::Sending { .. })), "m{s}: {call} abandoned in {at:?}");
+                assert!(
+                    matches!(at, Some(CallAt::Sending { .. })),
+                    "m{s}: {call} abandoned in {at:?}"
+                );
                 self.set_call(s, call, CallAt::Backoff);
             }
             Wake::Send => {
@@ -669,11 +721,26 @@ impl Sim {
         // only, deliver, error; storage: deliver, late; time: tick, fire, jump, sleep;
         // faults: kill, start, stall, lose write, zombie serve.
         let weights = [
-            14, 10, 14, 3, 1, // user
-            14, 3, 6, 2, // auth
-            24, 2 * f, // storage
-            10, 12, 2, 1, // time
-            f, 4, 2 * f, f, f, // faults
+            14,
+            10,
+            14,
+            3,
+            1, // user
+            14,
+            3,
+            6,
+            2, // auth
+            24,
+            2 * f, // storage
+            10,
+            12,
+            2,
+            1, // time
+            f,
+            4,
+            2 * f,
+            f,
+            f, // faults
         ];
         match self.rng.weighted(&weights) {
             0 => self.user_token(),
@@ -726,11 +793,18 @@ impl Sim {
 
     fn api_open(&mut self) {
         let Some(s) = self.pick_live() else { return };
-        let behind = if self.rng.chance(200) { Behind::WaitUntil } else { Behind::No };
+        let behind = if self.rng.chance(200) {
+            Behind::WaitUntil
+        } else {
+            Behind::No
+        };
         trace!(self, "m{s} api open ({behind:?})");
         self.fig.api_calls += 1;
         let m = self.slots[s].as_mut().unwrap();
-        let call = m.r.m.api_open("GET", "/v1/items", Want::Response, behind).expect("open");
+        let call =
+            m.r.m
+                .api_open("GET", "/v1/items", Want::Response, behind)
+                .expect("open");
         m.calls.push((call, CallAt::Token));
         self.api_token(s, call, Waited::Nothing, 0);
         self.settle(s);
@@ -788,6 +862,8 @@ impl Sim {
     fn user_login(&mut self) {
         let Some(s) = self.pick_live() else { return };
         trace!(self, "m{s} login()");
+        // It supersedes whatever op the machine had: a pair that op got goes unwritten.
+        self.excuses += 1;
         let now = self.now;
         let m = self.slots[s].as_mut().unwrap();
         let f = m.r.login_with(now, None);
@@ -851,7 +927,17 @@ impl Sim {
         let a = &self.auth[k];
         let (endpoint, explicit, waited_out, under_lease) = (a.req.endpoint, a.explicit, a.waited_out, a.under_lease);
         let token = body_token(&a.req);
-        let s = self.slot_of(a.inst).map_or("dead".to_owned(), |s| format!("m{s}"));
+        // A request that reaches the server after its deadline (cancelled, or its sender
+        // dead or its timer late): the network held it; whatever it does is a fault's.
+        let late = a.cancelled || now > a.deadline || self.slot_of(a.inst).is_none();
+        if late && !self.auth[k].cancelled {
+            // (Zombies were counted when they were picked.)
+            self.fault();
+            self.fig.late += 1;
+        }
+        let s = self
+            .slot_of(self.auth[k].inst)
+            .map_or("dead".to_owned(), |s| format!("m{s}"));
         let (reply, issued) = match endpoint {
             Endpoint::Login => {
                 let family = self.server.revoked.len();
@@ -872,7 +958,7 @@ impl Sim {
                 self.server.refresh_requests += 1;
                 let p = self.server.get(t).clone();
                 if p.child.is_some() || p.rejected {
-                    self.reuse(t, k);
+                    self.reuse(t, k, late);
                     (unauthorized(), None)
                 } else if self.server.revoked[p.family] || now >= p.pair.refresh_expires_at {
                     self.server.refused += 1;
@@ -885,6 +971,9 @@ impl Sim {
                     if self.setup.flavour == Flavour::LeaseCas && !under_lease {
                         self.server.taint(n, "rotated outside the lease");
                     }
+                    if late {
+                        self.server.taint(n, "rotated by a request held past its deadline");
+                    }
                     trace!(self, "server: refresh rt{t} by {s} -> pair {n}");
                     (ok(&self.server.get(n).pair), Some(n))
                 }
@@ -895,11 +984,13 @@ impl Sim {
     }
 
     /// A refresh token presented a second time. INVARIANT: every reuse is explained by a
-    /// fault that kept the pair it was rotated into from reaching the store in time, or,
-    /// on a plain store, by two refreshes at the same moment (the README says both).
-    fn reuse(&mut self, t: u32, k: usize) {
+    /// fault that kept the pair it was rotated into from reaching the store in time, by a
+    /// request the network held past its deadline, by a look at the record that timed out
+    /// (a storage failure never blocks a refresh), or, without a lease, by two refreshes at
+    /// the same moment (the README documents the first and the last).
+    fn reuse(&mut self, t: u32, k: usize, late: bool) {
         self.server.reuses += 1;
-        let (inst, under_lease) = (self.auth[k].inst, self.auth[k].under_lease);
+        let (inst, under_lease, blind) = (self.auth[k].inst, self.auth[k].under_lease, self.auth[k].blind);
         let p = self.server.get(t).clone();
         self.server.get_mut(t).rejected = true;
         let family_was_revoked = self.server.revoked[p.family];
@@ -913,9 +1004,11 @@ impl Sim {
         self.taint_overdue();
         let by_taint = p.child.and_then(|n| self.server.get(n).taint);
         let by_rejection = (p.child.is_none() && p.rejected).then_some("already rejected: its family was revoked");
-        let race = (self.setup.flavour == Flavour::Plain || !under_lease)
-            .then_some("two refreshes at once without a lease");
-        let why = by_taint.or(by_rejection).or(race);
+        let race =
+            (self.setup.flavour == Flavour::Plain || !under_lease).then_some("two refreshes at once without a lease");
+        let held = late.then_some("the reusing request reached the server after its deadline");
+        let blind = blind.then_some("the reuser's look timed out: it refreshed without looking");
+        let why = by_taint.or(by_rejection).or(race).or(held).or(blind);
         trace!(
             self,
             "server: REUSE of rt{t} (rotated into {:?}) by {}: {}",
@@ -930,9 +1023,9 @@ impl Sim {
                 "rt{t} reused with no fault to explain it: pair {n} (its successor) was published: {}, \
                  its write pending: {}, lease: {:?}",
                 c.published,
-                self.storage
-                    .iter()
-                    .any(|st| matches!(&st.op, StorageOp::Put { value, .. } if number(&record_access_token(value)) == n)),
+                self.storage.iter().any(
+                    |st| matches!(&st.op, StorageOp::Put { value, .. } if number(&record_access_token(value)) == n)
+                ),
                 self.store.lease
             );
         };
@@ -980,7 +1073,9 @@ impl Sim {
 
     /// A served answer held back reaches its machine now.
     fn auth_deliver(&mut self) {
-        let served: Vec<usize> = (0..self.auth.len()).filter(|&k| self.auth[k].served.is_some()).collect();
+        let served: Vec<usize> = (0..self.auth.len())
+            .filter(|&k| self.auth[k].served.is_some())
+            .collect();
         if served.is_empty() {
             return;
         }
@@ -1029,6 +1124,7 @@ impl Sim {
             }
         }
         let who = slot.map_or("dead".to_owned(), |s| format!("m{s}"));
+        let who = format!("{who} #{}", st.io);
         let reply = match &st.op {
             StorageOp::Get { .. } => match &self.store.record {
                 Some((text, v, n)) => {
@@ -1049,7 +1145,8 @@ impl Sim {
                     trace!(self, "{who} put pair {n} v{v}: LOST");
                 } else if refused {
                     self.store.refused += 1;
-                    self.server.taint(n, "its write was refused (not above the stored version)");
+                    self.server
+                        .taint(n, "its write was refused (not above the stored version)");
                     trace!(self, "{who} put pair {n} v{v}: refused (stored v{})", stored.unwrap());
                 } else {
                     if stored.is_some_and(|s| v < s) {
@@ -1070,7 +1167,11 @@ impl Sim {
                     } else {
                         self.server.get_mut(n).published = true;
                     }
-                    trace!(self, "{who} put pair {n} v{v}: stored{}", if late { " (late)" } else { "" });
+                    trace!(
+                        self,
+                        "{who} put pair {n} v{v}: stored{}",
+                        if late { " (late)" } else { "" }
+                    );
                 }
                 StorageReply::Empty
             }
@@ -1105,8 +1206,12 @@ impl Sim {
             match (&st.op, &reply) {
                 (StorageOp::Get { .. }, StorageReply::Record(doc)) => {
                     m.last_read = doc.get("access_token").and_then(|t| t.as_str()).map(number);
+                    m.blind = false;
                 }
-                (StorageOp::Get { .. }, _) => m.last_read = None,
+                (StorageOp::Get { .. }, _) => {
+                    m.last_read = None;
+                    m.blind = false;
+                }
                 (StorageOp::Acquire { .. }, StorageReply::Lease(id)) => {
                     m.granted.insert(id.clone());
                     m.acquire_late = false;
@@ -1170,7 +1275,11 @@ impl Sim {
             self.fault();
             self.fig.stalls += 1;
         }
-        trace!(self, "m{s} storage link {}", if stalled { "STALLED" } else { "recovered" });
+        trace!(
+            self,
+            "m{s} storage link {}",
+            if stalled { "STALLED" } else { "recovered" }
+        );
     }
 
     /// A write is answered OK but never stored.
@@ -1187,8 +1296,9 @@ impl Sim {
         self.land(k, true);
     }
 
-    /// A write whose deadline passed before it landed: its pair is as good as lost until
-    /// it lands (and then it is late).
+    /// A write whose deadline passed before it landed, or an answer that has not reached
+    /// its machine by its deadline: its pair is as good as lost until it lands (and then it
+    /// is late).
     fn taint_overdue(&mut self) {
         let now = self.now;
         let overdue: Vec<u32> = self
@@ -1202,6 +1312,15 @@ impl Sim {
             .collect();
         for n in overdue {
             self.server.taint(n, "its write was held back past its deadline");
+        }
+        let unanswered: Vec<u32> = self
+            .auth
+            .iter()
+            .filter(|a| now > a.deadline)
+            .filter_map(|a| a.served.as_ref().and_then(|(_, n)| *n))
+            .collect();
+        for n in unanswered {
+            self.server.taint(n, "its answer was held back past its deadline");
         }
     }
 
@@ -1300,8 +1419,7 @@ impl Sim {
             self.slots[s].as_mut().unwrap().stalled = false;
         }
         for _ in 0..5_000 {
-            if let Some(k) = (0..self.auth.len()).find(|&k| !self.auth[k].cancelled || self.auth[k].served.is_some())
-            {
+            if let Some(k) = (0..self.auth.len()).find(|&k| !self.auth[k].cancelled || self.auth[k].served.is_some()) {
                 if self.auth[k].served.is_none() {
                     self.serve(k);
                 }
@@ -1335,7 +1453,9 @@ impl Sim {
                 .iter()
                 .filter_map(|&s| {
                     let r = &self.slots[s].as_ref().unwrap().r;
-                    r.m.poll_timeout().filter(|(_, k)| *k == Keep::Alive).map(|(t, _)| (t, s))
+                    r.m.poll_timeout()
+                        .filter(|(_, k)| *k == Keep::Alive)
+                        .map(|(t, _)| (t, s))
                 })
                 .min();
             match next {
@@ -1379,6 +1499,15 @@ impl Sim {
         f.reuses = self.server.reuses as u64;
         f.refused_writes = self.store.refused as u64;
         f.rollbacks = self.store.rollbacks as u64;
+    }
+}
+
+fn outcome_word(o: &Outcome) -> String {
+    match o {
+        Outcome::Done => "done".to_owned(),
+        Outcome::Nothing => "nothing".to_owned(),
+        Outcome::Again => "again".to_owned(),
+        Outcome::Failed(e) => e.code().to_owned(),
     }
 }
 
@@ -1430,6 +1559,7 @@ fn a_fleet_sharing_one_store_and_one_server_never_reuses_a_token_without_a_fault
         total.stalls += f.stalls;
         total.late += f.late;
         total.lost_answers += f.lost_answers;
+        total.timeouts += f.timeouts;
         total.rotations += f.rotations;
         total.refresh_requests += f.refresh_requests;
         total.quiet_logins += f.quiet_logins;
