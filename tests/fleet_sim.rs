@@ -21,6 +21,11 @@
 //! rotated outside the lease). A reuse is explained only by a taint of the pair the reused
 //! token was rotated into (or, without a lease, by the race the README documents).
 //!
+//! A case drawn with `faults: 0` injects no fault and its network and store are never late
+//! (everything lands shortly before its deadline, which stresses every bound the machine
+//! derives from its deadlines): with a lease, no reuse may happen there but for the known gap
+//! (see `Sim::lease_gaps`) and an explicit `login()` abandoning a write.
+//!
 //! `SIM_SEED=<n>` runs that one case (printing its trace), `SIM_CASES=<n>` that many cases
 //! (seeds 1..=n), `SIM_STEPS=<n>` steps per case. A failing case prints its seed and trace.
 // Native only: the harness reads JSON with the core's native reader.
@@ -128,6 +133,11 @@ impl Setup {
 /// Why a pair the server issued may never have reached the store in time. Any of these
 /// makes a later reuse of the token it replaced unavoidable.
 type Taint = &'static str;
+
+/// A pair whose write an explicit `login()` cancelled.
+const EXPLICIT: Taint = "an explicit login() abandoned its write";
+/// See [`Sim::lease_gaps`].
+const GAP: Taint = "KNOWN GAP: its holder's lease ran out before the write";
 
 /// A pair the server issued: its place in its token family and what became of it.
 #[derive(Clone, Debug)]
@@ -292,6 +302,9 @@ struct Inst {
     blind: bool,
     /// Leases this machine was granted (their acquire answered in time).
     granted: HashSet<String>,
+    /// The lease it was granted last and has not given back, and whether that lease
+    /// running out under it was counted already.
+    holding: Option<(String, bool)>,
     /// The last acquire of this machine timed out: the refresh goes out without the lease
     /// (a lease that cannot be taken never blocks a refresh).
     acquire_late: bool,
@@ -329,6 +342,7 @@ impl Inst {
             last_read: None,
             blind: false,
             granted: HashSet::new(),
+            holding: None,
             acquire_late: false,
             acquire_refused: false,
             explicit: None,
@@ -370,6 +384,10 @@ struct Figures {
     api_401: u64,
     /// Quiet logins sent without the lease and without a failed acquire to excuse it.
     logins_outside_lease: u64,
+    /// Holders whose lease ran out before they gave it back (see `Sim::lease_gaps`).
+    lease_gaps: u64,
+    /// Reuses by what explained them (`fault-free` ones apart: cases with `faults: 0`).
+    explained: std::collections::BTreeMap<String, u64>,
 }
 
 struct Sim {
@@ -541,7 +559,11 @@ impl Sim {
                     let io = op_id(&op);
                     if let StorageOp::Release { lease, .. } = &op {
                         // Given back: whatever the store says, it is not this machine's now.
-                        self.slots[s].as_mut().unwrap().granted.remove(lease);
+                        let m = self.slots[s].as_mut().unwrap();
+                        m.granted.remove(lease);
+                        if m.holding.as_ref().is_some_and(|(id, _)| id == lease) {
+                            m.holding = None;
+                        }
                     }
                     if let StorageOp::Put { value, .. } = &op {
                         let n = number(&record_access_token(value));
@@ -608,8 +630,9 @@ impl Sim {
         // INVARIANT (one holder): with a lease, a refresh goes out under this instance's
         // lease, unless it could not get one (its acquire timed out) or a late answer found
         // it run out. A quiet login outside the lease costs at most a second login, never a
-        // token: it is counted (the re-login after a rejected refresh does not check that
-        // its lease still runs; see `the_re_login_after_a_rejected_refresh_may_outlive_the_lease`).
+        // token, and is only counted: the re-login after a rejected refresh (`session_over`)
+        // and the login after a late second look (`looked_before_login`) do not check that
+        // the lease still runs, as `looked` does for a refresh.
         if self.setup.flavour == Flavour::LeaseCas && !explicit && !under_lease {
             match req.endpoint {
                 Endpoint::Refresh => assert!(
@@ -862,8 +885,13 @@ impl Sim {
     fn user_login(&mut self) {
         let Some(s) = self.pick_live() else { return };
         trace!(self, "m{s} login()");
-        // It supersedes whatever op the machine had: a pair that op got goes unwritten.
+        // It supersedes whatever op the machine had: a pair that op got goes unwritten (its
+        // write is cancelled and its lease given back: the next holder may reuse the token
+        // that pair replaced; see the report of `abandon_op`).
         self.excuses += 1;
+        for n in self.slots[s].as_ref().unwrap().unwritten.clone() {
+            self.server.taint(n, EXPLICIT);
+        }
         let now = self.now;
         let m = self.slots[s].as_mut().unwrap();
         let f = m.r.login_with(now, None);
@@ -923,6 +951,7 @@ impl Sim {
     /// The server processes request `k`: a login opens a family, a refresh rotates its
     /// token, or is a reuse (the family is revoked) or refused.
     fn serve(&mut self, k: usize) {
+        self.lease_gaps();
         let now = self.now;
         let a = &self.auth[k];
         let (endpoint, explicit, waited_out, under_lease) = (a.req.endpoint, a.explicit, a.waited_out, a.under_lease);
@@ -1002,6 +1031,7 @@ impl Sim {
         let reuser = self.slot_of(inst);
         // Stalled writes of that pair count as soon as their deadline has passed.
         self.taint_overdue();
+        self.lease_gaps();
         let by_taint = p.child.and_then(|n| self.server.get(n).taint);
         let by_rejection = (p.child.is_none() && p.rejected).then_some("already rejected: its family was revoked");
         let race =
@@ -1029,6 +1059,13 @@ impl Sim {
                 self.store.lease
             );
         };
+        // INVARIANT: without faults, a lease means no reuse but for the two known causes.
+        if self.setup.faults == 0 && self.setup.flavour == Flavour::LeaseCas {
+            assert!(
+                why == EXPLICIT || why == GAP,
+                "a refresh token reused in a fault-free case with a lease: {why}"
+            );
+        }
         self.server.explained.push(why);
     }
 
@@ -1180,6 +1217,8 @@ impl Sim {
                 StorageReply::Empty
             }
             StorageOp::Acquire { ttl_ms, .. } => {
+                // Before the lease changes hands: did it run out under a holder?
+                self.lease_gaps();
                 let free = self.store.lease.as_ref().map_or(true, |(_, until)| now >= *until);
                 if free {
                     self.store.granted += 1;
@@ -1214,6 +1253,7 @@ impl Sim {
                 }
                 (StorageOp::Acquire { .. }, StorageReply::Lease(id)) => {
                     m.granted.insert(id.clone());
+                    m.holding = Some((id.clone(), false));
                     m.acquire_late = false;
                     m.acquire_refused = false;
                 }
@@ -1296,6 +1336,55 @@ impl Sim {
         self.land(k, true);
     }
 
+    /// KNOWN GAP: a holder whose lease ran out (its time to live) before it gave it back.
+    /// The lease lives `timeoutMs × (retries + 2)`, and covers the look, the attempts
+    /// and their retries, but not the storage calls after the answer (a login's version
+    /// read, the write): with every call in time, another instance may take the lease
+    /// before the holder's pair is stored, and refresh with the token just rotated (a
+    /// reuse) or log in a second time. API.md (third round) promises that the write
+    /// happens before the lease runs out; until it does, such a holder's unwritten pairs
+    /// are tainted and the event counted, so the simulation checks everything else. See
+    /// `a_write_slower_than_the_lease_lets_the_next_holder_reuse_the_token`.
+    fn lease_gaps(&mut self) {
+        let now = self.now;
+        for s in self.live() {
+            let m = self.slots[s].as_ref().unwrap();
+            let Some((id, counted)) = m.holding.clone() else {
+                continue;
+            };
+            let held = self
+                .store
+                .lease
+                .as_ref()
+                .is_some_and(|(l, until)| *l == id && now < *until);
+            if held || counted {
+                continue;
+            }
+            let inst = m.id;
+            let unwritten = m.unwritten.clone();
+            let pending: Vec<u32> = self
+                .storage
+                .iter()
+                .filter(|st| st.inst == inst && !st.cancelled)
+                .filter_map(|st| match &st.op {
+                    StorageOp::Put { value, .. } => Some(number(&record_access_token(value))),
+                    _ => None,
+                })
+                .collect();
+            let busy = !self.slots[s].as_ref().unwrap().r.m.is_idle();
+            self.slots[s].as_mut().unwrap().holding.as_mut().unwrap().1 = true;
+            if !busy && pending.is_empty() {
+                continue;
+            }
+            self.excuses += 1;
+            self.fig.lease_gaps += 1;
+            trace!(self, "m{s} its lease {id} ran out before it gave it back (known gap)");
+            for n in unwritten.into_iter().chain(pending) {
+                self.server.taint(n, GAP);
+            }
+        }
+    }
+
     /// A write whose deadline passed before it landed, or an answer that has not reached
     /// its machine by its deadline: its pair is as good as lost until it lands (and then it
     /// is late).
@@ -1335,8 +1424,36 @@ impl Sim {
         self.advance(dt);
     }
 
+    /// Time passes. In a fault-free case (`faults: 0`) the network and the store are never
+    /// late: whatever is due before the new time lands shortly before its deadline first (as
+    /// late as that, to stress every bound the machine computes from its deadlines).
     fn advance(&mut self, dt: i64) {
-        self.now += dt;
+        let target = self.now + dt;
+        while self.setup.faults == 0 {
+            let auth = (0..self.auth.len())
+                .filter(|&k| !self.auth[k].cancelled && self.slot_of(self.auth[k].inst).is_some())
+                .map(|k| (self.auth[k].deadline, k, true));
+            let storage = (0..self.storage.len())
+                .filter(|&k| {
+                    let st = &self.storage[k];
+                    !st.cancelled && self.slot_of(st.inst).is_some() && !matches!(st.op, StorageOp::Release { .. })
+                })
+                .map(|k| (self.storage[k].deadline, k, false));
+            let Some((deadline, k, is_auth)) = auth.chain(storage).filter(|(d, _, _)| *d <= target).min() else {
+                break;
+            };
+            let at = deadline - self.rng.range(1, 300);
+            self.now = self.now.max(at);
+            if is_auth {
+                if self.auth[k].served.is_none() {
+                    self.serve(k);
+                }
+                self.deliver(k);
+            } else {
+                self.land(k, false);
+            }
+        }
+        self.now = self.now.max(target);
         self.taint_overdue();
     }
 
@@ -1380,6 +1497,8 @@ impl Sim {
     /// Checked after every step (the reuse and lease invariants are checked where they
     /// happen: at the server and at each send).
     fn check(&mut self) {
+        self.lease_gaps();
+
         // INVARIANT: quiet logins under the lease: the first, plus one per fault, family
         // revocation or long sleep (a login sent after waiting out the holder is counted
         // apart). Only with a lease; a plain store documents that instances may collide.
@@ -1498,6 +1617,12 @@ impl Sim {
         f.waited_out_logins = self.server.waited_out_logins as u64;
         f.reuses = self.server.reuses as u64;
         f.refused_writes = self.store.refused as u64;
+        let clean = if self.setup.faults == 0 { "fault-free, " } else { "" };
+        for why in &self.server.explained {
+            *f.explained
+                .entry(format!("{clean}{:?}: {why}", self.setup.flavour))
+                .or_default() += 1;
+        }
         f.rollbacks = self.store.rollbacks as u64;
     }
 }
@@ -1572,6 +1697,76 @@ fn a_fleet_sharing_one_store_and_one_server_never_reuses_a_token_without_a_fault
         total.api_calls += f.api_calls;
         total.api_401 += f.api_401;
         total.logins_outside_lease += f.logins_outside_lease;
+        total.lease_gaps += f.lease_gaps;
+        for (why, n) in f.explained {
+            *total.explained.entry(why).or_default() += n;
+        }
     }
+    let explained = std::mem::take(&mut total.explained);
     eprintln!("fleet_sim: {total:?} in {:.1?}", started.elapsed());
+    for (why, n) in explained {
+        eprintln!("  reuses explained by {why}: {n}");
+    }
+}
+
+// ----- what the simulation found -----------------------------------------------------------------
+
+/// FOUND (fault-free): the lease lives `timeoutMs × (retries + 2)` from the acquire and covers
+/// the looks and the attempts, but not the write after the answer. Every call here answers
+/// within its own deadline; the holder's write is merely slower than the lease's rest, and
+/// the next holder refreshes with the token the server has just rotated: a reuse, its family
+/// revoked. API.md (third round) promises the write happens before the lease runs out.
+/// Ignored until the machine keeps that promise (then remove the `GAP` taint in the sim).
+#[test]
+#[ignore = "known gap: the lease does not cover the write (see Sim::lease_gaps)"]
+fn a_write_slower_than_the_lease_lets_the_next_holder_reuse_the_token() {
+    let lease_run = || {
+        Run::with_lease(config(|o| {
+            no_timer(o);
+            o.retries = Some(0.0); // the lease lives 2 × 10 s
+        }))
+    };
+    let (mut a, mut b) = (lease_run(), lease_run());
+    let mut store = MemoryStore::default();
+    let key = a.m.config().storage_key();
+    let p1 = Pair::issued(1, EPOCH);
+    store.records.insert(key.clone(), p1.record());
+    for r in [&mut a, &mut b] {
+        let f = wait(r.restore(EPOCH));
+        r.serve(EPOCH, &mut store);
+        assert_eq!(r.settled(f), Outcome::Done);
+    }
+
+    // A looks, takes the lease at t (until t + 20 s); its second look answers at t + 9.9 s,
+    // in time; the refresh goes out (it ends by t + 19.9 s, inside the lease).
+    let t = EPOCH + MINUTE;
+    let fa = wait(a.refresh(t));
+    let look = a.storage_ops()[0].clone();
+    let reply = store.answer_at(t, &look);
+    a.answer_storage(t, op_id(&look), reply);
+    let acquire = a.storage_ops()[0].clone();
+    let reply = store.answer_at(t, &acquire);
+    a.answer_storage(t, op_id(&acquire), reply);
+    let look = a.storage_ops()[0].clone();
+    let reply = store.answer_at(t + 9_900, &look);
+    a.answer_storage(t + 9_900, op_id(&look), reply);
+    assert_eq!(a.refresh_tokens_sent(), [rt(1)]);
+    // The server rotates rt1 and answers at t + 19.8 s, in time. A writes pair 2...
+    a.answer(t + 19_800, ok(&Pair::issued(2, t + 19_800)));
+    assert!(a.has_open_op("put"));
+
+    // ...and its write, in time too (its deadline is t + 29.8 s), lands at t + 25 s. Meanwhile
+    // the lease ran out at t + 20 s: B, due at t + 20.1 s, takes it, finds pair 1 and sends rt1.
+    let fb = wait(b.refresh(t + 20_100));
+    b.serve(t + 20_100, &mut store);
+    let put = a.storage_ops()[0].clone();
+    let reply = store.answer_at(t + 25_000, &put);
+    a.answer_storage(t + 25_000, op_id(&put), reply);
+    assert_eq!(a.settled(fa), Outcome::Done);
+    assert_eq!(b.outcome(fb), None);
+    assert_eq!(
+        b.refresh_tokens_sent(),
+        [] as [String; 0],
+        "B sent rt1, which the server rotated into pair 2 under A's lease: a reuse"
+    );
 }
