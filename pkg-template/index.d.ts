@@ -264,8 +264,9 @@ export interface AuthSessionOptions {
 
   /**
    * The refresh lease's time to live in ms, with a storage that has `acquire`/`release`.
-   * Default: `timeoutMs × (retries + 2)`, every attempt of a refresh and the record write.
-   * At least `2 × timeoutMs`. A holder that dies costs the others at most this long without
+   * Default: `timeoutMs × (retries + 4)` plus the backoffs' ceilings (60.6 s with the
+   * defaults): the acquire, the look, every attempt of a refresh and the record write.
+   * At least `4 × timeoutMs`. A holder that dies costs the others at most this long without
    * a refresh; their calls go on with their still-valid tokens meanwhile.
    */
   leaseMs?: number;

@@ -2,7 +2,8 @@
 //! record, the lease holder alone refreshes and the others adopt the pair it stores.
 //!
 //! Before a refresh the session looks at the record; with nothing newer there it takes the
-//! lease for `timeoutMs × (retries + 2)`. Granted, it looks once more, refreshes, writes the
+//! lease for `leaseMs` (by default `timeoutMs × (retries + 4)` and the backoffs' ceilings: the
+//! acquire, the look, every attempt and the write). Granted, it looks once more, refreshes, writes the
 //! record and gives the lease back. Refused, it looks again after 100, 200, 400, 800, 1000…
 //! ms, adopting the holder's pair when it appears and asking for the lease again while the
 //! record has nothing newer; after twice the lease's time to live it gives up (TIMEOUT). A
@@ -19,8 +20,9 @@ use auth_session::core::machine::{Endpoint, FlightId, Need, Outcome, Output, Rea
 use auth_session::core::{Options, Phase};
 use common::*;
 
-/// The lease's time to live with the default options: 10 s × (2 retries + 2).
-const TTL: i64 = 40 * SECOND;
+/// The lease's time to live with the default options: 10 s × (2 retries + 4), and the two
+/// backoffs' ceilings (200 ms and 400 ms).
+const TTL: i64 = 60 * SECOND + 600;
 
 /// A session with a leasing storage and no auto-refresh (the tests say when to refresh).
 fn lease_run(f: impl FnOnce(&mut Options)) -> Run {
@@ -211,7 +213,7 @@ fn the_holder_looks_takes_the_lease_looks_again_refreshes_writes_and_then_releas
         [StorageOp::Acquire {
             id: op_id(&r.storage_ops()[0]),
             key: key.clone(),
-            ttl_ms: 40_000
+            ttl_ms: TTL as u32
         }]
     );
     let out = r.answer_acquire(t + 5, lease("L-1"));
@@ -248,8 +250,8 @@ fn the_holder_looks_takes_the_lease_looks_again_refreshes_writes_and_then_releas
 }
 
 #[test]
-fn the_lease_lives_timeout_ms_times_retries_plus_two() {
-    for (timeout, retries, ttl) in [(10_000.0, 2.0, 40_000), (5_000.0, 0.0, 10_000), (1_000.0, 10.0, 12_000)] {
+fn the_lease_covers_the_look_every_attempt_with_its_backoff_and_the_write() {
+    for (timeout, retries, ttl) in [(10_000.0, 2.0, 60_600), (5_000.0, 0.0, 20_000), (1_000.0, 10.0, 45_200)] {
         let mut r = lease_run(|o| {
             o.timeout_ms = Some(timeout);
             o.retries = Some(retries);
@@ -352,7 +354,8 @@ fn a_refused_waiter_takes_the_lease_once_it_is_free_and_refreshes_itself() {
 
 #[test]
 fn a_waiter_gives_up_with_timeout_after_twice_the_leases_time_to_live() {
-    // timeoutMs 1 s, no retries: the lease lives 2 s, a waiter waits 4 s at most.
+    // timeoutMs 1 s, no retries: the lease lives 4 s, a waiter whose token is still valid
+    // looks for the holder's pair 8 s at most (its callers do not wait: see below).
     let p1 = Pair::issued(1, EPOCH);
     let mut r = lease_run(|o| {
         o.timeout_ms = Some(1_000.0);
@@ -362,7 +365,7 @@ fn a_waiter_gives_up_with_timeout_after_twice_the_leases_time_to_live() {
     let t = EPOCH + MINUTE;
     let f = wait(r.refresh(t));
     r.looked(t, p1.stored());
-    assert_eq!(r.acquires(), [2_000]);
+    assert_eq!(r.acquires(), [4_000]);
     r.answer_acquire(t, StorageReply::Empty);
     let mut now = t;
     while r.outcome(f).is_none() {
@@ -370,20 +373,20 @@ fn a_waiter_gives_up_with_timeout_after_twice_the_leases_time_to_live() {
         r.looked(now, p1.stored());
         if r.has_open_op("acquire") {
             assert!(
-                now - t <= 4_000,
+                now - t <= 8_000,
                 "still asking for the lease {} ms after the first refusal",
                 now - t
             );
             r.answer_acquire(now, StorageReply::Empty);
         }
     }
-    // Looks at +100, +300, +700, +1500, +2500, +3500: still within 4 s; +4500 gives up.
-    assert_eq!(now, t + 4_500);
+    // Looks at +100, +300, +700, +1500, … +7500: still within 8 s; +8500 gives up.
+    assert_eq!(now, t + 8_500);
     let e = r.failure(f);
     assert_eq!((e.code(), e.retryable()), ("TIMEOUT", true));
     assert_eq!(r.count(Endpoint::Refresh), 0);
     assert_eq!(r.releases(), [] as [String; 0], "it never held the lease");
-    assert_eq!(r.acquires().len(), 7);
+    assert_eq!(r.acquires().len(), 11);
     assert_eq!(r.deadline(), None);
     // The session is not over: the pair is still held and a later refresh starts afresh.
     assert_eq!(r.m.info().state, Phase::Active);
@@ -532,13 +535,13 @@ fn a_refresh_that_fails_gives_the_lease_back() {
     assert_eq!(r.releases(), ["L-1"]);
 
     // With credentials it logs in again under the same lease and gives it back once the
-    // login's pair is written.
+    // login's pair is written (no version read: it read the record under the lease).
     let (mut r, t, f) = holding(true);
     r.answer(t, unauthorized());
     let out = r.answer_get(t, Pair::issued(1, EPOCH).stored());
     assert_eq!(kinds(&out), ["login"]);
-    r.answer(t, ok(&Pair::issued(3, t)));
-    r.answer_get(t, Pair::issued(1, EPOCH).stored());
+    let out = r.answer(t, ok(&Pair::issued(3, t)));
+    assert!(kinds(&out).contains(&"put"), "{:?}", kinds(&out));
     let out = r.answer_put(t, StorageReply::Empty);
     assert_eq!(kinds(&out), ["release", "done"]);
     assert_eq!(r.settled(f), Outcome::Done);
@@ -577,7 +580,11 @@ fn a_login_a_revoke_or_a_dispose_that_supersedes_the_holder_gives_the_lease_back
     let (mut r, t, _) = holding(false);
     r.answer(t, ok(&Pair::issued(2, t)));
     r.dispose();
-    assert_eq!(r.releases(), ["L-1"], "disposed while writing");
+    assert_eq!(
+        r.releases(),
+        [] as [String; 0],
+        "disposed while writing: the write goes on, so the lease is left to run out"
+    );
     let p1 = Pair::issued(1, EPOCH);
     let mut r = lease_run(|_| {});
     r.logged_in(EPOCH, &p1);
@@ -622,22 +629,23 @@ fn an_op_superseded_before_it_holds_a_lease_releases_nothing() {
 
 #[test]
 fn a_holder_whose_retry_would_outlive_its_lease_stops_with_timeout_instead_of_sending() {
-    // The lease runs 40 s from t. A Retry-After of 29 s at t + 1 s retries at t + 30 s: that
-    // attempt ends by t + 40 s, inside the lease, and goes out.
+    // The lease runs 60.6 s from t. A Retry-After of 29 s at t + 11 s retries at t + 40 s:
+    // that attempt and the write of its answer end by t + 60 s, inside the lease: it goes out.
     let (mut r, t, f) = holding(false);
-    r.answer(t + SECOND, status(503).retry_after("29"));
-    assert_eq!(r.deadline(), Some(t + 30 * SECOND));
-    let out = r.timeout(t + 30 * SECOND);
+    r.answer(t + 11 * SECOND, status(503).retry_after("29"));
+    assert_eq!(r.deadline(), Some(t + 40 * SECOND));
+    let out = r.timeout(t + 40 * SECOND);
     assert_eq!(kinds(&out), ["refresh"]);
-    r.answer(t + 31 * SECOND, ok(&Pair::issued(2, t + 31 * SECOND)));
-    r.answer_put(t + 31 * SECOND, StorageReply::Empty);
+    r.answer(t + 41 * SECOND, ok(&Pair::issued(2, t + 41 * SECOND)));
+    r.answer_put(t + 41 * SECOND, StorageReply::Empty);
     assert_eq!(r.settled(f), Outcome::Done);
 
-    // 30 s: it would end at t + 41 s, after the lease: TIMEOUT, the lease given back.
+    // 30 s: it and its write would end at t + 61 s, after the lease: TIMEOUT, the lease
+    // given back.
     let (mut r, t, f) = holding(false);
-    r.answer(t + SECOND, status(503).retry_after("30"));
-    assert_eq!(r.deadline(), Some(t + 31 * SECOND));
-    let out = r.timeout(t + 31 * SECOND);
+    r.answer(t + 11 * SECOND, status(503).retry_after("30"));
+    assert_eq!(r.deadline(), Some(t + 41 * SECOND));
+    let out = r.timeout(t + 41 * SECOND);
     assert_eq!(kinds(&out), ["release", "failed"]);
     let e = r.failure(f);
     assert_eq!((e.code(), e.retryable()), ("TIMEOUT", true));
@@ -648,7 +656,7 @@ fn a_holder_whose_retry_would_outlive_its_lease_stops_with_timeout_instead_of_se
 
 #[test]
 fn a_holder_whose_attempts_all_time_out_ends_inside_its_lease() {
-    // Every attempt hangs: three attempts of 10 s with their backoffs end before the 40 s
+    // Every attempt hangs: three attempts of 10 s with their backoffs end before the 60.6 s
     // lease does, and the last one gives it back.
     let (mut r, t, f) = holding(false);
     let mut last_deadline = 0;
@@ -670,10 +678,10 @@ fn a_holder_whose_attempts_all_time_out_ends_inside_its_lease() {
 
 #[test]
 fn the_lease_runs_from_when_it_was_asked_for_not_from_when_the_answer_came() {
-    // The storage takes the lease when `acquire` reaches it (at t, till t + 40 s) and its
+    // The storage takes the lease when `acquire` reaches it (at t, till t + 60.6 s) and its
     // answer comes 9 s later. A holder that counted from the answer would believe it held
-    // the lease till t + 49 s, and send an attempt that ends after another instance may
-    // have taken the lease.
+    // the lease till t + 69.6 s, and send an attempt (and write) that ends after another
+    // instance may have taken the lease.
     let p1 = Pair::issued(1, EPOCH);
     let mut store = MemoryStore::default();
     let mut a = lease_run(|_| {});
@@ -690,15 +698,16 @@ fn the_lease_runs_from_when_it_was_asked_for_not_from_when_the_answer_came() {
     a.answer_storage(t + 9 * SECOND, op_id(&acquire), granted);
     a.serve(t + 9 * SECOND, &mut store);
     assert_eq!(a.refresh_tokens_sent(), [rt(1)]);
-    // A Retry-After of 21 s at t + 10 s: the retry would run from t + 31 s to t + 41 s.
-    a.answer(t + 10 * SECOND, status(503).retry_after("21"));
+    // A Retry-After of 30 s at t + 11 s: the retry and its write would run from t + 41 s
+    // to t + 61 s.
+    a.answer(t + 11 * SECOND, status(503).retry_after("30"));
     let retry_at = a.deadline().unwrap();
-    assert_eq!(retry_at, t + 31 * SECOND);
+    assert_eq!(retry_at, t + 41 * SECOND);
     a.timeout(retry_at);
     assert_eq!(
         a.count(Endpoint::Refresh),
         1,
-        "a retry that would end at t + 41 s went out under a lease that ran out at t + 40 s"
+        "a retry that would end at t + 61 s went out under a lease that ran out at t + 60.6 s"
     );
     assert_eq!(a.failure(f).code(), "TIMEOUT");
     assert!(store.holder(t + TTL, &key).is_none());
@@ -706,9 +715,10 @@ fn the_lease_runs_from_when_it_was_asked_for_not_from_when_the_answer_came() {
 
 #[test]
 fn a_holder_whose_storage_was_slow_does_not_send_an_attempt_that_would_outlive_its_lease() {
-    // No retries: the lease lives 2 × 10 s. The acquire and the second look take 9 s each,
-    // so the attempt could only start at t + 18 s and run till t + 28 s, past the lease's
-    // end at t + 20 s (when another instance may take it and send the same token).
+    // No retries: the lease lives 4 × 10 s. The acquire and the second look take 9.9 s and
+    // 11 s (a slow store's answer arriving after its deadline is still taken), so the attempt
+    // could only start at t + 20.9 s, and it and its write run till t + 40.9 s, past the
+    // lease's end at t + 40 s (when another instance may take it and send the same token).
     let p1 = Pair::issued(1, EPOCH);
     let mut store = MemoryStore::default();
     let mut server = Server::default();
@@ -724,16 +734,16 @@ fn a_holder_whose_storage_was_slow_does_not_send_an_attempt_that_would_outlive_i
     let fa = wait(a.refresh(t));
     assert_eq!(serve_one(&mut a, &mut store, t), "get");
     let acquire = a.storage_ops()[0].clone();
-    assert_eq!(ttl_of(&acquire), 2 * TIMEOUT);
+    assert_eq!(ttl_of(&acquire), 4 * TIMEOUT);
     let granted = store.answer_at(t, &acquire);
-    a.answer_storage(t + 9 * SECOND, op_id(&acquire), granted);
+    a.answer_storage(t + 9_900, op_id(&acquire), granted);
     let look = a.storage_ops()[0].clone();
-    let current = store.answer_at(t + 9 * SECOND, &look);
-    a.answer_storage(t + 18 * SECOND, op_id(&look), current);
+    let current = store.answer_at(t + 9_900, &look);
+    a.answer_storage(t + 20_900, op_id(&look), current);
     assert_eq!(
         a.refresh_tokens_sent(),
         [] as [String; 0],
-        "an attempt from t + 18 s to t + 28 s under a lease that ends at t + 20 s"
+        "an attempt and its write from t + 20.9 s to t + 40.9 s under a lease that ends at t + 40 s"
     );
     assert_eq!(a.failure(fa).code(), "TIMEOUT");
     assert_eq!(kinds(&a.log[a.log.len() - 2..]), ["release", "failed"]);
@@ -1219,7 +1229,7 @@ fn the_lease_lives_lease_ms_when_set_and_never_less_than_one_attempt_and_the_wri
     wait(r.refresh(EPOCH + MINUTE));
     r.looked(EPOCH + MINUTE, p1.stored());
     assert_eq!(r.acquires(), [45_000]);
-    for bad in [0.0, 19_999.0, 1.5e10, f64::NAN] {
+    for bad in [0.0, 39_999.0, 1.5e10, f64::NAN] {
         let mut o = options();
         o.lease_ms = Some(bad);
         let e = o.validate().unwrap_err();

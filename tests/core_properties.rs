@@ -569,9 +569,11 @@ impl Case {
         self.r.m.config().timeout_ms as i64
     }
 
-    /// The lease's time to live: every attempt of a refresh with its retries, and one more.
+    /// The lease's time to live: the look, every attempt of a refresh with its backoff, and
+    /// the write.
     fn ttl(&self) -> i64 {
-        self.timeout_ms() * (self.setup.retries as i64 + 2)
+        let backoffs: i64 = (0..self.setup.retries as u32).map(|i| (200i64 << i).min(5_000)).sum();
+        self.timeout_ms() * (self.setup.retries as i64 + 4) + backoffs
     }
 
     /// What the store answers to the machine's `acquire` made at `asked`: a free lease is

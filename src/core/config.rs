@@ -8,6 +8,7 @@
 use crate::prelude::*;
 
 use crate::core::error::AuthError;
+use crate::core::retry::{BACKOFF_BASE_MS, BACKOFF_CAP_MS};
 use crate::core::secret::Password;
 use crate::core::text::{cat, int};
 use crate::core::url::{parse_absolute, BaseUrl, Origin};
@@ -53,9 +54,10 @@ pub struct Config {
     pub max_retry_after_ms: u64,
     /// The largest API response body `json()` reads.
     pub max_response_bytes: u32,
-    /// The refresh lease's time to live: by default every attempt of a refresh with its
-    /// retries and the record write (`timeoutMs × (retries + 2)`); what a dead holder costs
-    /// the others at most.
+    /// The refresh lease's time to live: by default the acquire, the look, every attempt of
+    /// a refresh with its retries and their backoffs, and the record write (`timeoutMs ×
+    /// (retries + 4)` plus the backoffs' ceilings); what a dead holder costs the others at
+    /// most.
     pub lease_ms: u32,
     // Kept as given (None: the default) and joined when a request is built: an idle
     // session holds no copy of the host per endpoint.
@@ -187,20 +189,28 @@ impl Options {
             true,
         )?;
         let lease_ms = match self.lease_ms {
-            None => timeout * (retries + 2.0),
-            // At least one attempt and the record write.
+            // What the lease must cover, from when it is asked for: the acquire's answer, the
+            // look at the record, every attempt with the backoffs between them, and the write
+            // of the new pair (each storage call and attempt may take up to timeoutMs).
+            None => {
+                let backoffs: f64 = (0..retries as u32)
+                    .map(|i| (BACKOFF_BASE_MS * (1u64 << i) as f64).min(BACKOFF_CAP_MS))
+                    .sum();
+                timeout * (retries + 4.0) + backoffs
+            }
+            // At least the acquire, the look, one attempt and the write.
             Some(_) => number(
                 "leaseMs",
                 self.lease_ms,
                 0.0,
-                2.0 * timeout,
+                4.0 * timeout,
                 MAX_TIMER_DELAY_MS as f64,
                 true,
             )
             .map_err(|e| {
                 AuthError::config(cat(&[
                     e.message(),
-                    " (at least 2 × timeoutMs: one attempt and the record write)",
+                    " (at least 4 × timeoutMs: the acquire, the look, one attempt and the record write)",
                 ]))
             })?,
         }

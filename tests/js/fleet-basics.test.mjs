@@ -46,6 +46,37 @@ describe("look before login", () => {
   });
 });
 
+describe("conditional writes", () => {
+  it("a storage with putIfNewer is written through it, with each record's version", async () => {
+    const map = new Map();
+    const writes = [];
+    const storage = {
+      get: (k) => map.get(k)?.value ?? null,
+      put() {
+        throw new Error("put must not be used when putIfNewer exists");
+      },
+      putIfNewer(k, value, version) {
+        writes.push(version);
+        const cur = map.get(k);
+        if (cur && cur.version >= version) return false;
+        map.set(k, { value, version });
+        return true;
+      },
+      delete: (k) => map.delete(k),
+    };
+    const errors = [];
+    const session = new AuthSession({ host: server.url, credentials: DEMO, storage, autoRefresh: false });
+    session.on("error", (e) => errors.push(e.code));
+    await session.login();
+    await session.refresh();
+    await session.refresh();
+    assert.deepEqual(writes, [1, 2, 3]);
+    assert.equal(JSON.parse([...map.values()][0].value).version, 3);
+    assert.deepEqual(errors, []);
+    session.dispose();
+  });
+});
+
 describe("SessionPool", () => {
   it("never disposes a session in use: 30 parallel calls over 3 tenants with max 2 all succeed", async () => {
     const storage = mapStorage();

@@ -35,7 +35,7 @@ const ACCESS_TTL_MS = 2500;
 const TIMEOUT_MS = 1500;
 const RETRIES = 1;
 /** What the session asks the lease for: every attempt of a refresh with its retries. */
-const LEASE_TTL_MS = TIMEOUT_MS * (RETRIES + 2);
+const LEASE_TTL_MS = TIMEOUT_MS * (RETRIES + 4) + Array.from({ length: RETRIES }, (_, i) => Math.min(5000, 200 * 2 ** i)).reduce((a, b) => a + b, 0);
 const LOAD = { concurrency: 3, pauseMs: 20 };
 
 /** The processes, and every message they sent (in arrival order). */

@@ -1257,8 +1257,11 @@ impl Machine {
             // A refresh already on the wire may have rotated the token at the server: its
             // lease is left to run out, so no other instance refreshes (with the spent token)
             // before the write that will never come is past.
+            // So is the lease of an op whose new pair is being written: the write goes on (the
+            // driver only stops waiting for it), and the others must not look before it lands.
             let on_the_wire = matches!(op.kind, OpKind::Refresh { .. }) && matches!(op.stage, Stage::Sending { .. });
-            if !on_the_wire {
+            let writing = matches!(op.stage, Stage::Persisting { .. });
+            if !on_the_wire && !writing {
                 self.release(&op);
             }
             self.push(Output::Settle(op.flight, outcome));
@@ -1279,8 +1282,9 @@ impl Machine {
         }
     }
 
-    /// How long a refresh lease is taken for: every attempt of a refresh with its retries.
-    /// A holder never sends after its lease has run out (another may hold it by then).
+    /// How long a refresh lease is taken for (`leaseMs`). A holder sends an attempt only
+    /// when the attempt and the write of its answer end within the lease: past it, another
+    /// instance may hold the lease and look at a record that does not have the new pair yet.
     fn lease_ttl(&self) -> u32 {
         self.config.lease_ms
     }
@@ -1517,9 +1521,10 @@ impl Machine {
         if !self.has_storage {
             return self.finish(now, op, Outcome::Done);
         }
-        if reason == Reason::Login {
+        if reason == Reason::Login && op.lease.is_none() {
             // A login did not look first: read the record's version so ours is stored as
-            // the newer one.
+            // the newer one. (A login under the lease looked while holding it: nobody has
+            // written since, and its write must fit in the lease.)
             op.stage = self.read_stage(now, StageRead::Version);
             self.op = Some(Box::new(op));
         } else {
@@ -1826,7 +1831,7 @@ impl Machine {
         if op
             .lease
             .as_ref()
-            .is_some_and(|(_, until)| now + self.config.timeout_ms as i64 > *until)
+            .is_some_and(|(_, until)| now + 2 * self.config.timeout_ms as i64 > *until)
         {
             let e = AuthError::new(ErrorCode::Timeout, "the refresh lease would run out before the refresh");
             return self.finish(now, op, Outcome::Failed(e));
@@ -1857,15 +1862,25 @@ impl Machine {
             self.install(now, s.pair, Reason::Adopt, s.version, s.account);
             return self.finish(now, op, Outcome::Done);
         }
+        let timeout = self.config.timeout_ms as i64;
+        if let Some((_, until)) = &op.lease {
+            // As for a refresh: the attempt and the write of its pair must end within the
+            // lease, or another instance may take it and log in as well. Slow storage calls
+            // used it up: give it back and ask again (another instance may log in meanwhile,
+            // and this one adopts its pair).
+            if now + 2 * timeout > *until {
+                self.release(&op);
+                op.lease = None;
+                op.waiting.get_or_insert((now, 0));
+            }
+        }
         if self.has_lease && op.lease.is_none() {
-            let waited_out = op
-                .waiting
-                .is_some_and(|(since, _)| now - since >= self.config.timeout_ms as i64);
+            let waited_out = op.waiting.is_some_and(|(since, _)| now - since >= timeout);
             if !waited_out {
                 return self.acquire(now, op);
             }
-            // The holder's record did not come within timeoutMs: log in without the lease
-            // (a second login costs a token family, never a spent token).
+            // No holder's record within timeoutMs: log in without the lease (a second
+            // login costs a token family, never a spent token).
             op.waiting = None;
         }
         self.send(now, &mut op);
@@ -2025,12 +2040,12 @@ impl Machine {
                     // No pair held: a call found the refresh token expired while we waited.
                     let ran_out = matches!(op.kind, OpKind::Refresh { .. })
                         && !self.held().is_some_and(|h| now < h.refresh_local);
-                    // A holder whose lease would run out before this attempt's deadline
+                    // A holder whose lease would run out before this attempt's deadline and its write
                     // stops: another instance may take the lease and refresh meanwhile.
                     let lease_out = op
                         .lease
                         .as_ref()
-                        .is_some_and(|(_, until)| now + self.config.timeout_ms as i64 > *until);
+                        .is_some_and(|(_, until)| now + 2 * self.config.timeout_ms as i64 > *until);
                     if lease_out {
                         let e = AuthError::new(ErrorCode::Timeout, "the refresh lease ran out before a retry");
                         self.finish(now, op, Outcome::Failed(e));
