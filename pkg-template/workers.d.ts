@@ -42,6 +42,8 @@ export type BrokerResult<T> = { ok: true; value: T } | { ok: false; error: Broke
 /** What `AuthBroker.status()` returns. Never contains a token. */
 export interface BrokerStatus extends SessionInfo {
   version: number;
+  /** `revoke()` was the last word: no login but an explicit one. */
+  revoked: boolean;
   /** Why the broker could not start (e.g. `CONFIG_ERROR` for a missing var), else null. */
   error: { code: string; message: string } | null;
 }
@@ -81,17 +83,27 @@ export declare class AuthBroker<Env = unknown> extends DurableObject<Env> {
    */
   sessionOptions(env: Env): Omit<AuthSessionOptions, "storage"> | Promise<Omit<AuthSessionOptions, "storage">>;
 
-  /** The current pair (logging in when the broker holds no session). */
+  /**
+   * The current pair (logging in when the broker holds no session). `NOT_AUTHENTICATED`
+   * (status 401) after `revoke()`, until an explicit `login()`.
+   */
   pair(): Promise<BrokerResult<BrokerPair>>;
 
+  /** An explicit login (an isolate session's `login()`): ends a revocation and logs in. */
+  login(): Promise<BrokerResult<BrokerPair>>;
+
   /**
-   * A pair newer than `version`: at once when the broker holds one, else after one refresh
-   * shared by every caller meanwhile. `SESSION_EXPIRED` (status 401) when the broker holds no
-   * session.
+   * A pair newer than `version`: at once when the broker holds one; when `version` is the
+   * current one, after one refresh shared by every caller meanwhile (any other number causes
+   * no refresh: callers cannot force them). `SESSION_EXPIRED` (status 401) when the broker
+   * holds no session.
    */
   refresh(version: number): Promise<BrokerResult<BrokerPair>>;
 
-  /** Revokes the account's session (for every isolate) and clears the broker's storage. */
+  /**
+   * Revokes the account's session for every isolate and clears the broker's storage; the
+   * account stays revoked (kept in storage, across restarts) until an explicit `login()`.
+   */
   revoke(): Promise<BrokerResult<{ revoked: true }>>;
 
   /** What the broker holds, without a token. */

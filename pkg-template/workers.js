@@ -22,6 +22,9 @@ export { AuthSession, AuthError };
 
 /** The broker's own key in its storage: the version of the pair it holds (it only grows). */
 const VERSION_KEY = "auth-broker:version";
+/** Set by `revoke()`, cleared by an explicit `login()`: a revoked account stays revoked for
+ *  every isolate, and across the broker's restarts, until someone logs in on purpose. */
+const REVOKED_KEY = "auth-broker:revoked";
 /** What an isolate holds in place of the refresh token: this prefix and the pair's version. */
 const HANDLE_PREFIX = "broker.";
 /** The isolate session's credentials: never sent anywhere, they make `login()` without
@@ -66,6 +69,15 @@ function failed(e) {
   };
 }
 
+const accountRevoked = () =>
+  new AuthError(
+    "the account's session was revoked; an explicit login() starts a new one",
+    "NotAuthenticatedError",
+    "NOT_AUTHENTICATED",
+    401,
+    false,
+  );
+
 const sessionEnded = () =>
   new AuthError(
     "the broker holds no session (revoked, or never logged in): log in again",
@@ -80,8 +92,8 @@ const sessionEnded = () =>
  * account: `env.AUTH_BROKER.idFromName(account)`). Export it from the Worker's main module
  * and bind it (`[[durable_objects.bindings]]`, with a `[[migrations]]` entry).
  *
- * RPC methods: `pair()`, `refresh(version)`, `revoke()` (each answers `{ ok: true, value }` or
- * `{ ok: false, error }`, never throws), `status()`. Isolates normally use them through
+ * RPC methods: `pair()`, `login()`, `refresh(version)`, `revoke()` (each answers
+ * `{ ok: true, value }` or `{ ok: false, error }`, never throws), `status()`. Isolates normally use them through
  * {@link brokeredSession}.
  */
 export class AuthBroker extends DurableObject {
@@ -94,6 +106,8 @@ export class AuthBroker extends DurableObject {
   /** +1 whenever the pair changes or goes: a token read across a change is read again. */
   #epoch = 0;
   #loggingIn = null;
+  /** `revoke()` was the last word (kept in storage): no pair, and no login but an explicit one. */
+  #revoked = false;
   /** Whether an isolate asked since the last alarm refresh: an idle broker stops refreshing. */
   #used = true;
   /** When the pair was installed (the session's margin is capped at half its life then). */
@@ -136,6 +150,7 @@ export class AuthBroker extends DurableObject {
     this.#used = true;
     try {
       await this.#ready();
+      if (this.#revoked) throw accountRevoked();
       const state = this.#session.info.state;
       if (state === "revoked" || state === "expired") await this.#login();
       return answered(await this.#current());
@@ -145,9 +160,31 @@ export class AuthBroker extends DurableObject {
   }
 
   /**
-   * A pair newer than `version`: at once when the broker already holds one, else after a
-   * refresh (single-flight: every isolate that asks meanwhile shares it). Fails with
-   * SESSION_EXPIRED (status 401) when the broker holds no session.
+   * An explicit login (an isolate's `login()`): ends a revocation, logs in, and answers the
+   * new pair as `pair()` does.
+   * @returns {Promise<BrokerResult<BrokerPair>>}
+   */
+  async login() {
+    this.#used = true;
+    try {
+      await this.#ready();
+      if (this.#revoked) {
+        this.#revoked = false;
+        await this.ctx.storage.delete(REVOKED_KEY);
+      }
+      await this.#login();
+      return answered(await this.#current());
+    } catch (e) {
+      return failed(e);
+    }
+  }
+
+  /**
+   * A pair newer than `version`. Only the holder of the current pair (`version` is the
+   * broker's version) causes a refresh (single-flight: every isolate that asks meanwhile
+   * shares it); an older version gets the current pair at once, and any other number
+   * nothing more than that: a caller cannot force refreshes. Fails with SESSION_EXPIRED
+   * (status 401) when the broker holds no session.
    * @returns {Promise<BrokerResult<BrokerPair>>}
    */
   async refresh(version) {
@@ -155,8 +192,8 @@ export class AuthBroker extends DurableObject {
     try {
       await this.#ready();
       const s = this.#session;
-      if (s.info.state !== "active") throw sessionEnded();
-      if (!(Number.isSafeInteger(version) && version < this.#version)) await s.refresh();
+      if (this.#revoked || s.info.state !== "active") throw sessionEnded();
+      if (version === this.#version) await s.refresh();
       return answered(await this.#current());
     } catch (e) {
       return failed(e);
@@ -167,6 +204,10 @@ export class AuthBroker extends DurableObject {
   async revoke() {
     try {
       await this.#ready();
+      // Kept before anything else: a revoke that fails half-way still leaves the account
+      // revoked for every isolate (and for the next instance of the broker).
+      this.#revoked = true;
+      await this.ctx.storage.put(REVOKED_KEY, true);
       await this.ctx.storage.deleteAlarm().catch(() => {});
       if (this.#session.info.state === "active" || this.#loggingIn) await this.#session.revoke();
       return answered({ revoked: true });
@@ -190,6 +231,7 @@ export class AuthBroker extends DurableObject {
       accessExpiresAt: info?.accessExpiresAt ?? null,
       refreshExpiresAt: info?.refreshExpiresAt ?? null,
       version: this.#version,
+      revoked: this.#revoked,
       error: failed ? { code: failed.code ?? "INTERNAL", message: String(failed.message) } : null,
     };
   }
@@ -203,7 +245,7 @@ export class AuthBroker extends DurableObject {
       return; // Misconfigured: the next RPC reports it.
     }
     const s = this.#session;
-    if (s.info.state !== "active") return;
+    if (this.#revoked || s.info.state !== "active") return;
     // Nobody asked since the last refresh: let the pair lapse; the next call refreshes.
     if (!this.#used) return;
     if (Date.now() < this.#dueAt() - ALARM_EARLY_MS) return this.#arm();
@@ -259,6 +301,7 @@ export class AuthBroker extends DurableObject {
     session.on("expired", gone);
     const stored = await this.ctx.storage.get(VERSION_KEY);
     this.#version = Number.isSafeInteger(stored) && stored > 0 ? stored : 0;
+    this.#revoked = (await this.ctx.storage.get(REVOKED_KEY)) === true;
     this.#session = session;
     try {
       await session.restore();
@@ -505,11 +548,28 @@ export function brokeredSession(target, options) {
     },
   });
 
+  // An explicit `login()` of this session reaches the broker as one (it ends a revocation);
+  // the login the session makes by itself asks for the current pair.
+  let explicit = 0;
+  const quietLogin = session.login;
+  Object.defineProperty(session, "login", {
+    async value(...args) {
+      explicit++;
+      try {
+        return await quietLogin.apply(session, args);
+      } finally {
+        explicit--;
+      }
+    },
+    writable: true,
+    configurable: true,
+  });
+
   async function answer(route, init) {
     let call;
     try {
       const stub = stubFor();
-      if (route === "login") call = stub.pair();
+      if (route === "login") call = explicit > 0 ? stub.login() : stub.pair();
       else if (route === "revoke") call = stub.revoke();
       else {
         const version = handleVersion(init.body);

@@ -394,20 +394,53 @@ describe("auth-session/workers: a Durable Object broker", () => {
     assertCleanLogs(env.logs);
   });
 
-  test("revoke() in one isolate ends the account's session; the others log in again through the broker", { timeout: 60_000 }, async (t) => {
+  test("revoke() in one isolate ends the account's session for every isolate until an explicit login()", { timeout: 60_000 }, async (t) => {
     const env = await setup(t);
     const urls = env.cluster.urls;
     assertAllProducts(await Promise.all(urls.map((u) => get(u))), "before");
     assert.deepEqual(await getJson(urls[0], "/revoke"), { revoked: true });
     assert.equal(env.server.stats.revoke, 1);
-    assert.equal((await brokerStatus(env)).state, "revoked");
-    // The other isolates' access tokens are now refused by the API: each refreshes, the
-    // broker says the session ended (401), each logs in again through the broker: one login.
-    assertAllProducts(await Promise.all([...urls, ...urls].map((u) => get(u))), "after revoke");
+    const status = await brokerStatus(env);
+    assert.equal(status.state, "revoked");
+    assert.equal(status.revoked, true);
+    // The other isolates' access tokens are refused by the API; the broker answers their
+    // refresh with SESSION_EXPIRED and their quiet re-login with NOT_AUTHENTICATED: the
+    // account stays revoked, nobody logs it back in behind the user's back.
+    for (const r of await Promise.all([...urls, ...urls].map((u) => get(u)))) {
+      assert.equal(r.status, 502, r.text);
+      assert.equal(JSON.parse(r.text).error, "NOT_AUTHENTICATED", r.text);
+    }
+    assert.equal(env.server.stats.login, 1, "no login after the revoke");
+    assert.equal((await brokerStatus(env)).revoked, true);
+    // An explicit login() ends the revocation: one login, and every isolate is served again.
+    assert.deepEqual(await getJson(urls[1], "/login"), { state: "active" });
+    assertAllProducts(await Promise.all([...urls, ...urls].map((u) => get(u))), "after the explicit login");
     assert.equal(env.server.stats.login, 2);
     assert.equal(env.server.stats.spentReuse, 0);
     const broker = await brokerStatus(env);
     assert.equal(broker.state, "active");
+    assert.equal(broker.revoked, false);
+    assertCleanLogs(env.logs);
+  });
+
+  test("a caller cannot force refreshes: only the current version causes one, single-flight", { timeout: 60_000 }, async (t) => {
+    const env = await setup(t);
+    const [c1] = env.cluster.urls;
+    assertAllProducts([await get(c1)], "before");
+    const refreshes = env.server.stats.refresh;
+    const { version } = await brokerStatus(env);
+    // Numbers that are not the current version: no refresh, the current pair.
+    for (const v of [version + 1, version + 1000, -1, 0, version - 1]) {
+      const r = await getJson(c1, `/rpc-refresh?version=${v}`);
+      assert.equal(r.answer?.ok, true, JSON.stringify(r));
+    }
+    assert.equal(env.server.stats.refresh, refreshes, "no refresh for a version that is not the current one");
+    // Three calls with the version each caller held: one refresh (the later ones present a
+    // version that is no longer current).
+    const answers = await Promise.all([1, 2, 3].map(() => getJson(c1, `/rpc-refresh?version=${version}`)));
+    for (const r of answers) assert.equal(r.answer?.ok, true, JSON.stringify(r));
+    assert.equal(env.server.stats.refresh, refreshes + 1);
+    assert.equal((await brokerStatus(env)).version, version + 1);
     assertCleanLogs(env.logs);
   });
 
@@ -468,14 +501,23 @@ describe("auth-session/workers: a Durable Object broker", () => {
 
       // 1. SESSION_EXPIRED: c1 revokes the account's session. c2's access token is now
       // refused by the API; the broker answers its refresh with SESSION_EXPIRED (401), which
-      // ends c2's pair at once, and c2 logs in again through the broker (quietly: it has
-      // credentials).
+      // ends c2's pair at once, and its quiet re-login with NOT_AUTHENTICATED (401): the
+      // account stays revoked until an explicit login(), which c2 then makes.
       let seen = env.logs.lines.length;
       assert.deepEqual(await getJson(c1, "/revoke"), { revoked: true });
       let started = Date.now();
-      assertAllProducts([await get(c2)], "after revoke");
+      const afterRevoke = await get(c2);
       const revokedMs = Date.now() - started;
-      assert.deepEqual(brokerCalls(env.logs, seen), ["revoke -> ok", "refresh -> SESSION_EXPIRED", "pair -> ok"]);
+      assert.equal(afterRevoke.status, 502, afterRevoke.text);
+      assert.deepEqual(
+        (({ error, status, retryable }) => ({ error, status, retryable }))(JSON.parse(afterRevoke.text)),
+        { error: "NOT_AUTHENTICATED", status: 401, retryable: false },
+      );
+      const revokeCalls = brokerCalls(env.logs, seen);
+      assert.deepEqual(revokeCalls.slice(0, 2), ["revoke -> ok", "refresh -> SESSION_EXPIRED"], JSON.stringify(revokeCalls));
+      assert.deepEqual(revokeCalls.slice(-1), ["pair -> NOT_AUTHENTICATED"], JSON.stringify(revokeCalls));
+      assert.deepEqual(await getJson(c2, "/login"), { state: "active" });
+      assertAllProducts([await get(c2)], "after the explicit login");
       // 2. UNAUTHORIZED: the account's session ends at the server (tokens revoked, password
       // changed). Asked by a caller of its own, the broker's refresh and re-login are refused:
       // it answers the server's UNAUTHORIZED, then SESSION_EXPIRED (it holds no session).
@@ -526,7 +568,8 @@ describe("auth-session/workers: a Durable Object broker", () => {
       assert.ok(refreshes.length >= 1 && refreshes.length <= 2 && refreshes.every((c) => c === "refresh -> SESSION_EXPIRED"), JSON.stringify(calls));
       assert.deepEqual(calls.slice(refreshes.length), ["pair -> UNAUTHORIZED", "pair -> UNAUTHORIZED"], JSON.stringify(calls));
       const c2stats = await getJson(c2, "/stats");
-      assert.deepEqual([c2stats.expired, c2stats.errors, c2stats.info.state], [1, 0, "expired"], JSON.stringify(c2stats));
+      // Two ends of c2's session: the revoke, then the server's revocation.
+      assert.deepEqual([c2stats.expired, c2stats.errors, c2stats.info.state], [2, 0, "expired"], JSON.stringify(c2stats));
       assert.ok(revokedMs < 3_000 && endedMs < 3_000, `${revokedMs} ms, ${endedMs} ms`);
       assert.equal(env.server.stats.login - logins, 2, "one refused login per isolate");
       assertCleanLogs(env.logs);
