@@ -39,6 +39,12 @@ const DESCRIPTOR = Symbol("auth-session.descriptor");
 
 /** `session[IDLE]()`: nothing in flight (see pool.js). Not part of the public API. */
 export const IDLE = Symbol("auth-session.idle");
+/**
+ * `session[SCHEDULE](now)`: the machine's timing of the held pair, for the Workers broker
+ * whose timer is a Durable Object's alarm (see workers.js): `{ skewMs, dueAt, retryAt }`
+ * (local epoch ms; `undefined`: none). Not part of the public API.
+ */
+export const SCHEDULE = Symbol("auth-session.schedule");
 
 /** The driver's methods (see AuthSession's static block). */
 let DRIVER;
@@ -863,6 +869,12 @@ export class AuthSession {
     } catch (e) {
       throw this.#error(e);
     }
+  }
+
+  [SCHEDULE](at) {
+    const core = this.#core;
+    const some = (t) => (t < 0 ? undefined : t);
+    return { skewMs: core.skew_ms(), dueAt: some(core.due_at()), retryAt: some(core.retry_at(at)) };
   }
 
   /** No call, no auth or storage work in flight: disposing now breaks and loses nothing. */

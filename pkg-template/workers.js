@@ -16,7 +16,7 @@
 
 import { DurableObject } from "cloudflare:workers";
 import { AuthSession, AuthError } from "./workerd.mjs";
-import { readFetch } from "./session.js";
+import { readFetch, SCHEDULE } from "./session.js";
 
 export { AuthSession, AuthError };
 
@@ -30,10 +30,6 @@ const HANDLE_PREFIX = "broker.";
 /** The isolate session's credentials: never sent anywhere, they make `login()` without
  *  arguments and the re-login after a rejected refresh go to the broker. */
 const PLACEHOLDER = Object.freeze({ username: "auth-broker", password: "auth-broker-placeholder-credentials" });
-const DEFAULT_MARGIN_SECONDS = 300;
-/** As the session judges a `Date` header: smaller differences are noise, larger ones broken. */
-const SKEW_NOISE_MS = 2_000;
-const SKEW_SANE_MS = 366 * 86_400_000;
 /** An alarm this close to the refresh time refreshes (alarms may fire a little early). */
 const ALARM_EARLY_MS = 50;
 
@@ -110,11 +106,6 @@ export class AuthBroker extends DurableObject {
   #revoked = false;
   /** Whether an isolate asked since the last alarm refresh: an idle broker stops refreshing. */
   #used = true;
-  /** When the pair was installed (the session's margin is capped at half its life then). */
-  #installedAt = 0;
-  #marginMs = DEFAULT_MARGIN_SECONDS * 1000;
-  /** The server's clock minus ours, read from auth responses' Date headers. */
-  #skewMs = 0;
   #origin = "";
 
   /**
@@ -253,9 +244,10 @@ export class AuthBroker extends DurableObject {
     try {
       await s.refresh();
     } catch {
-      const left = (s.info.accessExpiresAt?.getTime() ?? 0) - this.#skewMs - Date.now();
-      if (s.info.state === "active" && left > 0) {
-        await this.ctx.storage.setAlarm(Date.now() + Math.min(30_000, Math.max(1_000, left / 2))).catch(() => {});
+      // When to try again is the session's rule, as for its own timer.
+      const retryAt = s[SCHEDULE](Date.now()).retryAt;
+      if (s.info.state === "active" && retryAt !== undefined) {
+        await this.ctx.storage.setAlarm(retryAt).catch(() => {});
       }
     }
   }
@@ -288,9 +280,8 @@ export class AuthBroker extends DurableObject {
       // The alarm refreshes: it survives the object's eviction, a timer does not.
       autoRefresh: false,
       storage: this.ctx.storage,
-      fetch: (input, init) => this.#observe(send(input, init)),
+      fetch: send,
     });
-    this.#marginMs = (options.refreshMarginSeconds ?? DEFAULT_MARGIN_SECONDS) * 1000;
     this.#origin = new URL(options.host.trim()).origin;
     session.on("tokens", (info) => this.#installed(info));
     const gone = () => {
@@ -313,7 +304,6 @@ export class AuthBroker extends DurableObject {
   /** The session holds a new pair (tokens event): a new version, the next alarm. */
   #installed(info) {
     this.#epoch++;
-    this.#installedAt = Date.now();
     if (info.reason !== "restore" || this.#version === 0) {
       this.#version += 1;
       // The output gate holds this call's answer until the write is durable.
@@ -322,34 +312,15 @@ export class AuthBroker extends DurableObject {
     this.#arm();
   }
 
-  /** When the session counts the pair as due: expiry minus the margin, capped at half the
-   *  life the pair had when it was installed (the session's rule). */
+  /** When the session counts the pair as due (its expiry on our clock, less its margin):
+   *  the machine's answer, not a copy of its rule. */
   #dueAt() {
-    const expires = this.#session?.info.accessExpiresAt;
-    if (!expires) return Infinity;
-    const local = expires.getTime() - this.#skewMs;
-    return local - Math.min(this.#marginMs, Math.max(0, local - this.#installedAt) / 2);
+    return this.#session?.[SCHEDULE](Date.now()).dueAt ?? Infinity;
   }
 
   #arm() {
     const at = this.#dueAt();
     if (Number.isFinite(at)) this.ctx.storage.setAlarm(Math.max(at, Date.now())).catch(() => {});
-  }
-
-  /** Reads the server's clock off an auth response's Date header, as the session does. */
-  async #observe(pending) {
-    const res = await pending;
-    try {
-      const date = res?.headers?.get?.("date");
-      const at = typeof date === "string" ? Date.parse(date) : NaN;
-      if (Number.isFinite(at)) {
-        const skew = at - Date.now();
-        if (Math.abs(skew) <= SKEW_SANE_MS) this.#skewMs = Math.abs(skew) < SKEW_NOISE_MS ? 0 : skew;
-      }
-    } catch {
-      // A response without readable headers: the session judges it.
-    }
-    return res;
   }
 
   #login() {
@@ -379,7 +350,8 @@ export class AuthBroker extends DurableObject {
         client_id: info.clientId,
         version: this.#version,
         origin: this.#origin,
-        skew_ms: this.#skewMs,
+        // The server's clock minus ours as the session read it (0 within the noise).
+        skew_ms: s[SCHEDULE](Date.now()).skewMs,
       };
     }
   }
@@ -612,7 +584,7 @@ export function brokeredSession(target, options) {
     // The broker's reading of the server's clock, for the isolate's expiry judgement.
     const skew = Number(reply.skew_ms);
     const headers =
-      Number.isFinite(skew) && Math.abs(skew) >= SKEW_NOISE_MS ? { date: new Date(Date.now() + skew).toUTCString() } : {};
+      Number.isFinite(skew) && skew !== 0 ? { date: new Date(Date.now() + skew).toUTCString() } : {};
     return envelope(200, { success: true, data }, headers);
   }
 

@@ -346,3 +346,20 @@ fn a_timer_that_fired_during_a_callers_failed_refresh_tries_again_later() {
     r.answer(t, ok(&Pair::issued(2, t)));
     assert_eq!(r.deadline(), Some(t + HOUR - MARGIN));
 }
+
+#[test]
+fn a_driver_with_a_timer_of_its_own_reads_the_machines_schedule() {
+    // The Workers broker's alarm: the skew, when the pair is due and when to try again are
+    // the machine's answers, the same as its own timer's.
+    let mut r = Run::new(config(no_timer));
+    assert_eq!((r.m.due_at(), r.m.retry_at(EPOCH), r.m.skew_ms()), (None, None, 0));
+    let server_now = EPOCH - HOUR;
+    r.login(EPOCH);
+    r.answer(EPOCH, ok(&Pair::issued(1, server_now)).date(&http_date(server_now)));
+    assert_eq!(r.m.skew_ms(), -HOUR);
+    assert_eq!(r.m.due_at(), Some(EPOCH + HOUR - MARGIN), "on our clock, less the margin");
+    let t = EPOCH + HOUR - MARGIN;
+    assert_eq!(r.m.retry_at(t), Some(t + 30 * SECOND), "half the life left, at most 30 s");
+    assert_eq!(r.m.retry_at(EPOCH + HOUR - 10 * SECOND), Some(EPOCH + HOUR - 5 * SECOND));
+    assert_eq!(r.m.retry_at(EPOCH + HOUR), None, "expired: the next call refreshes");
+}

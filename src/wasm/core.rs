@@ -398,6 +398,20 @@ impl Core {
         self.machine.set_logging(on);
     }
 
+    /// For the Workers broker, whose timer is a Durable Object's alarm: [`Machine::skew_ms`],
+    /// [`Machine::due_at`] and [`Machine::retry_at`] (-1: none).
+    pub fn skew_ms(&self) -> f64 {
+        self.machine.skew_ms() as f64
+    }
+
+    pub fn due_at(&self) -> f64 {
+        self.machine.due_at().map_or(-1.0, |t| t as f64)
+    }
+
+    pub fn retry_at(&self, now: f64) -> f64 {
+        self.machine.retry_at(now as i64).map_or(-1.0, |t| t as f64)
+    }
+
     /// [`Machine::is_idle`]: what `SessionPool` asks before it disposes a session.
     pub fn idle(&self) -> bool {
         self.machine.is_idle()

@@ -720,6 +720,26 @@ impl Machine {
         }
     }
 
+    /// The server's clock minus ours, as read from auth responses' `Date` headers (0 within
+    /// the header's noise): for a driver that hands the pair on (the Workers broker).
+    pub fn skew_ms(&self) -> i64 {
+        self.skew_ms
+    }
+
+    /// When the held pair is due for a refresh (local clock): its expiry less the margin the
+    /// machine uses for it. For a driver whose timer is not the machine's (a Durable
+    /// Object's alarm). `None` without a pair.
+    pub fn due_at(&self) -> Option<i64> {
+        self.held().map(|h| h.access_local - h.margin_ms)
+    }
+
+    /// When to try again after a refresh such a driver started failed for a temporary
+    /// reason (as the machine's own timer would); `None` once the access token has expired.
+    pub fn retry_at(&self, now: i64) -> Option<i64> {
+        let h = self.held()?;
+        retry_delay(h.access_local, now).map(|d| now + d as i64)
+    }
+
     /// No call and no auth or storage operation in flight: disposing now breaks nothing and
     /// loses nothing (a pair that came in has been written, or its write has failed).
     pub fn is_idle(&self) -> bool {
