@@ -357,9 +357,20 @@ fn a_driver_with_a_timer_of_its_own_reads_the_machines_schedule() {
     r.login(EPOCH);
     r.answer(EPOCH, ok(&Pair::issued(1, server_now)).date(&http_date(server_now)));
     assert_eq!(r.m.skew_ms(), -HOUR);
-    assert_eq!(r.m.due_at(), Some(EPOCH + HOUR - MARGIN), "on our clock, less the margin");
+    assert_eq!(
+        r.m.due_at(),
+        Some(EPOCH + HOUR - MARGIN),
+        "on our clock, less the margin"
+    );
     let t = EPOCH + HOUR - MARGIN;
-    assert_eq!(r.m.retry_at(t), Some(t + 30 * SECOND), "half the life left, at most 30 s");
-    assert_eq!(r.m.retry_at(EPOCH + HOUR - 10 * SECOND), Some(EPOCH + HOUR - 5 * SECOND));
+    assert_eq!(
+        r.m.retry_at(t),
+        Some(t + 30 * SECOND),
+        "half the life left, at most 30 s"
+    );
+    assert_eq!(
+        r.m.retry_at(EPOCH + HOUR - 10 * SECOND),
+        Some(EPOCH + HOUR - 5 * SECOND)
+    );
     assert_eq!(r.m.retry_at(EPOCH + HOUR), None, "expired: the next call refreshes");
 }
