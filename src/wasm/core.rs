@@ -29,7 +29,7 @@ use crate::core::machine::{
     ApiFailure, ApiStep, AuthReply, Behind, BodyFailure, Endpoint, Event, IoFailure, Keep, Log, Machine, Need, Outcome,
     Output, Persistence, SessionInfo, Step, StorageOp, StorageReply, TokenStep, Waited, Wake, Want,
 };
-use crate::core::secret::{AccessToken, Password};
+use crate::core::secret::Password;
 use crate::core::{AuthError, Cause, Credentials};
 
 #[wasm_bindgen]
@@ -208,8 +208,8 @@ pub struct Core {
     machine: Machine,
     /// The deadline last handed to `d.arm`, so the timer is re-armed only on a change.
     armed: Option<(i64, Keep)>,
-    /// Of the last `Ready` token step: the token and a background flight (0: none).
-    token: Option<AccessToken>,
+    /// Of the last `Ready` token step: a background flight (0: none). Its token is the held
+    /// pair's, read from the machine (no copy of it is kept here).
     background: u32,
 }
 
@@ -270,7 +270,6 @@ impl Core {
                 (seed * 9_007_199_254_740_991.0) as u64,
             ),
             armed: None,
-            token: None,
             background: 0,
         })
     }
@@ -324,11 +323,6 @@ impl Core {
                 Some((at, keep)) => d.arm(at as f64, keep == Keep::Alive),
                 None => d.arm(-1.0, false),
             }
-        }
-        // The copy kept for `token_text` must not outlive the pair: after a revoke, an expiry
-        // or a dispose nothing may hand out the old token.
-        if self.machine.is_disposed() || self.machine.info().state != crate::core::machine::Phase::Active {
-            self.token = None;
         }
     }
 
@@ -463,12 +457,7 @@ impl Core {
     fn token_step(&mut self, d: &Driver, step: TokenStep) -> Result<f64, JsValue> {
         self.drain(d);
         match step {
-            TokenStep::Ready {
-                token,
-                serial,
-                background,
-            } => {
-                self.token = Some(token);
+            TokenStep::Ready { serial, background, .. } => {
                 self.background = background.unwrap_or(0);
                 Ok(serial as f64)
             }
@@ -478,10 +467,12 @@ impl Core {
         }
     }
 
-    /// The access token of the last `Ready` step. Crossing into JavaScript costs a string
-    /// copy, so the driver asks only when the serial it got is not the one it holds.
+    /// The access token of the last `Ready` step: the held pair's (a `Ready` step always
+    /// hands out the held pair, and the driver asks right after it). Crossing into
+    /// JavaScript costs a string copy, so the driver asks only when the serial it got is not
+    /// the one it holds. After a revoke, an expiry or a dispose there is none.
     pub fn token_text(&self) -> Option<String> {
-        self.token.as_ref().map(|t| t.expose().to_owned())
+        self.machine.access_token().map(|t| t.expose().to_owned())
     }
 
     #[wasm_bindgen(getter)]

@@ -720,6 +720,11 @@ impl Machine {
         }
     }
 
+    /// The held pair's access token (what every `Ready` token step hands out).
+    pub fn access_token(&self) -> Option<&AccessToken> {
+        self.held().map(|h| &h.pair.access_token)
+    }
+
     /// The server's clock minus ours, as read from auth responses' `Date` headers (0 within
     /// the header's noise): for a driver that hands the pair on (the Workers broker).
     pub fn skew_ms(&self) -> i64 {
