@@ -16,7 +16,9 @@ mod common;
 
 use std::collections::HashSet;
 
-use auth_session::core::machine::{Endpoint, FlightId, Need, Outcome, Output, Reason, StorageOp, StorageReply};
+use auth_session::core::machine::{
+    Endpoint, FlightId, Need, Outcome, Output, Reason, StorageOp, StorageReply, TokenStep,
+};
 use auth_session::core::{Options, Phase};
 use common::*;
 
@@ -1280,4 +1282,59 @@ fn with_a_valid_token_a_call_inside_the_margin_never_waits_for_another_holder() 
     assert!(kinds(&outs).contains(&"tokens"), "{:?}", kinds(&outs));
     assert_eq!(r.token_now(now).unwrap(), at(2));
     assert_eq!(r.count(Endpoint::Refresh), 0);
+}
+
+#[test]
+fn a_replay_after_a_401_waits_for_another_holders_pair_and_never_resends_the_refused_token() {
+    // Found by the fleet chaos runner: the API refuses the held token (its family was revoked
+    // after a reuse elsewhere) while another instance holds the lease. The call's refresh is
+    // refused the lease; the token has not expired, but the replay must not carry it again.
+    use auth_session::core::machine::{ApiStep, Behind, Waited, Want};
+    let p1 = Pair::issued(1, EPOCH);
+    let mut r = lease_run(|_| {});
+    r.logged_in(EPOCH, &p1);
+    let t = EPOCH + MINUTE;
+    let call = r.m.api_open("GET", "/v1/items", Want::Data, Behind::No).unwrap();
+    assert!(matches!(
+        r.m.api_token(t, call, Waited::Nothing, 0),
+        TokenStep::Ready { .. }
+    ));
+    assert_eq!(r.m.api_response(t, call, 401, false, None), ApiStep::Token);
+    let f = wait_token(r.m.api_token(t, call, Waited::Nothing, 0));
+    r.drain();
+    r.looked(t, p1.stored());
+    r.answer_acquire(t, StorageReply::Empty);
+    assert_eq!(
+        r.outcome(f),
+        None,
+        "a caller whose token was refused is not released to it"
+    );
+    // The holder stores pair 2: the next look adopts it, and the replay carries it.
+    let now = r.fire();
+    r.looked(now, Pair::issued(2, now).stored_as(2, None));
+    assert_eq!(r.settled(f), Outcome::Done);
+    match r.m.api_token(now, call, waited(&r.settled(f)), 1) {
+        TokenStep::Ready { token, .. } => assert_eq!(token.expose(), at(2)),
+        other => panic!("{other:?}"),
+    }
+    // A token call that asks for a replay of the refused pair waits too, and at most
+    // timeoutMs for a holder that never writes.
+    let mut r = lease_run(|o| o.timeout_ms = Some(2_000.0));
+    r.logged_in(EPOCH, &p1);
+    let serial = serial(&r.ask(t, Need::Lenient));
+    let f = wait_token(r.token_after_401(t, serial));
+    r.looked(t, p1.stored());
+    r.answer_acquire(t, StorageReply::Empty);
+    let g = wait_token(r.token(t, Need::Replay, Waited::Nothing, 1));
+    assert_eq!(f, g, "the replay joins the refresh, it is not handed the refused token");
+    let mut now = t;
+    while r.outcome(f).is_none() {
+        now = r.fire();
+        r.looked(now, p1.stored());
+        if r.has_open_op("acquire") {
+            r.answer_acquire(now, StorageReply::Empty);
+        }
+    }
+    assert!(now - t <= 3_000, "waited {} ms", now - t);
+    assert_eq!(r.failure(f).code(), "TIMEOUT");
 }

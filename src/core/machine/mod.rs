@@ -472,6 +472,9 @@ struct Op {
     waiting: Option<(i64, u32)>,
     /// Started by `refresh()`: its callers want new tokens, not the ones they hold.
     manual: bool,
+    /// The API refused the held token (a 401): its callers cannot go on with it, so they
+    /// are never released to it, and wait for another holder's pair at most `timeoutMs`.
+    unauthorized: bool,
 }
 
 impl Op {
@@ -486,6 +489,7 @@ impl Op {
             lease: None,
             waiting: None,
             manual: false,
+            unauthorized: false,
         }
     }
 
@@ -547,6 +551,8 @@ pub struct Machine {
     seen_version: u64,
     /// The API calls in flight (see `api.rs`).
     calls: Vec<api::Call>,
+    /// The serial of a pair the API refused (a 401): a replay never gets it again.
+    rejected: Option<u32>,
     /// The last pair came from a `login(username, password)` of another account than
     /// `credentials`: a transparent re-login would switch accounts, so there is none.
     other_account: bool,
@@ -604,6 +610,7 @@ impl Machine {
             reply_status: 0,
             seen_version: 0,
             calls: Vec::new(),
+            rejected: None,
             other_account: false,
         }
     }
@@ -1034,7 +1041,9 @@ impl Machine {
         if let Some(e) = self.expire_if_due(now) {
             return TokenStep::Fail(e);
         }
-        if let Some(h) = self.held() {
+        // A replay never gets the pair the API refused (it waits for the refresh instead).
+        let refused = need == Need::Replay && self.held().is_some_and(|h| self.rejected == Some(h.serial));
+        if let Some(h) = self.held().filter(|_| !refused) {
             if now + h.margin_ms < h.access_local {
                 return ready(h, None);
             }
@@ -1055,12 +1064,19 @@ impl Machine {
             }
         }
         if let Some(f) = self.joinable() {
+            if refused {
+                self.mark_unauthorized();
+            }
             return TokenStep::Wait(f);
         }
-        match self.start_getting_tokens(now, Trigger::User, Why::Margin) {
+        let step = match self.start_getting_tokens(now, Trigger::User, Why::Margin) {
             Some(f) => TokenStep::Wait(f),
             None => TokenStep::Fail(self.state_error().unwrap_or_else(not_logged_in)),
+        };
+        if refused {
+            self.mark_unauthorized();
         }
+        step
     }
 
     /// After a 401 to a request sent with the pair `serial`: a newer token if one exists,
@@ -1072,18 +1088,30 @@ impl Machine {
         }
         match self.held() {
             Some(h) if h.serial != serial && now < h.access_local => ready(h, None),
-            _ => {
+            held => {
+                if held.is_some_and(|h| h.serial == serial) {
+                    self.rejected = Some(serial);
+                }
                 if let Some(e) = self.expire_if_due(now) {
                     return TokenStep::Fail(e);
                 }
-                if let Some(f) = self.joinable() {
-                    return TokenStep::Wait(f);
-                }
-                match self.start_getting_tokens(now, Trigger::User, Why::Unauthorized) {
+                let step = match self.joinable() {
                     Some(f) => TokenStep::Wait(f),
-                    None => TokenStep::Fail(self.state_error().unwrap_or_else(not_logged_in)),
-                }
+                    None => match self.start_getting_tokens(now, Trigger::User, Why::Unauthorized) {
+                        Some(f) => TokenStep::Wait(f),
+                        None => TokenStep::Fail(self.state_error().unwrap_or_else(not_logged_in)),
+                    },
+                };
+                self.mark_unauthorized();
+                step
             }
+        }
+    }
+
+    /// The refresh in progress serves a caller whose token the API refused.
+    fn mark_unauthorized(&mut self) {
+        if let Some(op) = self.op.as_mut().filter(|op| matches!(op.kind, OpKind::Refresh { .. })) {
+            op.unauthorized = true;
         }
     }
 
@@ -1834,7 +1862,7 @@ impl Machine {
             // With an expired token, callers wait for the holder's pair at most timeoutMs;
             // with a valid one nobody waits, and the look goes on until the holder's lease
             // must have run out.
-            let valid = self.held().is_some_and(|h| now < h.access_local);
+            let valid = self.held().is_some_and(|h| now < h.access_local) && !op.unauthorized;
             let bound = if valid {
                 2 * self.lease_ttl() as i64
             } else {
@@ -1934,7 +1962,8 @@ impl Machine {
                 let (since, round) = op.waiting.unwrap_or((now, 0));
                 op.waiting = Some((since, round + 1));
                 let valid = self.held().is_some_and(|h| now < h.access_local);
-                if round == 0 && valid && !op.manual && matches!(op.kind, OpKind::Refresh { .. }) {
+                let release = !op.manual && !op.unauthorized;
+                if round == 0 && valid && release && matches!(op.kind, OpKind::Refresh { .. }) {
                     // Its callers still hold a valid token: they go out with it now (asked
                     // again, the machine hands it out) instead of waiting for the holder.
                     // The look for the holder's pair goes on under a new flight.
