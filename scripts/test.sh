@@ -42,6 +42,9 @@ bash scripts/test-browser.sh
 step "Redis adapter and a fleet of Node processes on one Redis (redis-server, node-redis, ioredis)"
 bash scripts/test-redis.sh
 
+step "fleet chaos: kill -9, Redis restarts, stalled links, pool churn under a fixed seed (CHAOS_SEED, CHAOS_SECONDS)"
+bash scripts/test-chaos.sh
+
 step "the documentation (pkg-template/README.md, REFERENCE.md): its examples run, it covers every option, method, event, error code and export"
 node --test tests/docs/*.test.mjs
 
