@@ -1,11 +1,12 @@
-// Repro of a bug the chaos fleet found (not part of the test command):
+// Repro of a bug the chaos fleet found (not part of the test command; the native test
+// `a_replay_after_a_401_waits_for_another_holders_pair_and_never_resends_the_refused_token`
+// in tests/core_lease.rs holds the fix):
 //   node tests/chaos/repro-401-replay.mjs
 // A session whose access token the server rejects (401: its family was revoked, e.g. after
-// another instance's spent-token reuse) while another instance holds the refresh lease:
-// the refresh for the 401 finds the lease taken, its flight settles with `Again` because
-// the token is still valid by its expiry time, and the replay goes out with the same
-// rejected token: a second 401, and json() fails with UNAUTHORIZED. The docs promise a
-// refresh before the replay (and with credentials, a quiet re-login).
+// another instance's spent-token reuse) while another instance holds the refresh lease. It
+// used to replay with the same rejected token (a second 401: UNAUTHORIZED). Fixed: the
+// replay waits for the holder's pair, at most timeoutMs (here the holder never writes, so
+// the call fails with TIMEOUT after one API request).
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { startServer } from "../server/reference-server.mjs";
