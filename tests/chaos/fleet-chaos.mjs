@@ -41,7 +41,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { startServer } from "../server/reference-server.mjs";
-import { freePort, sleep, within } from "../redis/harness.mjs";
+import { freePort, rawCommand as redisCommand, sleep, within } from "../redis/harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -77,26 +77,6 @@ export function prng(seed) {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-/** Sends one inline command to a Redis port; the first reply line, or null. */
-function redisCommand(port, line, ms = 1000) {
-  return new Promise((resolveReply) => {
-    const socket = net.connect({ port, host: "127.0.0.1" });
-    let data = "";
-    const done = (value) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolveReply(value);
-    };
-    const timer = setTimeout(() => done(null), ms);
-    socket.on("connect", () => socket.write(`${line}\r\n`));
-    socket.on("data", (chunk) => {
-      data += chunk;
-      if (data.includes("\r\n")) done(data.split("\r\n")[0]);
-    });
-    socket.on("error", () => done(null));
-  });
 }
 
 /** A redis-server on a fixed port and directory, restartable: appendonly, fsync always. */

@@ -35,7 +35,7 @@ export async function freePort() {
 }
 
 /** Sends one inline command to a Redis port and returns the first reply line (or null). */
-function rawCommand(port, line, ms = 1000) {
+export function rawCommand(port, line, ms = 1000) {
   return new Promise((resolve) => {
     const socket = net.connect({ port, host: "127.0.0.1" });
     let data = "";
