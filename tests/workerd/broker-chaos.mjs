@@ -37,9 +37,8 @@
 
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import { startServer } from "../server/reference-server.mjs";
-import { CaptureLog, CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, sleep, tempDir } from "./harness.mjs";
+import { CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, sleep, startBrokerCluster, tempDir } from "./harness.mjs";
 
 const fixture = fileURLToPath(new URL("./fixtures/broker-worker.mjs", import.meta.url));
 
@@ -85,44 +84,9 @@ function within(ms, promise, label) {
   ]).finally(() => clearTimeout(timer));
 }
 
-async function startCluster({ modules, serverUrl, persist, logs, clients }) {
-  const common = { modules, modulesRoot: path.dirname(modules[0].path), compatibilityDate: await compatibilityDate() };
-  const options = convertV4MiniflareOptions({
-    workers: [
-      {
-        name: "broker",
-        ...common,
-        bindings: {
-          AUTH_SESSION_HOST: serverUrl,
-          AUTH_SESSION_USERNAME: USER.username,
-          AUTH_SESSION_PASSWORD: USER.password,
-          AUTH_SESSION_REFRESH_MARGIN_SECONDS: String(BROKER_MARGIN_S),
-        },
-        durableObjects: { AUTH_BROKER: { className: "AuthBroker", useSQLite: true } },
-      },
-      ...clients.map((name) => ({
-        name,
-        ...common,
-        bindings: { AUTH_SESSION_HOST: serverUrl, CLIENT_MARGIN_SECONDS: String(CLIENT_MARGIN_S) },
-        durableObjects: { AUTH_BROKER: { className: "AuthBroker", scriptName: "broker", useSQLite: true } },
-        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-      })),
-    ],
-    resourcePersistencePath: persist,
-    cf: false,
-    enableDevRegistry: false,
-    log: new CaptureLog(logs),
-    handleStructuredLogs: ({ level, message }) => logs.push("workerd", level, message),
-  });
-  const mf = new Miniflare(options);
-  try {
-    await within(30_000, mf.ready, "Miniflare start");
-    const urls = await within(10_000, Promise.all(clients.map((n) => mf.unsafeGetDirectURL(n))), "worker URLs");
-    return { mf, urls };
-  } catch (e) {
-    await within(30_000, mf.dispose(), "Miniflare dispose").catch(() => {});
-    throw e;
-  }
+/** The broker and the client scripts (see the harness's startBrokerCluster). */
+function startCluster(options) {
+  return startBrokerCluster({ brokerMarginS: BROKER_MARGIN_S, clientMarginS: CLIENT_MARGIN_S, ...options });
 }
 
 /** GET `pathname` from a client script: { status, code, body }. */

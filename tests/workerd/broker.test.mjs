@@ -15,9 +15,8 @@ import { spawn } from "node:child_process";
 import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import { startServer } from "../server/reference-server.mjs";
-import { CaptureLog, CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, pkgDir, root, sleep, tempDir, userCopy } from "./harness.mjs";
+import { CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, pkgDir, root, sleep, startBrokerCluster, tempDir, userCopy } from "./harness.mjs";
 
 const brokerExampleDir = path.join(root, "www-example/worker-broker");
 const fixture = fileURLToPath(new URL("./fixtures/broker-worker.mjs", import.meta.url));
@@ -68,51 +67,9 @@ before(async () => {
 });
 after(() => tmp?.cleanup());
 
-/**
- * The broker script and the client scripts in one Miniflare, each client its own isolate
- * reachable over real HTTP. `persist`: where the Durable Object's storage lives (share it
- * to restart with the same storage).
- */
-async function startCluster({ modules, serverUrl, persist, logs, brokerVars = {}, clientVars = {}, clients = CLIENTS, compatibilityDate = compat }) {
-  const common = { modules, modulesRoot: path.dirname(modules[0].path), compatibilityDate };
-  const options = convertV4MiniflareOptions({
-    workers: [
-      {
-        name: "broker",
-        ...common,
-        bindings: {
-          AUTH_SESSION_HOST: serverUrl,
-          AUTH_SESSION_USERNAME: USER.username,
-          AUTH_SESSION_PASSWORD: USER.password,
-          AUTH_SESSION_REFRESH_MARGIN_SECONDS: String(BROKER_MARGIN_S),
-          ...brokerVars,
-        },
-        durableObjects: { AUTH_BROKER: { className: "AuthBroker", useSQLite: true } },
-      },
-      // The clients know no credentials: only the broker logs in.
-      ...clients.map((name) => ({
-        name,
-        ...common,
-        bindings: { AUTH_SESSION_HOST: serverUrl, CLIENT_MARGIN_SECONDS: String(CLIENT_MARGIN_S), REFRESH_MARGIN_SECONDS: String(CLIENT_MARGIN_S), ...clientVars },
-        durableObjects: { AUTH_BROKER: { className: "AuthBroker", scriptName: "broker", useSQLite: true } },
-        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-      })),
-    ],
-    resourcePersistencePath: persist,
-    cf: false,
-    enableDevRegistry: false,
-    log: new CaptureLog(logs),
-    handleStructuredLogs: ({ level, message }) => logs.push("workerd", level, message),
-  });
-  const mf = new Miniflare(options);
-  try {
-    await within(30_000, mf.ready, "Miniflare start");
-    const urls = await within(10_000, Promise.all(clients.map((n) => mf.unsafeGetDirectURL(n))), "worker URLs");
-    return { mf, urls };
-  } catch (e) {
-    await within(30_000, mf.dispose(), "Miniflare dispose").catch(() => {});
-    throw e;
-  }
+/** The broker and the client scripts (see the harness's startBrokerCluster). */
+function startCluster({ clients = CLIENTS, compatibilityDate = compat, ...rest }) {
+  return startBrokerCluster({ clients, compatibilityDate, brokerMarginS: BROKER_MARGIN_S, clientMarginS: CLIENT_MARGIN_S, ...rest });
 }
 
 /** One reference server with short tokens, one cluster, torn down after the test. */

@@ -164,6 +164,81 @@ export async function startWorker({ modules, serverUrl, persist, logs, vars = {}
   return { mf, url, options };
 }
 
+/** Awaits `promise` for at most `ms`, else rejects naming `label`. */
+function bounded(ms, promise, label) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${label}: no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The broker script and client scripts in one Miniflare, each client its own isolate
+ * reachable over real HTTP; the clients know no credentials (only the broker logs in).
+ * `persist`: where the Durable Object's storage lives (share it to restart with the same
+ * storage). `brokerMarginS`/`clientMarginS`: the refresh margins (the isolates' smaller).
+ * @returns {Promise<{ mf: Miniflare, urls: URL[] }>}
+ */
+export async function startBrokerCluster({
+  modules,
+  serverUrl,
+  persist,
+  logs,
+  clients,
+  brokerMarginS,
+  clientMarginS,
+  brokerVars = {},
+  clientVars = {},
+  compatibilityDate: date,
+}) {
+  const common = { modules, modulesRoot: path.dirname(modules[0].path), compatibilityDate: date ?? (await compatibilityDate()) };
+  const options = convertV4MiniflareOptions({
+    workers: [
+      {
+        name: "broker",
+        ...common,
+        bindings: {
+          AUTH_SESSION_HOST: serverUrl,
+          AUTH_SESSION_USERNAME: USER.username,
+          AUTH_SESSION_PASSWORD: USER.password,
+          AUTH_SESSION_REFRESH_MARGIN_SECONDS: String(brokerMarginS),
+          ...brokerVars,
+        },
+        durableObjects: { AUTH_BROKER: { className: "AuthBroker", useSQLite: true } },
+      },
+      ...clients.map((name) => ({
+        name,
+        ...common,
+        bindings: {
+          AUTH_SESSION_HOST: serverUrl,
+          CLIENT_MARGIN_SECONDS: String(clientMarginS),
+          REFRESH_MARGIN_SECONDS: String(clientMarginS),
+          ...clientVars,
+        },
+        durableObjects: { AUTH_BROKER: { className: "AuthBroker", scriptName: "broker", useSQLite: true } },
+        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
+      })),
+    ],
+    resourcePersistencePath: persist,
+    cf: false,
+    enableDevRegistry: false,
+    log: new CaptureLog(logs),
+    handleStructuredLogs: ({ level, message }) => logs.push("workerd", level, message),
+  });
+  const mf = new Miniflare(options);
+  try {
+    await bounded(30_000, mf.ready, "Miniflare start");
+    const urls = await bounded(10_000, Promise.all(clients.map((n) => mf.unsafeGetDirectURL(n))), "worker URLs");
+    return { mf, urls };
+  } catch (e) {
+    await bounded(30_000, mf.dispose(), "Miniflare dispose").catch(() => {});
+    throw e;
+  }
+}
+
 /**
  * An example Worker as a user has it after `npm install`: its files (without build output,
  * local secrets or node_modules) copied to `app`, and auth-session in its node_modules (a
