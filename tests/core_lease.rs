@@ -201,7 +201,7 @@ fn the_holder_looks_takes_the_lease_looks_again_refreshes_writes_and_then_releas
     let p2 = Pair::issued(2, EPOCH + MINUTE);
     let mut r = lease_run(|_| {});
     r.logged_in(EPOCH, &p1);
-    assert_eq!(r.acquires(), [], "a login takes no lease");
+    assert_eq!(r.acquires(), [] as [u32; 0], "a login takes no lease");
     let key = r.m.config().storage_key();
 
     let t = EPOCH + MINUTE;

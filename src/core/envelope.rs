@@ -304,16 +304,18 @@ pub fn read_record(doc: &Json) -> Result<Option<Stored>, AuthError> {
     }))
 }
 
-// Native only: the documents are read with `json::parse`, which wasm32 does not have.
+// Native only: the documents are read with serde_json, a native dev-dependency.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+
+    include!("../../tests/common/json_text.rs");
 
     const PAIR: &str = r#"{"success":true,"data":{"access_token":"eyJ.a.1","refresh_token":"eyJ.r.1",
         "access_expires_at":"2024-01-15T10:30:00Z","refresh_expires_at":"2024-01-22T09:30:00.5+01:00","client_id":123456}}"#;
 
     fn body(text: &[u8]) -> AuthBody {
-        match json::parse(text) {
+        match parse_json(text) {
             _ if text.is_empty() => AuthBody::Empty,
             Ok(doc) => AuthBody::Json(doc),
             Err(_) => AuthBody::NotJson,
@@ -326,7 +328,7 @@ mod tests {
 
     fn record(text: &str) -> Result<Option<Stored>, AuthError> {
         read_record(
-            &json::parse(text.as_bytes())
+            &parse_json(text.as_bytes())
                 .map_err(|_| AuthError::new(crate::core::error::ErrorCode::Storage, "not JSON"))?,
         )
     }
