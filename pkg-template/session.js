@@ -1060,14 +1060,16 @@ export class AuthSession {
         }
         // TOKEN (the replay after a 401) and a finished wait: the next attempt.
       }
+    } catch (e) {
+      // Every AuthError here is the machine's, which has ended the call; anything else (the
+      // runtime refusing to build a request) ends it here. An ordinary return needs neither.
+      if (!AuthError.is(e)) this.#feed((c, d) => c.api_close(d, id));
+      throw e;
     } finally {
       ctrl?.abort();
       signal?.removeEventListener?.("abort", onAbort);
       this.#calls?.delete(id);
       if (this.#calls?.size === 0) this.#calls = null;
-      // Ended by the machine already in every ordinary case; this covers the runtime
-      // refusing to build a request.
-      if (!this.#broken && !this.#busy) this.#core.api_close(this.#d, id);
     }
   }
 

@@ -13,14 +13,6 @@
 # (or AUTH_SESSION_PKG_DIR). CHAOS_FIGURES=1 prints the figures as indented JSON too.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-
-pkg="${AUTH_SESSION_PKG_DIR:-$root/pkg}"
-command -v redis-server >/dev/null 2>&1 ||
-  { echo "test-chaos: no redis-server (run scripts/ensure-tools.sh --redis)" >&2; exit 1; }
-[ -f "$pkg/node.mjs" ] && [ -f "$pkg/redis.js" ] ||
-  { echo "test-chaos: no package with redis.js in $pkg (run scripts/build-pkg.sh)" >&2; exit 1; }
-echo "test-chaos: seed ${CHAOS_SEED:-1307 (fixed)}, ${CHAOS_SECONDS:-35} s, $(redis-server --version | cut -d' ' -f1-3), node $(node --version)" >&2
-
-export AUTH_SESSION_PKG_DIR="$pkg"
-exec node --test --test-concurrency=1 "$@" tests/chaos/*.test.mjs
+echo "test-chaos: seed ${CHAOS_SEED:-1307 (fixed)}, ${CHAOS_SECONDS:-35} s" >&2
+# The same checks and environment as the Redis suite, with the chaos suite's files.
+REDIS_TESTS="tests/chaos/*.test.mjs" exec bash "$root/scripts/test-redis.sh" "$@"

@@ -26,6 +26,20 @@ export const LABELS = {
 };
 
 /** Logs in once with plain fetch; returns the token pair and its data envelope. */
+/** A hand-written client (both have login, fetch and dispose), driven as auth-session is. */
+function handWritten(session) {
+  return {
+    inner: session,
+    login: () => session.login(),
+    async get() {
+      const res = await session.fetch(PRODUCTS);
+      const body = await res.json();
+      return res.status === 200 && isProducts(body);
+    },
+    dispose: () => session.dispose(),
+  };
+}
+
 export async function rawLogin(host, user = USER) {
   const res = await fetch(`${host}/auth/login`, {
     method: "POST",
@@ -65,33 +79,13 @@ export async function makeClient(name, { host, autoRefresh = true } = {}) {
     }
     case "handwritten": {
       const { HandwrittenSession } = await import("../contenders/handwritten.mjs");
-      const session = new HandwrittenSession({ host, credentials: USER, autoRefresh });
-      return {
-        inner: session,
-        login: () => session.login(),
-        async get() {
-          const res = await session.fetch(PRODUCTS);
-          const body = await res.json();
-          return res.status === 200 && isProducts(body);
-        },
-        dispose: () => session.dispose(),
-      };
+      return handWritten(new HandwrittenSession({ host, credentials: USER, autoRefresh }));
     }
     case "contract": {
       // The same contract as auth-session on these paths (timeouts, retries, skew, json()
       // envelope...): see contenders/contract.mjs. Used the way auth-session is used below.
       const { ContractSession } = await import("../contenders/contract.mjs");
-      const session = new ContractSession({ host, credentials: USER, autoRefresh });
-      return {
-        inner: session,
-        login: () => session.login(),
-        async get() {
-          const res = await session.fetch(PRODUCTS);
-          const body = await res.json();
-          return res.status === 200 && isProducts(body);
-        },
-        dispose: () => session.dispose(),
-      };
+      return handWritten(new ContractSession({ host, credentials: USER, autoRefresh }));
     }
     case "ky": {
       const { createKySession } = await import("../contenders/ky.mjs");

@@ -20,6 +20,7 @@ import { appendFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
+import { prng } from "./prng.mjs";
 
 const env = process.env;
 const index = Number(env.CHAOS_INDEX);
@@ -30,18 +31,7 @@ const send = (message) => {
 };
 process.on("disconnect", () => process.exit(0));
 
-// A small seeded PRNG (mulberry32) for the choice of tenant: the timing is not reproducible
-// anyway, but the mix of tenants per process is.
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The choice of tenant is seeded: the timing is not reproducible, but the mix per process is.
 const random = prng(Number(env.CHAOS_SEED) * 1000 + index);
 
 const pkg = env.AUTH_SESSION_PKG_DIR;

@@ -42,6 +42,7 @@ import { fileURLToPath } from "node:url";
 
 import { startServer } from "../server/reference-server.mjs";
 import { freePort, rawCommand as redisCommand, sleep, within } from "../redis/harness.mjs";
+import { prng } from "./prng.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -67,17 +68,6 @@ const WINDOW_MS = LEASE_TTL_MS + 2500;
 
 export const KINDS = ["kill-any", "kill-refresh", "kill-unwritten", "redis-restart", "stall"];
 
-/** mulberry32: small, seedable, good enough to pick faults. */
-export function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A redis-server on a fixed port and directory, restartable: appendonly, fsync always. */
 function redisServer(port, dir) {

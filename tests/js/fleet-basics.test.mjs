@@ -12,6 +12,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 
 import { AuthSession, DEMO, mapStorage, rejectsWith, throwsWith, useServer } from "./helpers.mjs";
+import { within } from "./attack-helpers.mjs";
 import { SessionPool } from "../../pkg/node.mjs";
 
 const BOB = Object.freeze({ username: "bob", password: "bob-password" });
@@ -75,6 +76,33 @@ describe("conditional writes", () => {
     assert.deepEqual(errors, []);
     session.dispose();
   });
+});
+
+describe("a putIfNewer that misbehaves", () => {
+  const cases = {
+    "throws synchronously": () => {
+      throw new Error("sync failure demo-password");
+    },
+    rejects: () => Promise.reject(new Error("async failure")),
+    "answers garbage": () => ({ then: 42 }),
+    "never settles": () => new Promise(() => {}),
+  };
+  for (const [name, putIfNewer] of Object.entries(cases)) {
+    it(`${name}: the login still settles, the failure is a STORAGE_ERROR event at most, nothing leaks`, async () => {
+      const map = new Map();
+      const storage = { get: (k) => map.get(k) ?? null, put: () => {}, putIfNewer, delete: (k) => map.delete(k) };
+      const errors = [];
+      const session = new AuthSession({ host: server.url, credentials: DEMO, storage, timeoutMs: 300, autoRefresh: false });
+      session.on("error", (e) => errors.push(e));
+      const outcome = await within(session.login(), 3000, `login with a putIfNewer that ${name}`);
+      assert.equal(outcome.ok, true, String(outcome.error?.code));
+      assert.ok(errors.every((e) => e.code === "STORAGE_ERROR"), errors.map((e) => e.code).join());
+      if (name !== "answers garbage") assert.equal(errors.length, 1, name);
+      for (const e of errors) assert.doesNotMatch(JSON.stringify(e) + e.message + String(e.stack), /demo-password/);
+      assert.ok(Array.isArray(await session.json("/api/v1/products")));
+      session.dispose();
+    });
+  }
 });
 
 describe("SessionPool", () => {

@@ -38,7 +38,8 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startServer } from "../server/reference-server.mjs";
-import { CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, sleep, startBrokerCluster, tempDir } from "./harness.mjs";
+import { CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, sleep, startBrokerCluster, tempDir, within } from "./harness.mjs";
+import { prng } from "../chaos/prng.mjs";
 
 const fixture = fileURLToPath(new URL("./fixtures/broker-worker.mjs", import.meta.url));
 
@@ -62,27 +63,7 @@ const WINDOW_MS = ISOLATE_ATTEMPTS_MS + 2500;
 const FAULT_LIFE_MS = 8000;
 const BROKER_NAME = "acct";
 
-/** mulberry32: small, seedable, good enough to pick faults. */
-export function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-function within(ms, promise, label) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${label}: no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /** The broker and the client scripts (see the harness's startBrokerCluster). */
 function startCluster(options) {

@@ -16,7 +16,7 @@ import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startServer } from "../server/reference-server.mjs";
-import { CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, pkgDir, root, sleep, startBrokerCluster, tempDir, userCopy } from "./harness.mjs";
+import { CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, pkgDir, root, sleep, startBrokerCluster, tempDir, within, userCopy } from "./harness.mjs";
 
 const brokerExampleDir = path.join(root, "www-example/worker-broker");
 const fixture = fileURLToPath(new URL("./fixtures/broker-worker.mjs", import.meta.url));
@@ -39,16 +39,6 @@ const CURRENT_DATE = await compatibilityDate();
 /** The name the fixture gives its broker (idFromName). */
 const BROKER_NAME = "acct";
 
-/** Rejects when `promise` takes longer than `ms`: no await in this file can hang a test. */
-function within(ms, promise, label) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${label}: no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 
 let tmp;

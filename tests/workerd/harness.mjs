@@ -164,8 +164,8 @@ export async function startWorker({ modules, serverUrl, persist, logs, vars = {}
   return { mf, url, options };
 }
 
-/** Awaits `promise` for at most `ms`, else rejects naming `label`. */
-function bounded(ms, promise, label) {
+/** Awaits `promise` for at most `ms`, else rejects naming `label`: no await can hang a test. */
+export function within(ms, promise, label) {
   let timer;
   return Promise.race([
     promise,
@@ -230,11 +230,11 @@ export async function startBrokerCluster({
   });
   const mf = new Miniflare(options);
   try {
-    await bounded(30_000, mf.ready, "Miniflare start");
-    const urls = await bounded(10_000, Promise.all(clients.map((n) => mf.unsafeGetDirectURL(n))), "worker URLs");
+    await within(30_000, mf.ready, "Miniflare start");
+    const urls = await within(10_000, Promise.all(clients.map((n) => mf.unsafeGetDirectURL(n))), "worker URLs");
     return { mf, urls };
   } catch (e) {
-    await bounded(30_000, mf.dispose(), "Miniflare dispose").catch(() => {});
+    await within(30_000, mf.dispose(), "Miniflare dispose").catch(() => {});
     throw e;
   }
 }
