@@ -2,7 +2,8 @@
 // wasm). Rust decides; this file performs. It makes no protocol decision of its own: it
 // runs `fetch`, storage calls and one timer, parses bodies with the platform's
 // `JSON.parse` and `URL`, owns the promises (one per flight), and hands every result back
-// to the machine, which answers with what to do next (see src/core/machine.rs).
+// to the machine, which answers with what to do next (see src/core/machine/). The machine
+// is reached through auth_session.js, the glue of the wasm's one entry point.
 //
 // Rules this file keeps:
 // - The machine is never re-entered: everything it asks for (`send`, `storage`, `settle`,
@@ -25,12 +26,12 @@ const KNOWN = new Set([
 ]);
 const MAX_TIMER_MS = 2_147_483_647;
 
-// The small integers the wasm glue uses for the core's enums (src/wasm/core.rs).
+// The small integers the boundary uses for the core's enums (src/boundary/mod.rs).
 const NEED_STRICT = 0, NEED_LENIENT = 1, NEED_BACKGROUND = 2, NEED_REPLAY = 3;
 const WAITED_NOTHING = 0, WAITED_DONE = 1, WAITED_RETRYABLE = 2, WAITED_FINAL = 3;
 const DONE = 0, NOTHING = 1, FAILED = 2, AGAIN = 3;
 const BODY_EMPTY = 0, BODY_NOT_JSON = 1, BODY_JSON = 2, BODY_TOO_LARGE = 3, BODY_UNREADABLE = 4;
-// An API call's next step (src/wasm/core.rs `api_code`) and its wakes.
+// An API call's next step (src/boundary/mod.rs `api_step`) and its wakes.
 const RETURN = 0, READ = 1, LOCATE = 2, FOLLOW = 3, FOLLOW_GET = 4, TOKEN = 5, WAIT = 6, DATA = 7, GONE = 9;
 const WAKE_ABANDON = 0, WAKE_SEND = 1, WAKE_FAIL = 2;
 const EVENTS = ["tokens", "expired", "revoked", "error"];
@@ -872,9 +873,9 @@ export class AuthSession {
   }
 
   [SCHEDULE](at) {
-    const core = this.#core;
+    const [skewMs, dueAt, retryAt] = this.#core.schedule(at);
     const some = (t) => (t < 0 ? undefined : t);
-    return { skewMs: core.skew_ms(), dueAt: some(core.due_at()), retryAt: some(core.retry_at(at)) };
+    return { skewMs, dueAt: some(dueAt), retryAt: some(retryAt) };
   }
 
   /** No call, no auth or storage work in flight: disposing now breaks and loses nothing. */

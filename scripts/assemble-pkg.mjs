@@ -1,14 +1,13 @@
 #!/usr/bin/env node
-// Assembles the npm package in pkg/ from wasm-bindgen's output and pkg-template/.
-// Run by scripts/build-pkg.sh after wasm-bindgen and wasm-opt; it compiles nothing.
+// Assembles the npm package in pkg/ from the wasm and pkg-template/.
+// Run by scripts/build-pkg.sh after cargo and wasm-opt; it compiles nothing.
 //
 // Inputs (environment, defaults for this repository):
-//   AUTH_SESSION_BINDGEN_DIR  wasm-bindgen --target web output   (target/wasm-bindgen)
-//   AUTH_SESSION_WASM         the wasm-opt'ed module             (<bindgen dir>/auth_session_bg.opt.wasm)
+//   AUTH_SESSION_WASM         the wasm-opt'ed module             (target/pkg-wasm/auth_session_bg.wasm)
 //   AUTH_SESSION_CRATE_DIR    crate whose Cargo.toml gives the version (the repository)
 //   AUTH_SESSION_PKG_DIR      output                             (pkg)
 //
-// The package: the glue (auth_session.js), the wasm, wasm-bindgen's snippets (if any), the
+// The package: the wasm, the glue of its one entry point (auth_session.js), the
 // driver (session.js) and AuthError (auth-error.js), one entry per runtime from
 // pkg-template/, node.cjs bundled from pkg-template/node-cjs.source.mjs, and the
 // hand-written index.d.ts (+ index.d.cts).
@@ -22,12 +21,10 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const env = (name, fallback) => resolve(process.env[name] || fallback);
 
 const crateDir = env("AUTH_SESSION_CRATE_DIR", root);
-const bindgenDir = env("AUTH_SESSION_BINDGEN_DIR", join(crateDir, "target", "wasm-bindgen"));
-const wasmPath = env("AUTH_SESSION_WASM", join(bindgenDir, "auth_session_bg.opt.wasm"));
+const wasmPath = env("AUTH_SESSION_WASM", join(crateDir, "target", "pkg-wasm", "auth_session_bg.wasm"));
 const pkgDir = env("AUTH_SESSION_PKG_DIR", join(root, "pkg"));
 const templateDir = join(root, "pkg-template");
 
-const GLUE = "auth_session.js";
 const WASM = "auth_session_bg.wasm";
 // Template files that are build inputs, not package contents.
 const BUILD_ONLY = new Set(["node-cjs.source.mjs"]);
@@ -54,25 +51,14 @@ function crateVersion(cargoToml) {
 }
 
 // --- Check the inputs ---------------------------------------------------------------------
-for (const path of [join(bindgenDir, GLUE), wasmPath, join(templateDir, "package.json")]) {
+for (const path of [wasmPath, join(templateDir, "package.json")]) {
   if (!existsSync(path)) fail(`missing ${path} (run scripts/build-pkg.sh)`);
 }
-const snippetsDir = join(bindgenDir, "snippets");
-const snippets = existsSync(snippetsDir) ? filesUnder(snippetsDir) : [];
 // --- Start from an empty pkg/ -------------------------------------------------------------
 rmSync(pkgDir, { recursive: true, force: true });
 mkdirSync(pkgDir, { recursive: true });
 
-// The glue, without its pointer to wasm-bindgen's .d.ts (not shipped: Deno would look for it).
-const glue = readFileSync(join(bindgenDir, GLUE), "utf8").replace(/^\/\* @ts-self-types="[^"]*" \*\/\n/, "");
-writeFileSync(join(pkgDir, GLUE), glue);
 cpSync(wasmPath, join(pkgDir, WASM));
-// Snippets: JavaScript only (wasm-bindgen writes no .d.ts there today; never ship one).
-for (const path of snippets.filter((p) => p.endsWith(".js"))) {
-  const target = join(pkgDir, relative(bindgenDir, path));
-  mkdirSync(dirname(target), { recursive: true });
-  cpSync(path, target);
-}
 
 // --- Template files -----------------------------------------------------------------------
 for (const name of readdirSync(templateDir)) {

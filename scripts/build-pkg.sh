@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the npm package into pkg/: release wasm -> wasm-bindgen (web target) -> wasm-opt
-# -> scripts/assemble-pkg.mjs, then prints the sizes users download.
+# Builds the npm package into pkg/: release wasm -> wasm-opt -> scripts/assemble-pkg.mjs,
+# then prints the sizes users download. The wasm has one entry point and no imports
+# (src/boundary/); its glue is pkg-template/auth_session.js, written by hand.
 #
 #   scripts/build-pkg.sh
 #
@@ -8,7 +9,6 @@
 #   AUTH_SESSION_CRATE_DIR  the crate to build (e.g. a stub crate while proving the pipeline)
 #   CARGO_TARGET_DIR        cargo's target dir (default <crate>/target)
 #   AUTH_SESSION_PKG_DIR    where the package goes (default pkg/)
-#   AUTH_SESSION_TOOLS      cache for wasm-bindgen-cli installs (see scripts/ensure-tools.sh)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,10 +17,9 @@ export AUTH_SESSION_CRATE_DIR="$(realpath -m "${AUTH_SESSION_CRATE_DIR:-$root}")
 crate_dir="$AUTH_SESSION_CRATE_DIR"
 target_dir="$(realpath -m "${CARGO_TARGET_DIR:-$crate_dir/target}")"
 export AUTH_SESSION_PKG_DIR="$(realpath -m "${AUTH_SESSION_PKG_DIR:-$root/pkg}")"
-export AUTH_SESSION_BINDGEN_DIR="$target_dir/wasm-bindgen"
-export AUTH_SESSION_WASM="$AUTH_SESSION_BINDGEN_DIR/auth_session_bg.opt.wasm"
+export AUTH_SESSION_WASM="$target_dir/pkg-wasm/auth_session_bg.wasm"
 
-# wasm-bindgen of the lock's version, node_modules; puts them on PATH.
+# The wasm32 target and node_modules (wasm-opt, esbuild); puts them on PATH.
 # shellcheck source=ensure-tools.sh
 source "$root/scripts/ensure-tools.sh" --
 
@@ -28,23 +27,15 @@ step() { echo "build-pkg: $*" >&2; }
 
 step "cargo build --release --target wasm32-unknown-unknown --lib --features package ($crate_dir)"
 (cd "$crate_dir" && CARGO_TARGET_DIR="$target_dir" cargo build --release --target wasm32-unknown-unknown --lib --features package)
-# The file is named after the crate (auth-session -> auth_session); the glue and the
-# entries depend on that name.
+# The file is named after the crate (auth-session -> auth_session).
 wasm_in="$target_dir/wasm32-unknown-unknown/release/auth_session.wasm"
 [ -f "$wasm_in" ] || { echo "build-pkg: no $wasm_in (is the crate named auth-session?)" >&2; exit 1; }
 
-# wasm-bindgen 0.2.130 has no --weak-refs / --reference-types flags any more: the glue
-# always registers a FinalizationRegistry (objects a user forgets are freed on GC), and it
-# uses an externref table because rustc >= 1.82 emits reference-types by default. Every
-# runtime we support (Node 20, workerd, Deno, Bun, current browsers) runs both.
-step "wasm-bindgen --target web"
-rm -rf "$AUTH_SESSION_BINDGEN_DIR"
-wasm-bindgen --target web --out-dir "$AUTH_SESSION_BINDGEN_DIR" "$wasm_in"
+mkdir -p "$(dirname "$AUTH_SESSION_WASM")"
 
 # The features rustc 1.95's default wasm32 CPU ("generic") emits, named explicitly: wasm-opt
-# must parse them (reference-types: `table.fill` in wasm-bindgen's externref table) and may
-# use no others, so the output runs wherever the input did (Node 20 / V8 11.3 included).
-# wasm-opt also reads them from the target_features section; stating them keeps the build
+# must parse them and may use no others, so the output runs wherever the input did (Node 20
+# / V8 11.3 included). wasm-opt also reads them from the target_features section; stating them keeps the build
 # correct if that section is ever stripped earlier, and the section is stripped here.
 features=(
   --enable-bulk-memory --enable-bulk-memory-opt --enable-call-indirect-overlong
@@ -53,7 +44,7 @@ features=(
 )
 step "wasm-opt -Oz (binaryen $(wasm-opt --version | sed 's/^wasm-opt version //'))"
 wasm-opt -Oz "${features[@]}" --strip-debug --strip-producers --strip-target-features \
-  "$AUTH_SESSION_BINDGEN_DIR/auth_session_bg.wasm" -o "$AUTH_SESSION_WASM"
+  "$wasm_in" -o "$AUTH_SESSION_WASM"
 
 step "assemble $AUTH_SESSION_PKG_DIR"
 node "$root/scripts/assemble-pkg.mjs"
@@ -67,7 +58,7 @@ size_row() { # label, files...
 esm_common=("$pkg/auth_session.js" "$pkg/session.js" "$pkg/auth-error.js" "$pkg/encryption.js" "$pkg/pool.js")
 echo
 printf '%-34s %9s %9s\n' "bytes" "raw" "gzip -9"
-size_row "auth_session_bg.wasm (pre-opt)" "$AUTH_SESSION_BINDGEN_DIR/auth_session_bg.wasm"
+size_row "auth_session_bg.wasm (pre-opt)" "$wasm_in"
 size_row "auth_session_bg.wasm" "$pkg/auth_session_bg.wasm"
 size_row "auth_session.js (glue)" "$pkg/auth_session.js"
 size_row "node.mjs + glue/driver/error" "$pkg/node.mjs" "${esm_common[@]}"

@@ -9,8 +9,7 @@ extern crate alloc;
 
 pub mod core;
 
-#[cfg(target_arch = "wasm32")]
-pub mod wasm;
+pub mod boundary;
 
 /// What std's prelude gives and `no_std` does not.
 mod prelude {
