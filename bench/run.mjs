@@ -288,7 +288,7 @@ async function figureSize() {
   const read = (f) => readFileSync(path.join(dir, f));
   const wasm = read("auth_session_bg.wasm");
   const glue = read("auth_session.js");
-  // The wasm-bindgen glue, the driver (session.js) and AuthError: what every ESM entry loads.
+  // The glue, the driver (session.js) and AuthError: what every ESM entry loads.
   const common = ["auth_session.js", "session.js", "auth-error.js", "encryption.js", "pool.js"];
   const entryFile = (f) => path.join(dir, f);
   const ours = [];

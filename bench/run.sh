@@ -17,7 +17,7 @@ bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$bench")"
 say() { echo "bench: $*" >&2; }
 
-# Root tools (wasm-bindgen, binaryen, esbuild in the root node_modules), on PATH.
+# Root tools (binaryen, esbuild in the root node_modules), on PATH.
 # shellcheck source=../scripts/ensure-tools.sh
 source "$root/scripts/ensure-tools.sh" --
 

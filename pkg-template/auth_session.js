@@ -278,11 +278,15 @@ const NEW = 0, FREE = 1, LOGIN = 2, REFRESH = 3, REVOKE = 4, RESTORE = 5, REJOIN
   RESOLVE = 23, CHECK_ORIGIN = 24, MAX_RESPONSE_BYTES = 25, API_OPEN = 26, API_TOKEN = 27, API_RESPONSE = 28,
   API_LOCATION = 29, API_FAILED = 30, API_BODY = 31, API_ABORT = 32, API_CLOSE = 33;
 
-// A session the program dropped without disposing: its machine is freed with it.
-const FREED = new FinalizationRegistry((handle) => {
-  begin(FREE, handle);
-  run(null);
-});
+// A session the program dropped: its machine is freed with it. (workerd at older compatibility
+// dates has no FinalizationRegistry: there a machine lives as long as its isolate.)
+const FREED =
+  typeof FinalizationRegistry === "function"
+    ? new FinalizationRegistry((handle) => {
+        begin(FREE, handle);
+        run(null);
+      })
+    : { register() {} };
 
 /** The machine of one session. Every method that can produce outputs takes the driver. */
 export class Core {
@@ -579,8 +583,9 @@ function ready(instance) {
 }
 
 /** Instantiates the module at once (`module`: a WebAssembly.Module or its bytes). */
-export function initSync({ module }) {
+export function initSync(options) {
   if (wasm !== undefined) return wasm;
+  const module = options?.module;
   const m = module instanceof WebAssembly.Module ? module : new WebAssembly.Module(module);
   return ready(new WebAssembly.Instance(m, {}));
 }

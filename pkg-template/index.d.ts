@@ -1,6 +1,5 @@
 // Type declarations of the auth-session package; REFERENCE.md describes the same API.
-// Hand-written: wasm-bindgen's generated declarations are not shipped, because they type
-// options and payloads as `any` and miss what the entries add in JavaScript.
+// Hand-written, like the glue: the types users see are the driver's, not the wasm's.
 
 /**
  * A client session for the API: logs in, keeps the access token fresh (one refresh at a

@@ -95,7 +95,7 @@ note "$(basename "$tgz"): $tgz_bytes bytes (unpacked $unpacked_bytes bytes)"
 
 # Exactly what a user needs: the entries, the glue, the wasm, the driver (session.js) and
 # AuthError (auth-error.js), the hand-written types, the manifest, README, REFERENCE and CHANGELOG, and LICENSE. Nothing of the build (target/,
-# Rust sources, wasm-bindgen's own .d.ts, node-cjs.source.mjs), no tarballs, no node_modules.
+# Rust sources, node-cjs.source.mjs), no tarballs, no node_modules.
 expected_files=(
   LICENSE README.md REFERENCE.md CHANGELOG.md package.json
   auth_session.js auth_session_bg.wasm session.js auth-error.js pool.js clients.js clients.d.ts

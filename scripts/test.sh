@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test, in the order a failure is cheapest to find: formatting and lints, the native
-# core tests, the wasm layer in Node and in headless Chromium, then the built package:
+# tests of the core and of the boundary, then the built package:
 # Node (ESM and CJS) against the local reference server, the packed tarball in every
 # runtime (Node, Deno, Bun, TypeScript, bundlers), Cloudflare's workerd, and the browser
 # example page. Installs what is missing first (scripts/ensure-tools.sh --browser --redis).
@@ -23,10 +23,6 @@ cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
 step "native tests of the core (cargo test)"
 cargo test
 
-step "wasm-bindgen tests in Node"
-CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  cargo test --target wasm32-unknown-unknown --test wasm_node
-
 step "build the package (pkg/)"
 bash scripts/build-pkg.sh
 
@@ -36,7 +32,7 @@ bash scripts/test-runtimes.sh
 step "Cloudflare workerd (Miniflare) and wrangler"
 bash scripts/test-workerd.sh
 
-step "headless Chromium: wasm tests and the example page"
+step "headless Chromium: the example page"
 bash scripts/test-browser.sh
 
 step "Redis adapter and a fleet of Node processes on one Redis (redis-server, node-redis, ioredis)"

@@ -1,5 +1,5 @@
 //! The pure-Rust core: protocol, session state machine, refresh timing, single-flight,
-//! retries and the error model. It knows nothing of wasm-bindgen, JavaScript, futures or
+//! retries and the error model. It knows nothing of wasm, JavaScript, futures or
 //! clocks: [`machine::Machine`] takes inputs with `now` and hands out what to do next, so
 //! every behaviour is tested natively with straight-line tests.
 #![forbid(unsafe_code)]
