@@ -9,6 +9,14 @@
 //   ... as.stats, as.clients.basic, as.api.url ...
 //   await as.close();
 //
+// Or as a CLI, for clients in other processes and runtimes:
+//   node tests/oauth/provider.mjs --credentials-file PATH [--access-ttl S] [--refresh-ttl S]
+//        [--format opaque|jwt]
+// prints exactly one line, `OIDC_PROVIDER_URL=http://127.0.0.1:PORT`, writes the endpoints,
+// clients (with their secrets and private JWKs) and users to PATH (mode 0600, never to
+// stdout), serves the counters at GET <api url>/__control/stats, and runs until SIGINT/SIGTERM.
+// `obtainRefreshToken(JSON.parse(readFileSync(PATH)))` works from another process.
+//
 // What is configured (and why, for the next engineer):
 // - grants: authorization_code (PKCE S256 required), refresh_token, client_credentials;
 //   revocation (RFC 7009) and introspection (RFC 7662) on; discovery at
@@ -39,6 +47,9 @@
 
 import http from "node:http";
 import { once } from "node:events";
+import { writeFileSync, realpathSync } from "node:fs";
+import { inspect, parseArgs } from "node:util";
+import { pathToFileURL } from "node:url";
 import {
   createHash,
   createPublicKey,
@@ -248,8 +259,13 @@ const newStats = () => ({
   tokenErrors: {},
   /** Successful refresh_token grants (each one rotated the refresh token when rotation is on). */
   refreshes: 0,
-  /** A consumed (rotated) refresh token presented again: the grant was revoked. */
+  /** A consumed (rotated) refresh token presented again: the grant was revoked. Only the
+   *  first reuse counts: after the revocation the grant's tokens are simply not found (see
+   *  invalidGrantDetails). A fleet that never reuses has 0 here AND no invalid_grant at all. */
   reuseDetected: 0,
+  /** invalid_grant answers by oidc-provider's internal detail ("refresh token already used",
+   *  "refresh token not found", "grant not found", ...): never a token value. */
+  invalidGrantDetails: {},
   /** Grants revoked (reuse detection, refresh token revocation, authorization code reuse). */
   grantsRevoked: 0,
   /** 200 answers of the revocation endpoint, and its error answers. */
@@ -317,6 +333,19 @@ export async function startProvider(options = {}) {
     public: { client_id: "public-client", token_endpoint_auth_method: "none" },
   };
   const apiClient = { client_id: "test-api", client_secret: secret() };
+  // A client printed by accident (a failing assertion, a console.log) shows no secret and no
+  // private key; the properties themselves are ordinary for the tests to use.
+  for (const client of Object.values(clients)) {
+    const shown = () => ({
+      ...client,
+      ...(client.client_secret ? { client_secret: "[redacted]" } : {}),
+      ...(client.keys ? { keys: Object.fromEntries(Object.entries(client.keys).map(([a, k]) => [a, publicJwk(k)])) } : {}),
+    });
+    Object.defineProperties(client, {
+      toJSON: { value: shown, enumerable: false },
+      [inspect.custom]: { value: shown, enumerable: false },
+    });
+  }
 
   const providerClients = [
     ...["basic", "special", "post"].map((name) => ({
@@ -429,6 +458,10 @@ export async function startProvider(options = {}) {
     const code = err?.error ?? "server_error";
     stats.tokenErrors[code] = (stats.tokenErrors[code] ?? 0) + 1;
     if (err?.error_detail === "refresh token already used") stats.reuseDetected++;
+    if (code === "invalid_grant") {
+      const detail = typeof err.error_detail === "string" ? err.error_detail : "(none)";
+      stats.invalidGrantDetails[detail] = (stats.invalidGrantDetails[detail] ?? 0) + 1;
+    }
   });
   provider.on("grant.revoked", () => stats.grantsRevoked++);
   provider.on("server_error", () => stats.serverErrors++);
@@ -587,6 +620,8 @@ export async function startProvider(options = {}) {
   }
 
   apiServer.on("request", (req, res) => {
+    // Counters only (no token, no secret), for tests driving the harness from another process.
+    if (req.url === "/__control/stats") return sendJson(res, 200, stats);
     api(req, res).catch(() => {
       if (!res.headersSent) sendJson(res, 503, { error: "temporarily_unavailable" });
       else res.destroy();
@@ -621,11 +656,37 @@ export async function startProvider(options = {}) {
     resetStats() {
       resetInPlace(stats, newStats());
     },
+    /** Everything a client in another process needs, secrets included: write it to a private
+     *  file, never to a log. JSON.stringify(harness) and inspect(harness) show none of it. */
+    credentials() {
+      const { provider: _p, stats: _s, settings: _t, clients: _c, users: _u, ...data } = harness;
+      const plain = Object.fromEntries(
+        Object.entries(harness).filter(([k, v]) => k in data && typeof v !== "function"),
+      );
+      return structuredClone({
+        ...plain,
+        clients: Object.fromEntries(Object.entries(clients).map(([n, c]) => [n, { ...c }])),
+        users: { ...users },
+        statsUrl: `${apiUrl}/__control/stats`,
+      });
+    },
     close() {
       closing ??= Promise.all([closeServer(asServer), closeServer(apiServer)]).then(() => {});
       return closing;
     },
   };
+  const shownHarness = () => ({
+    issuer,
+    api: harness.api,
+    clients: Object.keys(clients),
+    users: Object.keys(users),
+    settings: { ...settings },
+    stats,
+  });
+  Object.defineProperties(harness, {
+    toJSON: { value: shownHarness, enumerable: false },
+    [inspect.custom]: { value: shownHarness, enumerable: false },
+  });
   if (Symbol.asyncDispose) harness[Symbol.asyncDispose] = harness.close;
   return harness;
 }
@@ -813,3 +874,52 @@ export async function obtainRefreshToken(harness, {
   const { refresh_token, access_token, expires_in, scope: granted, token_type } = res.body;
   return { refresh_token, access_token, expires_in, scope: granted, token_type };
 }
+
+// ---------------------------------------------------------------------------------------
+// CLI
+
+async function main() {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        "credentials-file": { type: "string" },
+        "access-ttl": { type: "string" },
+        "refresh-ttl": { type: "string" },
+        format: { type: "string" },
+      },
+      strict: true,
+    }));
+    if (!values["credentials-file"]) throw new TypeError("--credentials-file is required");
+    for (const flag of ["access-ttl", "refresh-ttl"]) {
+      if (values[flag] !== undefined && !(Number.isInteger(Number(values[flag])) && Number(values[flag]) > 0)) {
+        throw new TypeError(`--${flag} needs a positive whole number of seconds`);
+      }
+    }
+    if (values.format !== undefined && !["opaque", "jwt"].includes(values.format)) throw new TypeError("--format is opaque or jwt");
+  } catch (err) {
+    process.stderr.write(`provider: ${err.message}\nusage: provider.mjs --credentials-file PATH [--access-ttl S] [--refresh-ttl S] [--format opaque|jwt]\n`);
+    process.exit(2);
+  }
+  const harness = await startProvider({
+    accessTokenTtl: values["access-ttl"] === undefined ? undefined : Number(values["access-ttl"]),
+    refreshTokenTtl: values["refresh-ttl"] === undefined ? undefined : Number(values["refresh-ttl"]),
+    accessTokenFormat: values.format,
+  });
+  writeFileSync(values["credentials-file"], JSON.stringify(harness.credentials(), null, 2), { mode: 0o600 });
+  process.stdout.write(`OIDC_PROVIDER_URL=${harness.issuer}\n`);
+  const shutdown = () => harness.close().then(() => process.exit(0));
+  process.once("SIGINT", shutdown);
+  process.once("SIGTERM", shutdown);
+}
+
+function isMain() {
+  if (!process.argv[1]) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
+  } catch {
+    return import.meta.url === pathToFileURL(process.argv[1]).href;
+  }
+}
+
+if (isMain()) await main();

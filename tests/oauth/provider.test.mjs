@@ -6,6 +6,13 @@ import { describe, it, before, after, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { randomUUID } from "node:crypto";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { inspect } from "node:util";
+import { fileURLToPath } from "node:url";
 import {
   startProvider,
   obtainRefreshToken,
@@ -48,7 +55,9 @@ const waitPastExpiry = (receivedAt, expiresIn) =>
 describe("oidc-provider harness", () => {
   let as;
   before(async () => {
-    as = await startProvider({ accessTokenTtl: 1 });
+    // oidc-provider's iat and exp are whole seconds: a token with a TTL of n seconds lives
+    // between n-1 and n seconds. 3 leaves every test at least 2 s to use a fresh token.
+    as = await startProvider({ accessTokenTtl: 3 });
   });
   after(() => as.close());
   beforeEach(() => as.resetStats());
@@ -99,7 +108,7 @@ describe("oidc-provider harness", () => {
       assert.equal(typeof tokens.refresh_token, "string");
       assert.ok(tokens.refresh_token.length >= 40);
       assert.equal(tokens.token_type, "Bearer");
-      assert.equal(tokens.expires_in, 1);
+      assert.equal(tokens.expires_in, 3);
       assert.equal(tokens.scope, "api:read api:write");
       assert.equal(as.stats.logins, 1);
       assert.equal(as.stats.consents, 1);
@@ -129,29 +138,34 @@ describe("oidc-provider harness", () => {
   describe("refresh token rotation", () => {
     it("rotates on every refresh; the access token expires and a refresh replaces it", async () => {
       const client = as.clients.public;
-      let { refresh_token: current, access_token: access } = await obtainRefreshToken(as, { client: "public" });
-      const seen = new Set([current]);
-      for (let i = 0; i < 3; i++) {
+      as.setAccessTokenTtl(2); // lives 1-2 s: long enough to use, short enough to wait out
+      try {
+        let { refresh_token: current, access_token: access } = await obtainRefreshToken(as, { client: "public" });
+        const seen = new Set([current]);
+        for (let i = 0; i < 3; i++) {
+          const res = await refresh(as, client, current);
+          assert.equal(res.status, 200);
+          assert.equal(res.body.token_type, "Bearer");
+          assert.equal(res.body.expires_in, 2);
+          assert.ok(!seen.has(res.body.refresh_token), "a new refresh token each time");
+          seen.add(res.body.refresh_token);
+          current = res.body.refresh_token;
+          access = res.body.access_token;
+        }
+        await assertApiAccepts(as, access);
+        const receivedAt = Date.now();
+        await waitPastExpiry(receivedAt, 2);
+        await assertApiRefuses(as, access);
         const res = await refresh(as, client, current);
         assert.equal(res.status, 200);
-        assert.equal(res.body.token_type, "Bearer");
-        assert.equal(res.body.expires_in, 1);
-        assert.ok(!seen.has(res.body.refresh_token), "a new refresh token each time");
-        seen.add(res.body.refresh_token);
-        current = res.body.refresh_token;
-        access = res.body.access_token;
+        await assertApiAccepts(as, res.body.access_token);
+        assert.equal(as.stats.refreshes, 4);
+        assert.equal(as.stats.tokenRequests.refresh_token, 4);
+        assert.equal(as.stats.reuseDetected, 0);
+        assert.equal(as.stats.api.refused, 1);
+      } finally {
+        as.setAccessTokenTtl(3);
       }
-      await assertApiAccepts(as, access);
-      const receivedAt = Date.now();
-      await waitPastExpiry(receivedAt, 1);
-      await assertApiRefuses(as, access);
-      const res = await refresh(as, client, current);
-      assert.equal(res.status, 200);
-      await assertApiAccepts(as, res.body.access_token);
-      assert.equal(as.stats.refreshes, 4);
-      assert.equal(as.stats.tokenRequests.refresh_token, 4);
-      assert.equal(as.stats.reuseDetected, 0);
-      assert.equal(as.stats.api.refused, 1);
     });
 
     it("refuses a rotated refresh token with invalid_grant and revokes the whole grant", async () => {
@@ -176,6 +190,25 @@ describe("oidc-provider harness", () => {
       assert.equal(as.stats.reuseDetected, 1);
     });
 
+    it("lets exactly one of five concurrent refreshes with the same token through, and revokes the grant", async () => {
+      // What a fleet without single-flight does: the harness must see it, not hide it.
+      const client = as.clients.public;
+      const { refresh_token } = await obtainRefreshToken(as, { client: "public" });
+      const answers = await Promise.all(Array.from({ length: 5 }, () => refresh(as, client, refresh_token)));
+      const ok = answers.filter((r) => r.status === 200);
+      assert.equal(ok.length, 1);
+      for (const r of answers.filter((a) => a.status !== 200)) {
+        assert.equal(r.status, 400);
+        assert.equal(r.body.error, "invalid_grant");
+      }
+      assert.equal(as.stats.reuseDetected, 1);
+      assert.equal(as.stats.grantsRevoked, 1);
+      assert.equal(as.stats.invalidGrantDetails["refresh token already used"], 1);
+      // The winner's new refresh token died with the grant.
+      const after = await refresh(as, client, ok[0].body.refresh_token);
+      assert.equal(after.body.error, "invalid_grant");
+    });
+
     it("does not let one client use another client's refresh token", async () => {
       const { refresh_token } = await obtainRefreshToken(as, { client: "post" });
       const res = await refresh(as, as.clients.basic, refresh_token);
@@ -191,7 +224,7 @@ describe("oidc-provider harness", () => {
         const res = await tokenRequest(as, client, { grant_type: "client_credentials", scope: "api:read" });
         assert.equal(res.status, 200);
         assert.equal(res.body.token_type, "Bearer");
-        assert.equal(res.body.expires_in, 1);
+        assert.equal(res.body.expires_in, 3);
         assert.equal(res.body.scope, "api:read");
         assert.equal(res.body.refresh_token, undefined);
         const body = await assertApiAccepts(as, res.body.access_token, { client_id: client.client_id, sub: null });
@@ -364,6 +397,7 @@ describe("oidc-provider harness", () => {
       assert.deepEqual(stats.tokenRequests, { authorization_code: 1, refresh_token: 2, client_credentials: 2, other: 0 });
       assert.deepEqual(stats.tokenIssued, { authorization_code: 1, refresh_token: 1, client_credentials: 2, other: 0 });
       assert.deepEqual(stats.tokenErrors, { invalid_grant: 1 });
+      assert.deepEqual(stats.invalidGrantDetails, { "refresh token already used": 1 });
       assert.equal(stats.refreshes, 1);
       assert.equal(stats.reuseDetected, 1);
       assert.equal(stats.grantsRevoked, 1); // revoking a token of an already revoked grant revokes nothing more
@@ -432,6 +466,75 @@ describe("lifecycle", () => {
       assert.equal(res.body.error, "invalid_grant");
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
+describe("secrets and the CLI", () => {
+  it("a harness or client printed by accident shows no secret, private key or password", async () => {
+    const as = await startProvider();
+    try {
+      const printed = [
+        JSON.stringify(as),
+        inspect(as, { depth: 10 }),
+        JSON.stringify(as.clients),
+        inspect(as.clients, { depth: 10 }),
+      ].join("\n");
+      const secrets = [
+        as.clients.basic.client_secret,
+        as.clients.special.client_secret,
+        as.clients.post.client_secret,
+        as.clients.jwt.keys.ES256.d,
+        as.clients.jwt.keys.RS256.d,
+        as.users.alice,
+      ];
+      for (const secret of secrets) assert.ok(!printed.includes(secret), "a secret was printable");
+      // ...while the credentials for another process carry them.
+      const creds = JSON.stringify(as.credentials());
+      for (const secret of secrets) assert.ok(creds.includes(secret));
+    } finally {
+      await as.close();
+    }
+  });
+
+  it("runs as a CLI: one stdout line, a private credentials file, counters over HTTP, exit on SIGTERM", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "oidc-harness-"));
+    const file = join(dir, "credentials.json");
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL("./provider.mjs", import.meta.url)), "--credentials-file", file, "--access-ttl", "2"],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    try {
+      let out = "";
+      let err = "";
+      child.stderr.on("data", (d) => (err += d));
+      for await (const chunk of child.stdout) {
+        out += chunk;
+        if (out.includes("\n")) break;
+      }
+      const m = /^OIDC_PROVIDER_URL=(http:\/\/127\.0\.0\.1:\d+)\n$/.exec(out);
+      assert.ok(m, "one URL line");
+      const creds = JSON.parse(readFileSync(file, "utf8"));
+      assert.equal(creds.issuer, m[1]);
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      // The code flow and a refresh, from this process, against the child's provider.
+      const tokens = await obtainRefreshToken(creds, { client: "jwt" });
+      assert.equal(tokens.expires_in, 2);
+      const res = await refresh(creds, creds.clients.jwt, tokens.refresh_token);
+      assert.equal(res.status, 200);
+      assert.equal((await callApi(creds, res.body.access_token)).status, 200);
+      const stats = await (await fetch(creds.statsUrl)).json();
+      assert.equal(stats.refreshes, 1);
+      assert.equal(stats.tokenIssued.authorization_code, 1);
+      assert.equal(stats.api.accepted, 1);
+      child.kill("SIGTERM");
+      const [code] = await once(child, "exit");
+      assert.equal(code, 0);
+      assert.equal(err, "");
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
