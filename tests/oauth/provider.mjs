@@ -416,6 +416,9 @@ export async function startProvider(options = {}) {
         },
       },
     },
+    // oidc-provider 8 refuses every cross-origin call to the token, revocation and
+    // introspection endpoints by default; the browser page's OAuth case needs them.
+    clientBasedCORS: () => true,
     rotateRefreshToken: options.rotateRefreshToken ?? true,
     ttl: {
       AccessToken: () => settings.accessTokenTtl,
@@ -620,6 +623,17 @@ export async function startProvider(options = {}) {
   }
 
   apiServer.on("request", (req, res) => {
+    // A browser page may call the API too: it must be able to read the RFC 6750 challenge.
+    res.setHeader("access-control-allow-origin", "*");
+    res.setHeader("access-control-expose-headers", "www-authenticate, date");
+    if (req.method === "OPTIONS") {
+      res.writeHead(204, {
+        "access-control-allow-headers": "authorization, content-type",
+        "access-control-allow-methods": "GET, POST, PUT, PATCH, DELETE",
+        "access-control-max-age": "600",
+      });
+      return res.end();
+    }
     // Counters only (no token, no secret), for tests driving the harness from another process.
     if (req.url === "/__control/stats") return sendJson(res, 200, stats);
     api(req, res).catch(() => {

@@ -85,6 +85,17 @@ describe("oidc-provider harness", () => {
       assert.ok(meta.scopes_supported.includes("offline_access"));
     });
 
+    it("lets a browser page call the token endpoint (CORS)", async () => {
+      const res = await fetch(as.tokenEndpoint, {
+        method: "POST",
+        headers: { origin: "http://127.0.0.1:9", "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ grant_type: "client_credentials", client_id: as.clients.post.client_id, client_secret: as.clients.post.client_secret }),
+      });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("access-control-allow-origin"), "http://127.0.0.1:9");
+      await res.arrayBuffer();
+    });
+
     it("serves the same metadata at the RFC 8414 path", async () => {
       const oidc = await (await fetch(as.discoveryUrl)).json();
       const res = await fetch(as.metadataUrl);
@@ -370,6 +381,20 @@ describe("oidc-provider harness", () => {
       assert.equal(missing.headers.get("www-authenticate"), 'Bearer realm="test-api"');
       await missing.arrayBuffer();
       assert.deepEqual(as.stats.api, { accepted: 0, refused: 3, forbidden: 0 });
+    });
+
+    it("answers a CORS preflight and exposes WWW-Authenticate to a browser page", async () => {
+      const pre = await fetch(`${as.api.url}/api/me`, {
+        method: "OPTIONS",
+        headers: { origin: "http://127.0.0.1:9", "access-control-request-headers": "authorization" },
+      });
+      assert.equal(pre.status, 204);
+      assert.equal(pre.headers.get("access-control-allow-origin"), "*");
+      assert.match(pre.headers.get("access-control-allow-headers"), /authorization/);
+      const res = await callApi(as, "bad");
+      assert.match(res.headers.get("access-control-expose-headers"), /www-authenticate/);
+      await res.arrayBuffer();
+      assert.deepEqual(as.stats.api, { accepted: 0, refused: 1, forbidden: 0 });
     });
 
     it("answers 403 insufficient_scope when the token lacks api:write", async () => {
