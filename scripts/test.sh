@@ -49,6 +49,9 @@ node --test tests/docs/*.test.mjs
 step "the ky and axios helpers (tests/js/clients.test.mjs) on Node 22, ky 2's floor"
 node_modules/node22/bin/node --test tests/js/clients.test.mjs
 
+step "a real OAuth 2.0 authorization server (oidc-provider) for the standards mode: the harness proves itself"
+node --test tests/oauth/*.test.mjs
+
 # Last, so the closing lines are the test runner's own summary.
 step "JavaScript tests: the reference server, then the package in Node (ESM and CJS)"
 node --test tests/server/*.test.mjs tests/js/*.test.mjs tests/js/*.test.cjs

@@ -4,6 +4,20 @@
 // and an HTTP control API, so clients in other processes (Deno, Bun, workerd, the demo) can
 // drive it too.
 //
+// OAuth 2.0 mode (issue 14), on the same server beside the provider protocol: a token
+// endpoint (POST /oauth/token, form-encoded, RFC 6749 responses and errors) with the
+// refresh_token (rotating, reuse revokes the grant), client_credentials and password grants;
+// client_secret_basic, client_secret_post and none; a revocation endpoint (POST
+// /oauth/revoke, RFC 7009); RFC 8414 metadata (GET /.well-known/oauth-authorization-server).
+// Its access tokens are accepted by the same /api/ routes. The existing faults apply to these
+// paths too (slow, dropped, hung, huge, any status/body/headers such as 503 + Retry-After or
+// {"error":"temporarily_unavailable"}); two fault modifiers are OAuth's own:
+// `omitRefreshToken` (this refresh answers without a refresh_token and does not rotate, so
+// the client must keep the old one) and `dropResponse` (the request is fully handled, then the
+// connection is reset: a rotation the client never hears of). Settings (rotation on/off, a
+// reuse grace period, how Basic credentials are decoded) and counters: `server.oauth` and
+// /__control/oauth. A skewed Date header: the existing `dateSkewMs`.
+//
 // Node 20 built-ins only. Used as a module (`startServer`) or as a CLI:
 //   node tests/server/reference-server.mjs [--port N] [--host H] [--access-ttl SECONDS]
 //        [--refresh-ttl SECONDS] [--user name:password]...
@@ -59,6 +73,27 @@ const DEFAULTS = Object.freeze({
 
 const CONFIG_KEYS = ["accessTtlMs", "refreshTtlMs", "whitelist", "users", "dateSkewMs"];
 const FAULT_KINDS = ["status", "drop", "hang", "redirect", "hugeBody"];
+/** Fault modifiers: the request is still handled, differently (OAuth token endpoint only). */
+const FAULT_MODIFIERS = ["omitRefreshToken", "dropResponse"];
+
+/** OAuth 2.0 clients when `startServer` is given none. `secret: null` is a public client
+ *  (token_endpoint_auth_method none). Secrets are test constants, like the demo password. */
+const OAUTH_DEFAULT_CLIENTS = Object.freeze({
+  "demo-client": { secret: "demo-client-secret", grantTypes: ["refresh_token", "client_credentials", "password"], scope: "read write" },
+  "public-client": { secret: null, grantTypes: ["refresh_token", "password"], scope: "read write" },
+});
+const OAUTH_GRANTS = ["refresh_token", "client_credentials", "password"];
+const OAUTH_SETTINGS_DEFAULTS = Object.freeze({
+  /** Every refresh consumes the refresh token and issues a new one. Off: no refresh_token in
+   *  refresh responses and the old one stays valid (servers that never rotate). */
+  rotateRefreshTokens: true,
+  /** A rotated refresh token presented again within this many ms of its rotation is honoured
+   *  (a new pair, the grant lives on), as Okta's and Auth0's leeway do. 0: any reuse is theft. */
+  reuseGraceMs: 0,
+  /** "form": Basic credentials are application/x-www-form-urlencoded then Base64 (RFC 6749
+   *  §2.3.1). "raw": used as they are, as some servers do (the client's opt-out). */
+  basicDecoding: "form",
+});
 
 // ---------------------------------------------------------------------------------------
 // Small helpers
@@ -130,8 +165,15 @@ function validateFault(match, action, times) {
   if (terminal.length > 1) {
     throw new ConfigValidationError(`fault action combines ${terminal.join(" and ")}; use one`);
   }
-  if (terminal.length === 0 && action.delayMs === undefined) {
-    throw new ConfigValidationError(`fault action needs one of delayMs, ${FAULT_KINDS.join(", ")}`);
+  const modifiers = FAULT_MODIFIERS.filter((k) => action[k] !== undefined && action[k] !== false);
+  for (const k of modifiers) {
+    if (action[k] !== true) throw new ConfigValidationError(`${k} must be true`);
+  }
+  if (terminal.length > 0 && modifiers.length > 0) {
+    throw new ConfigValidationError(`fault action combines ${terminal[0]} and ${modifiers[0]}; use one`);
+  }
+  if (terminal.length === 0 && modifiers.length === 0 && action.delayMs === undefined) {
+    throw new ConfigValidationError(`fault action needs one of delayMs, ${[...FAULT_KINDS, ...FAULT_MODIFIERS].join(", ")}`);
   }
   if (action.delayMs !== undefined && !(Number.isFinite(action.delayMs) && action.delayMs >= 0)) {
     throw new ConfigValidationError("delayMs must be a non-negative number");
@@ -248,6 +290,31 @@ export async function startServer(options = {}) {
     return clientIds.get(name);
   };
 
+  // ----- OAuth 2.0 mode state. Client secrets live only in this closure (never printable).
+  const oauthClients = validateOauthClients(opts.oauthClients ?? OAUTH_DEFAULT_CLIENTS);
+  const oauthSettings = { ...OAUTH_SETTINGS_DEFAULTS, ...validateOauthSettings(opts.oauth ?? {}) };
+  const initialOauthSettings = { ...oauthSettings };
+  const newOauthStats = () => ({
+    token: 0, // token endpoint requests, any answer
+    issued: 0, // 200 answers of the token endpoint
+    refresh: 0, // successful refresh_token grants
+    clientCredentials: 0, // successful client_credentials grants
+    password: 0, // successful password grants
+    reuse: 0, // a rotated refresh token presented again: the grant was revoked
+    graceReuse: 0, // ...presented again within reuseGraceMs: honoured
+    notRotated: 0, // refresh answered without a refresh_token (rotation off or omitRefreshToken)
+    droppedResponses: 0, // dropResponse: handled, then the connection was reset
+    revoke: 0, // revocation endpoint requests
+    revoked: 0, // tokens actually revoked there
+    metadata: 0, // RFC 8414 metadata requests
+    errors: 0, // error answers of the token and revocation endpoints (any code)
+  });
+  const oauthStats = newOauthStats();
+  /** OAuth error answers by code (invalid_grant, invalid_client, ...). */
+  const oauthErrors = {};
+  /** What the last token request asked for (no secret): a test checks pass-through with it. */
+  let lastTokenRequest = null;
+
   // Aborted by close(): ends pending fault delays instead of letting them keep the process up.
   const lifetime = new AbortController();
 
@@ -296,7 +363,7 @@ export async function startServer(options = {}) {
     if (!match) return { error: "Missing or malformed bearer token" };
     const record = lookup(match[1]);
     if (!record || record.kind !== "access") return { error: "Invalid access token" };
-    if (record.family.revoked) return { error: "Access token revoked" };
+    if (record.family.revoked || record.revoked) return { error: "Access token revoked" };
     if (serverNow() >= record.expiresAt) return { error: "Access token expired" };
     return { record };
   }
@@ -585,6 +652,269 @@ export async function startServer(options = {}) {
     });
   }
 
+  // ----- OAuth 2.0 mode (RFC 6749 token endpoint, RFC 7009 revocation, RFC 8414 metadata)
+
+  const NO_STORE = { "cache-control": "no-store", pragma: "no-cache" };
+
+  function oauthError(ctx, status, error, description, headers = {}) {
+    oauthStats.errors++;
+    oauthErrors[error] = (oauthErrors[error] ?? 0) + 1;
+    sendJson(ctx, status, { error, error_description: description }, { ...NO_STORE, ...headers });
+  }
+
+  /** Reads an application/x-www-form-urlencoded body; on a problem answers and returns null.
+   *  RFC 6749 §3.2: a parameter sent more than once is invalid_request. */
+  async function readForm(ctx) {
+    if (ctx.req.method !== "POST") {
+      oauthError(ctx, 405, "invalid_request", "Use POST", { allow: "POST, OPTIONS" });
+      return null;
+    }
+    const type = (ctx.req.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase();
+    if (type !== "application/x-www-form-urlencoded") {
+      oauthError(ctx, 400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded");
+      return null;
+    }
+    const body = await readBody(ctx.req, AUTH_BODY_LIMIT);
+    if (body.tooLarge) {
+      oauthError(ctx, 413, "invalid_request", `Request body exceeds ${AUTH_BODY_LIMIT} bytes`, body.closeAfter ? { connection: "close" } : {});
+      return null;
+    }
+    if (body.text === null) {
+      oauthError(ctx, 400, "invalid_request", "Request body is not UTF-8");
+      return null;
+    }
+    const params = new URLSearchParams(body.text);
+    const seen = new Set();
+    for (const key of params.keys()) {
+      // resource (RFC 8707) and audience may repeat; nothing else may.
+      if (seen.has(key) && key !== "resource" && key !== "audience") {
+        oauthError(ctx, 400, "invalid_request", `Parameter ${key} is repeated`);
+        return null;
+      }
+      seen.add(key);
+    }
+    return params;
+  }
+
+  /** Client authentication: Basic, client_secret in the body, or a public client's client_id
+   *  alone. Returns { client, method } or answers invalid_client / invalid_request and returns null. */
+  function authenticateClient(ctx, params) {
+    const header = ctx.req.headers.authorization;
+    const bodySecret = params.get("client_secret");
+    const bodyId = params.get("client_id");
+    const refuse = (method, description) => {
+      // RFC 6749 §5.2: 401, and a challenge for the scheme the client tried.
+      oauthError(ctx, 401, "invalid_client", description, method === "client_secret_basic" ? { "www-authenticate": 'Basic realm="reference-server", charset="UTF-8"' } : {});
+      return null;
+    };
+    if (header !== undefined) {
+      const m = /^Basic +([A-Za-z0-9+/]+=*) *$/i.exec(header);
+      if (!m) return refuse("client_secret_basic", "Malformed Basic credentials");
+      const decoded = Buffer.from(m[1], "base64").toString("utf8");
+      const colon = decoded.indexOf(":");
+      if (colon < 0) return refuse("client_secret_basic", "Malformed Basic credentials");
+      if (bodySecret !== null) {
+        oauthError(ctx, 400, "invalid_request", "More than one client authentication method");
+        return null;
+      }
+      let id = decoded.slice(0, colon);
+      let secret = decoded.slice(colon + 1);
+      if (oauthSettings.basicDecoding === "form") {
+        try {
+          id = decodeURIComponent(id.replace(/\+/g, "%20"));
+          secret = decodeURIComponent(secret.replace(/\+/g, "%20"));
+        } catch {
+          return refuse("client_secret_basic", "Basic credentials are not form-encoded");
+        }
+      }
+      if (bodyId !== null && bodyId !== id) {
+        oauthError(ctx, 400, "invalid_request", "client_id in the body and in Basic differ");
+        return null;
+      }
+      const client = oauthClients.get(id);
+      if (!client || client.secret === null || !passwordMatches(client.secret, secret)) {
+        return refuse("client_secret_basic", "Client authentication failed");
+      }
+      return { client, method: "client_secret_basic" };
+    }
+    if (bodyId === null) return refuse("none", "No client authentication");
+    const client = oauthClients.get(bodyId);
+    if (bodySecret !== null) {
+      if (!client || client.secret === null || !passwordMatches(client.secret, bodySecret)) {
+        return refuse("client_secret_post", "Client authentication failed");
+      }
+      return { client, method: "client_secret_post" };
+    }
+    if (!client || client.secret !== null) return refuse("none", "Client authentication failed");
+    return { client, method: "none" };
+  }
+
+  /** Splits a scope parameter; null when absent. */
+  const scopeList = (value) => (value === null ? null : value.split(" ").filter(Boolean));
+
+  function issueOauth(ctx, family, { refresh }) {
+    const now = serverNow();
+    const accessExpiresAt = now + Number(config.accessTtlMs);
+    const accessToken = mintToken(family.subject, "access", accessExpiresAt);
+    tokens.set(digest(accessToken), { kind: "access", family, expiresAt: accessExpiresAt, spent: false });
+    const out = {
+      access_token: accessToken,
+      token_type: "Bearer",
+      // Whole seconds, never more than the token really lives.
+      expires_in: Math.max(0, Math.floor(Number(config.accessTtlMs) / 1000)),
+    };
+    if (refresh) {
+      const refreshExpiresAt = now + Number(config.refreshTtlMs);
+      const refreshToken = mintToken(family.subject, "refresh", refreshExpiresAt);
+      tokens.set(digest(refreshToken), { kind: "refresh", family, expiresAt: refreshExpiresAt, spent: false, spentAt: 0 });
+      out.refresh_token = refreshToken;
+    }
+    if (family.scope) out.scope = family.scope;
+    return out;
+  }
+
+  function sendTokenResponse(ctx, payload) {
+    oauthStats.issued++;
+    if (ctx.modifiers?.dropResponse) {
+      // Committed, then lost on the way back: what a client retrying a refresh runs into.
+      oauthStats.droppedResponses++;
+      if (ctx.entry) ctx.entry.status = 0;
+      ctx.req.socket.destroy();
+      return;
+    }
+    sendJson(ctx, 200, payload, NO_STORE);
+  }
+
+  async function handleOauthToken(ctx) {
+    oauthStats.token++;
+    const params = await readForm(ctx);
+    if (!params) return;
+    const auth = authenticateClient(ctx, params);
+    if (!auth) return;
+    const { client } = auth;
+    const grantType = params.get("grant_type");
+    lastTokenRequest = {
+      grant_type: grantType,
+      client_id: client.id,
+      auth_method: auth.method,
+      scope: params.get("scope"),
+      resource: params.getAll("resource"),
+      audience: params.getAll("audience"),
+    };
+    if (grantType === null) return oauthError(ctx, 400, "invalid_request", "grant_type is required");
+    if (!OAUTH_GRANTS.includes(grantType)) return oauthError(ctx, 400, "unsupported_grant_type", `grant_type ${grantType} is not supported`);
+    if (!client.grantTypes.includes(grantType)) {
+      return oauthError(ctx, 400, "unauthorized_client", `The client may not use grant_type ${grantType}`);
+    }
+    const requested = scopeList(params.get("scope"));
+    if (requested && client.scope && requested.some((s) => !client.scope.includes(s))) {
+      return oauthError(ctx, 400, "invalid_scope", "A requested scope is not allowed for this client");
+    }
+
+    if (grantType === "client_credentials") {
+      if (client.secret === null) return oauthError(ctx, 400, "unauthorized_client", "A public client cannot use client_credentials");
+      const scope = (requested ?? client.scope ?? []).join(" ");
+      const family = { clientId: client.id, oauthClient: client.id, subject: client.id, scope, revoked: false };
+      families.add(family);
+      oauthStats.clientCredentials++;
+      return sendTokenResponse(ctx, issueOauth(ctx, family, { refresh: false }));
+    }
+
+    if (grantType === "password") {
+      const username = params.get("username");
+      const password = params.get("password");
+      if (!isNonEmptyString(username) || !isNonEmptyString(password)) {
+        return oauthError(ctx, 400, "invalid_request", "username and password are required");
+      }
+      const users = isPlainObject(config.users) ? config.users : {};
+      if (!Object.hasOwn(users, username) || !passwordMatches(users[username], password)) {
+        return oauthError(ctx, 400, "invalid_grant", "Invalid resource owner credentials");
+      }
+      const scope = (requested ?? client.scope ?? []).join(" ");
+      const family = { clientId: clientIdFor(username), oauthClient: client.id, subject: username, scope, revoked: false };
+      families.add(family);
+      oauthStats.password++;
+      return sendTokenResponse(ctx, issueOauth(ctx, family, { refresh: client.grantTypes.includes("refresh_token") }));
+    }
+
+    // refresh_token
+    const presented = params.get("refresh_token");
+    if (!isNonEmptyString(presented)) return oauthError(ctx, 400, "invalid_request", "refresh_token is required");
+    const record = lookup(presented);
+    if (!record || record.kind !== "refresh" || record.family.oauthClient !== client.id) {
+      return oauthError(ctx, 400, "invalid_grant", "Invalid refresh token");
+    }
+    const { family } = record;
+    if (family.revoked) return oauthError(ctx, 400, "invalid_grant", "Refresh token revoked");
+    if (record.spent) {
+      if (serverNow() - record.spentAt <= Number(oauthSettings.reuseGraceMs)) {
+        oauthStats.graceReuse++;
+      } else {
+        // Reuse of a rotated token: a race or a theft. Like real servers, kill the grant.
+        oauthStats.reuse++;
+        revokeFamily(family);
+        return oauthError(ctx, 400, "invalid_grant", "Refresh token already used; grant revoked");
+      }
+    }
+    if (serverNow() >= record.expiresAt) return oauthError(ctx, 400, "invalid_grant", "Refresh token expired");
+    if (requested) {
+      const granted = family.scope.split(" ");
+      if (requested.some((s) => !granted.includes(s))) {
+        return oauthError(ctx, 400, "invalid_scope", "A requested scope exceeds the grant");
+      }
+    }
+    const rotate = oauthSettings.rotateRefreshTokens && !ctx.modifiers?.omitRefreshToken;
+    if (rotate && !record.spent) {
+      record.spent = true;
+      record.spentAt = serverNow();
+    }
+    if (!rotate) oauthStats.notRotated++;
+    oauthStats.refresh++;
+    const payload = issueOauth(ctx, family, { refresh: rotate });
+    if (requested) payload.scope = requested.join(" ");
+    return sendTokenResponse(ctx, payload);
+  }
+
+  async function handleOauthRevoke(ctx) {
+    oauthStats.revoke++;
+    const params = await readForm(ctx);
+    if (!params) return;
+    const auth = authenticateClient(ctx, params);
+    if (!auth) return;
+    const token = params.get("token");
+    if (!isNonEmptyString(token)) return oauthError(ctx, 400, "invalid_request", "token is required");
+    const hint = params.get("token_type_hint");
+    if (hint !== null && hint !== "access_token" && hint !== "refresh_token") {
+      return oauthError(ctx, 400, "unsupported_token_type", `token_type_hint ${hint} is not supported`);
+    }
+    // RFC 7009 §2.2: unknown, invalid or other clients' tokens still answer 200.
+    const record = lookup(token);
+    if (record && record.family.oauthClient === auth.client.id) {
+      if (record.kind === "refresh") revokeFamily(record.family);
+      else record.revoked = true;
+      oauthStats.revoked++;
+    }
+    writeHead(ctx, 200, { ...NO_STORE, "content-length": 0 });
+    ctx.res.end();
+  }
+
+  function handleOauthMetadata(ctx) {
+    oauthStats.metadata++;
+    if (ctx.req.method !== "GET" && ctx.req.method !== "HEAD") return methodNotAllowed(ctx, ["GET", "HEAD"]);
+    const methods = ["client_secret_basic", "client_secret_post", "none"];
+    const scopes = [...new Set([...oauthClients.values()].flatMap((c) => c.scope ?? []))];
+    sendJson(ctx, 200, {
+      issuer: origin,
+      token_endpoint: `${origin}/oauth/token`,
+      revocation_endpoint: `${origin}/oauth/revoke`,
+      grant_types_supported: OAUTH_GRANTS,
+      token_endpoint_auth_methods_supported: methods,
+      revocation_endpoint_auth_methods_supported: methods,
+      response_types_supported: [],
+      scopes_supported: scopes,
+    });
+  }
+
   // ----- control API (never faulted, never whitelisted, not counted or logged)
 
   async function handleControl(ctx) {
@@ -645,6 +975,17 @@ export async function startServer(options = {}) {
         if (!expect("POST")) return;
         server.revokeAll();
         return sendData(ctx, { revoked: true });
+      case "oauth": {
+        // GET: settings, client ids and OAuth counters; POST: patch the settings.
+        if (req.method === "GET") return sendData(ctx, server.oauth.snapshot());
+        if (!expect("POST")) return;
+        const body = await readOptional();
+        if (!body) return;
+        return guard(() => {
+          Object.assign(oauthSettings, validateOauthSettings(body));
+          sendData(ctx, server.oauth.snapshot());
+        });
+      }
       case "stats":
         if (!expect("GET")) return;
         return sendData(ctx, { stats: { ...stats }, log: log.map((e) => ({ ...e })) });
@@ -681,6 +1022,7 @@ export async function startServer(options = {}) {
     if (fault) {
       stats.faults++;
       if (await applyFault(ctx, fault.action)) return;
+      ctx.modifiers = fault.action;
     }
 
     if (req.method === "OPTIONS") {
@@ -700,6 +1042,12 @@ export async function startServer(options = {}) {
         return handleRefresh(ctx);
       case "/auth/revoke":
         return handleRevoke(ctx);
+      case "/oauth/token":
+        return handleOauthToken(ctx);
+      case "/oauth/revoke":
+        return handleOauthRevoke(ctx);
+      case "/.well-known/oauth-authorization-server":
+        return handleOauthMetadata(ctx);
       default:
         if (ctx.path.startsWith("/api/")) return handleApi(ctx);
         return notFound(ctx);
@@ -748,12 +1096,47 @@ export async function startServer(options = {}) {
       tokens.clear();
       families.clear();
       for (const key of Object.keys(stats)) stats[key] = 0;
+      Object.assign(oauthStats, newOauthStats());
+      for (const key of Object.keys(oauthErrors)) delete oauthErrors[key];
+      lastTokenRequest = null;
       log.length = 0;
       faults = [];
-      if (restoreConfig) Object.assign(config, cloneConfig(initialConfig));
+      if (restoreConfig) {
+        Object.assign(config, cloneConfig(initialConfig));
+        Object.assign(oauthSettings, initialOauthSettings);
+      }
     },
     revokeAll() {
       for (const family of families) revokeFamily(family);
+    },
+    /** The OAuth 2.0 mode: settings (mutable), counters (reset by reset()), client ids. */
+    oauth: {
+      settings: oauthSettings,
+      stats: oauthStats,
+      errors: oauthErrors,
+      get lastTokenRequest() {
+        return lastTokenRequest && structuredClone(lastTokenRequest);
+      },
+      clients: Object.freeze(
+        Object.fromEntries(
+          [...oauthClients.values()].map((c) => [c.id, Object.freeze({ public: c.secret === null, grantTypes: [...c.grantTypes], scope: c.scope ? c.scope.join(" ") : null })]),
+        ),
+      ),
+      tokenEndpoint: `${origin}/oauth/token`,
+      revocationEndpoint: `${origin}/oauth/revoke`,
+      metadataUrl: `${origin}/.well-known/oauth-authorization-server`,
+      /** Revokes every grant of one OAuth client (what an admin's "disconnect app" does). */
+      revokeClient(clientId) {
+        for (const family of families) if (family.oauthClient === clientId) revokeFamily(family);
+      },
+      snapshot() {
+        return {
+          settings: { ...oauthSettings },
+          clients: Object.keys(server.oauth.clients),
+          stats: { ...oauthStats },
+          errors: { ...oauthErrors },
+        };
+      },
     },
     expireAccessTokens() {
       const past = serverNow() - 1;
@@ -773,6 +1156,48 @@ export async function startServer(options = {}) {
   };
   if (Symbol.asyncDispose) server[Symbol.asyncDispose] = server.close;
   return server;
+}
+
+/** Checks the OAuth clients option: { [client_id]: { secret: string|null, grantTypes, scope } }. */
+function validateOauthClients(clients) {
+  if (!isPlainObject(clients)) throw new TypeError("oauthClients must map client ids to client objects");
+  const out = new Map();
+  for (const [id, c] of Object.entries(clients)) {
+    const vschar = /^[\x20-\x7e]+$/; // RFC 6749 Appendix A
+    if (!vschar.test(id)) throw new TypeError(`OAuth client id ${JSON.stringify(id)} must be printable ASCII`);
+    if (!isPlainObject(c)) throw new TypeError(`OAuth client ${id} must be an object`);
+    if (c.secret !== null && !(isNonEmptyString(c.secret) && vschar.test(c.secret))) {
+      throw new TypeError(`OAuth client ${id}: secret must be printable ASCII, or null for a public client`);
+    }
+    const grantTypes = c.grantTypes ?? ["refresh_token"];
+    if (!Array.isArray(grantTypes) || !grantTypes.every((g) => OAUTH_GRANTS.includes(g))) {
+      throw new TypeError(`OAuth client ${id}: grantTypes must be some of ${OAUTH_GRANTS.join(", ")}`);
+    }
+    if (c.scope !== undefined && c.scope !== null && typeof c.scope !== "string") {
+      throw new TypeError(`OAuth client ${id}: scope must be a space-separated string`);
+    }
+    out.set(id, { id, secret: c.secret, grantTypes: [...grantTypes], scope: c.scope ? c.scope.split(" ").filter(Boolean) : null });
+  }
+  return out;
+}
+
+/** Checks a patch of the OAuth settings (startup option `oauth`, POST /__control/oauth). */
+function validateOauthSettings(patch) {
+  if (!isPlainObject(patch)) throw new ConfigValidationError("OAuth settings must be a JSON object");
+  const out = {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (key === "rotateRefreshTokens") {
+      if (typeof value !== "boolean") throw new ConfigValidationError("rotateRefreshTokens must be a boolean");
+    } else if (key === "reuseGraceMs") {
+      if (!(Number.isFinite(value) && value >= 0)) throw new ConfigValidationError("reuseGraceMs must be a non-negative number");
+    } else if (key === "basicDecoding") {
+      if (value !== "form" && value !== "raw") throw new ConfigValidationError('basicDecoding must be "form" or "raw"');
+    } else {
+      throw new ConfigValidationError(`unknown OAuth setting: ${key}`);
+    }
+    out[key] = value;
+  }
+  return out;
 }
 
 function cloneConfig(c) {
