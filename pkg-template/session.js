@@ -255,6 +255,106 @@ function isStream(body) {
   );
 }
 
+// ----- one timer for every session ------------------------------------------------------
+// A binary min-heap of sessions by deadline; each session is in it at most once (its slot),
+// so re-arming is a sift and disarming a removal: no stale entries, no spurious wakeups.
+// The runtime timer is set for the earliest deadline; it keeps the process alive only while
+// some session's deadline is one a caller awaits (`keep`), never for an idle auto-refresh.
+
+const HEAP = [];
+let DUE, SLOT, SET_SLOT, FIRE;
+/** Armed sessions whose deadline a caller awaits. */
+let KEPT = 0;
+let timer;
+let timerAt = -1;
+let timerKept = false;
+
+function heapSwap(i, j) {
+  const a = HEAP[i], b = HEAP[j];
+  HEAP[i] = b;
+  HEAP[j] = a;
+  SET_SLOT(b, i);
+  SET_SLOT(a, j);
+}
+function siftUp(i) {
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (DUE(HEAP[parent]) <= DUE(HEAP[i])) return;
+    heapSwap(i, parent);
+    i = parent;
+  }
+}
+function siftDown(i) {
+  for (;;) {
+    const l = 2 * i + 1, r = l + 1;
+    let m = i;
+    if (l < HEAP.length && DUE(HEAP[l]) < DUE(HEAP[m])) m = l;
+    if (r < HEAP.length && DUE(HEAP[r]) < DUE(HEAP[m])) m = r;
+    if (m === i) return;
+    heapSwap(i, m);
+    i = m;
+  }
+}
+function heapPlace(s) {
+  let i = SLOT(s);
+  if (i < 0) {
+    i = HEAP.length;
+    HEAP.push(s);
+    SET_SLOT(s, i);
+  }
+  siftUp(i);
+  siftDown(SLOT(s));
+}
+function heapRemove(s) {
+  const i = SLOT(s);
+  if (i < 0) return;
+  const last = HEAP.length - 1;
+  if (i !== last) heapSwap(i, last);
+  HEAP.pop();
+  SET_SLOT(s, -1);
+  if (i < HEAP.length) {
+    const moved = HEAP[i];
+    siftUp(i);
+    siftDown(SLOT(moved));
+  }
+}
+
+/** Sets the runtime timer for the earliest deadline (if it is not set for it already). */
+function schedule() {
+  const at = HEAP.length > 0 ? DUE(HEAP[0]) : -1;
+  const keep = KEPT > 0;
+  if (at === timerAt && keep === timerKept) return;
+  // A timer set earlier than the earliest deadline fires, finds nothing due and re-arms:
+  // cheaper than a clear and set on every deadline that moves later (each API call's).
+  if (at >= 0 && timerAt >= 0 && timerAt <= at && keep === timerKept) return;
+  clearTimeout(timer);
+  timer = undefined;
+  timerAt = at;
+  timerKept = keep;
+  if (at < 0) return;
+  // Longer delays fire at once in Node: the sessions are told early and re-arm.
+  timer = setTimeout(fire, Math.min(Math.max(at - now(), 0), MAX_TIMER_MS));
+  if (!keep) {
+    if (typeof timer?.unref === "function") timer.unref();
+    else if (typeof globalThis.Deno?.unrefTimer === "function") globalThis.Deno.unrefTimer(timer);
+  }
+}
+
+function fire() {
+  timer = undefined;
+  timerAt = -1;
+  const t = now();
+  // Every session due now, taken out first: a session fed its timeout may re-arm at once.
+  const due = [];
+  while (HEAP.length > 0 && DUE(HEAP[0]) <= t) {
+    const s = HEAP[0];
+    heapRemove(s);
+    due.push(s);
+  }
+  for (const s of due) FIRE(s);
+  schedule();
+}
+
 export class AuthSession {
   #core;
   #d;
@@ -278,7 +378,11 @@ export class AuthSession {
   #early = null;
   /** io id -> AbortController (auth) or true (storage): what is still expected. */
   #io = null;
-  #timer = undefined;
+  /** When the machine's one deadline is due (local epoch ms; -1: none), whether a caller
+   *  awaits it, and this session's place in the process's deadline heap (-1: none). */
+  #due = -1;
+  #keep = false;
+  #slot = -1;
   /** Events raised during the current machine call, delivered after it. */
   #events = null;
   /** A machine call is running: inputs that arrive meanwhile wait in #queue. */
@@ -544,7 +648,7 @@ export class AuthSession {
     this.#broken = describe("DISPOSED", "DisposedError", `the session stopped after an internal error (${name})`);
     for (const [, c] of this.#io ?? []) if (c instanceof AbortController) c.abort();
     this.#io = null;
-    clearTimeout(this.#timer);
+    this.#arm(-1, false);
     for (const [, f] of this.#flights ?? []) f.resolve([FAILED, this.#broken]);
     this.#flights = null;
   }
@@ -554,22 +658,34 @@ export class AuthSession {
     return e && e[DESCRIPTOR] ? toError(e) : e;
   }
 
+  /**
+   * The machine's one deadline, kept in the process's heap of deadlines (one runtime timer
+   * for every session: thousands of idle sessions hold no timer object each, and a call's
+   * deadline replaced by a later one costs no timer call).
+   */
   #arm(at, keep) {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (at < 0) return;
-    // Longer delays fire at once in Node: the machine is told early and re-arms.
-    const delay = Math.min(Math.max(at - now(), 0), MAX_TIMER_MS);
-    const t = setTimeout(() => {
-      this.#timer = undefined;
-      this.#feed((c, d) => c.timeout(d, now()));
-    }, delay);
-    // An idle auto-refresh never keeps a process alive; a retry someone awaits does.
-    if (!keep) {
-      if (typeof t?.unref === "function") t.unref();
-      else if (typeof globalThis.Deno?.unrefTimer === "function") globalThis.Deno.unrefTimer(t);
-    }
-    this.#timer = t;
+    if (this.#keep) KEPT--;
+    this.#keep = at >= 0 && keep;
+    if (this.#keep) KEPT++;
+    this.#due = at;
+    if (at < 0) heapRemove(this);
+    else heapPlace(this);
+    schedule();
+  }
+
+  // The heap's access to a session's deadline and slot (module functions below).
+  static {
+    DUE = (s) => s.#due;
+    SLOT = (s) => s.#slot;
+    SET_SLOT = (s, i) => {
+      s.#slot = i;
+    };
+    FIRE = (s) => {
+      if (s.#keep) KEPT--;
+      s.#keep = false;
+      s.#due = -1;
+      s.#feed((c, d) => c.timeout(d, now()));
+    };
   }
 
   /** An auth request for the machine: POST, JSON, no redirects, the machine's deadline. */
@@ -890,8 +1006,7 @@ export class AuthSession {
     this.#tokenSerial = -1;
     // Every API call in flight is woken with DISPOSED by the machine.
     this.#call((c, d) => c.dispose(d));
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#arm(-1, false);
   }
 
   fetch(input, init) {

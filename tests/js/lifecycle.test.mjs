@@ -77,6 +77,18 @@ describe("timers never keep a Node process alive", { concurrency: true }, () => 
   }
 });
 
+describe("an awaited deadline keeps a Node process alive", () => {
+  it("a backoff of 1 s (Retry-After) in an otherwise idle process: the call completes", async () => {
+    server.fault({ path: "/api/v1/products" }, { status: 503, headers: { "retry-after": "1" }, body: "busy" }, 1);
+    const { code, stdout, stderr } = await runChild("retry-keeps-alive.mjs", [server.url]);
+    assert.equal(code, 0, `stderr: ${stderr}`);
+    const done = /DONE 4 (\d+)/.exec(stdout);
+    assert.ok(done, `the call completed before the process exited; stdout: ${stdout}; stderr: ${stderr}`);
+    assert.ok(Number(done[1]) >= 900, `the retry waited for Retry-After (${done[1]} ms)`);
+    assert.equal(hits("/api/v1/products"), 2);
+  });
+});
+
 describe("dispose()", () => {
   it("is idempotent; [Symbol.dispose] disposes; later calls reject with DISPOSED", async () => {
     const a = await loggedIn();
