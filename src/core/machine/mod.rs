@@ -26,7 +26,8 @@
 //!
 //! **Where things are.** `io.rs`: what the driver sees (inputs, outputs, answers). `op.rs`:
 //! the auth operation and its lifecycle. `storage.rs`: restore, looks, the lease, adoption
-//! and writes. `api.rs`: API calls. Here: the machine's state and its entry points.
+//! and writes. `pending.rs`: the I/O out with the driver, with deadlines. `api.rs`: API
+//! calls. Here: the machine's state and its entry points.
 
 #[allow(unused_imports)]
 use crate::prelude::*;
@@ -34,6 +35,7 @@ use crate::prelude::*;
 mod api;
 mod io;
 mod op;
+mod pending;
 mod storage;
 
 pub use api::{ApiFailure, ApiStep, Behind, BodyFailure, CallId, Wake, Want};
@@ -42,8 +44,8 @@ pub use io::{
     Phase, Reason, SessionInfo, Step, StorageOp, StorageReply, TokenStep, Waited, Why,
 };
 
-use op::{Op, OpKind, Stage, StageRead, Trigger};
-use storage::Restore;
+use op::{Op, OpKind, Stage, Trigger};
+use pending::{earliest, Pending, Purpose};
 
 use alloc::collections::VecDeque;
 
@@ -98,7 +100,8 @@ pub struct Machine {
     op: Option<Box<Op>>,
     /// A login asked for while a revoke was on the wire: starts when the revoke ends.
     queued: Option<Box<Op>>,
-    restore: Option<Restore>,
+    /// The I/O out with the driver: the op's, a revoke's delete, a restore's read.
+    pending: Vec<Pending>,
     /// When the auto-refresh timer is due (local clock), while a pair is held.
     refresh_at: Option<i64>,
     /// Bumped whenever the held pair or the session's standing changes.
@@ -170,7 +173,7 @@ impl Machine {
             skew_ms: 0,
             op: None,
             queued: None,
-            restore: None,
+            pending: Vec::new(),
             refresh_at: None,
             epoch: 0,
             serial: 0,
@@ -213,33 +216,8 @@ impl Machine {
     /// auto-refresh timer. Any input may change the answer: read it after each.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<(i64, Keep)> {
-        let mut work: Option<i64> = None;
-        let mut add = |t: i64| work = Some(work.map_or(t, |w: i64| w.min(t)));
-        for op in [&self.op, &self.queued].into_iter().flatten() {
-            match op.stage {
-                Stage::Sending { deadline, .. }
-                | Stage::Adopting { deadline, .. }
-                | Stage::Looking { deadline, .. }
-                | Stage::Versioning { deadline, .. }
-                | Stage::Leasing { deadline, .. }
-                | Stage::Persisting { deadline, .. } => add(deadline),
-                Stage::Backoff { until } | Stage::Waiting { until } => add(until),
-                Stage::Queued | Stage::Finishing => {}
-            }
-            if let OpKind::Revoke {
-                delete: Some((_, deadline)),
-                ..
-            } = op.kind
-            {
-                add(deadline);
-            }
-        }
-        if let Some(r) = &self.restore {
-            add(r.deadline);
-        }
-        if let Some(c) = self.calls_deadline() {
-            add(c);
-        }
+        let work = earliest(self.io_deadline(), self.op_timer());
+        let work = earliest(work, self.calls_deadline());
         match (work, self.refresh_at) {
             (Some(w), Some(r)) if r < w => Some((r, Keep::Alive)),
             (Some(w), _) => Some((w, Keep::Alive)),
@@ -330,7 +308,7 @@ impl Machine {
     /// No call and no auth or storage operation in flight: disposing now breaks nothing and
     /// loses nothing (a pair that came in has been written, or its write has failed).
     pub fn is_idle(&self) -> bool {
-        self.op.is_none() && self.queued.is_none() && self.restore.is_none() && self.calls.is_empty()
+        self.op.is_none() && self.queued.is_none() && self.pending.is_empty() && self.calls.is_empty()
     }
 
     pub fn is_disposed(&self) -> bool {
@@ -530,16 +508,15 @@ impl Machine {
             let token = p.refresh_token.clone();
             self.mark_spent(&token);
         }
-        let delete = self.has_storage.then(|| {
+        if self.has_storage {
             let io = self.id();
             let key = self.config.storage_key();
             self.push(Output::Storage(StorageOp::Delete { id: io, key }));
-            (io, now + self.config.timeout_ms as i64)
-        });
+            self.expect(now, io, Purpose::Delete);
+        }
         let kind = OpKind::Revoke {
             pair,
             bearer_ok,
-            delete,
             failure: None,
         };
         Step::Wait(self.start(now, kind, Trigger::User))
@@ -553,19 +530,15 @@ impl Machine {
         if self.is_disposed() {
             return Step::Fail(disposed());
         }
-        if let Some(r) = &self.restore {
-            return Step::Wait(r.flight);
+        if let Some((flight, _)) = self.restoring() {
+            return Step::Wait(flight);
         }
         let flight = self.id();
         let io = self.id();
         let key = self.config.storage_key();
         self.push(Output::Storage(StorageOp::Get { id: io, key }));
-        self.restore = Some(Restore {
-            flight,
-            io,
-            deadline: now + self.config.timeout_ms as i64,
-            epoch: self.epoch,
-        });
+        let epoch = self.epoch;
+        self.expect(now, io, Purpose::Restore { flight, epoch });
         Step::Wait(flight)
     }
 
@@ -583,9 +556,9 @@ impl Machine {
         if let Some(q) = self.queued.take().map(|o| *o) {
             self.push(Output::Settle(q.flight, Outcome::Failed(disposed())));
         }
-        if let Some(r) = self.restore.take() {
-            self.push(Output::Cancel(r.io));
-            self.push(Output::Settle(r.flight, Outcome::Failed(disposed())));
+        if let Some((io, flight)) = self.take_restore() {
+            self.push(Output::Cancel(io));
+            self.push(Output::Settle(flight, Outcome::Failed(disposed())));
         }
         self.calls_dispose();
     }
@@ -836,103 +809,91 @@ impl Machine {
         }
     }
 
+    /// One pass: what was due when it began. What a handler sets up for `now` (a backoff
+    /// of 0 ms after a timeout) is the next pass's.
     fn handle_timeout_once(&mut self, now: i64) {
-        if let Some(r) = self.restore.filter(|r| r.deadline <= now) {
-            self.restore = None;
-            self.push(Output::Cancel(r.io));
-            let e = storage_error("the storage adapter did not answer within timeoutMs", None);
-            self.push(Output::Settle(r.flight, Outcome::Failed(e)));
+        let timer_due = self.op_timer().is_some_and(|t| t <= now);
+        while let Some(p) = self.take_due(now) {
+            self.io_timed_out(now, p);
         }
-        if let Some(mut op) = self.op.take().map(|o| *o) {
-            if let OpKind::Revoke { delete, failure, .. } = &mut op.kind {
-                if let Some((io, deadline)) = *delete {
-                    if deadline <= now {
-                        let e = storage_error("the storage adapter did not answer within timeoutMs", None);
-                        *delete = None;
-                        failure.get_or_insert(e.clone());
-                        self.outputs.push_back(Output::Cancel(io));
-                        self.outputs.push_back(Output::Event(Event::Error(e)));
-                    }
-                }
-            }
-            match op.stage {
-                Stage::Sending { io, deadline } if deadline <= now => {
-                    self.push(Output::Cancel(io));
-                    let e = AuthError::new(
-                        ErrorCode::Timeout,
-                        self.about(&op, "no complete answer within timeoutMs"),
-                    );
-                    self.attempt_failed(now, op, e, None);
-                }
-                Stage::Backoff { until } if until <= now => {
-                    // No pair held: a call found the refresh token expired while we waited.
-                    let ran_out = matches!(op.kind, OpKind::Refresh { .. })
-                        && !self.held().is_some_and(|h| now < h.refresh_local);
-                    // A holder whose lease would run out before this attempt's deadline and its write
-                    // stops: another instance may take the lease and refresh meanwhile.
-                    let lease_out = op
-                        .lease
-                        .as_ref()
-                        .is_some_and(|(_, until)| now + 2 * self.config.timeout_ms as i64 > *until);
-                    if lease_out {
-                        let e = AuthError::new(ErrorCode::Timeout, "the refresh lease ran out before a retry");
-                        self.finish(now, op, Outcome::Failed(e));
-                    } else if !ran_out {
-                        self.send(now, &mut op);
-                        self.op = Some(Box::new(op));
-                    } else if let Some(e) = self.expire_if_due(now) {
-                        // The refresh token ran out while the retry waited: it is not sent.
-                        // The session ends here, as it would for a call made now...
-                        self.finish(now, op, Outcome::Failed(e));
-                    } else {
-                        // ...or, with credentials, logs in again in the same flight.
-                        self.session_over(now, op);
-                    }
-                }
-                Stage::Adopting { io, deadline } if deadline <= now => {
-                    self.push(Output::Cancel(io));
-                    self.adopt(now, op, StorageReply::Failed(None));
-                }
-                Stage::Looking { io, deadline } if deadline <= now => {
-                    self.push(Output::Cancel(io));
-                    self.looked(now, op, StorageReply::Failed(None));
-                }
-                Stage::Leasing { io, deadline } if deadline <= now => {
-                    self.push(Output::Cancel(io));
-                    self.leased(now, op, StorageReply::Failed(None));
-                }
-                Stage::Waiting { until } if until <= now => {
-                    op.stage = self.read_stage(now, StageRead::Look);
-                    self.op = Some(Box::new(op));
-                }
-                Stage::Versioning { io, deadline } if deadline <= now => {
-                    self.push(Output::Cancel(io));
-                    let e = storage_error("the storage adapter did not answer within timeoutMs", None);
-                    self.emit(Event::Error(e));
-                    // Still above every version read meanwhile (a restore's read may have
-                    // raised `seen_version` since the pair was installed).
-                    let above = self.seen_version + 1;
-                    if let State::Active(h) = &mut self.state {
-                        h.version = h.version.max(above);
-                    }
-                    self.persist(now, op);
-                }
-                Stage::Persisting { io, deadline } if deadline <= now => {
-                    self.push(Output::Cancel(io));
-                    let e = storage_error("the storage adapter did not answer within timeoutMs", None);
-                    self.emit(Event::Error(e));
-                    self.finish(now, op, Outcome::Done);
-                }
-                Stage::Finishing if !matches!(op.kind, OpKind::Revoke { delete: Some(_), .. }) => {
-                    self.finish_revoke(now, op);
-                }
-                _ => self.op = Some(Box::new(op)),
-            }
+        if timer_due {
+            self.with_op(|m, op| m.op_timer_fired(now, op));
         }
         self.calls_timeout(now);
         if self.refresh_at.is_some_and(|t| t <= now) {
             self.refresh_at = None;
             self.timer_fired(now);
+        }
+    }
+
+    /// The I/O of `p` did not end by its deadline: it is cancelled and handled as failed.
+    fn io_timed_out(&mut self, now: i64, p: Pending) {
+        self.push(Output::Cancel(p.io));
+        let storage_timeout = || storage_error("the storage adapter did not answer within timeoutMs", None);
+        match p.purpose {
+            Purpose::Restore { flight, .. } => self.push(Output::Settle(flight, Outcome::Failed(storage_timeout()))),
+            Purpose::Delete => {
+                let e = storage_timeout();
+                self.emit(Event::Error(e.clone()));
+                self.deleted(now, Some(e));
+            }
+            Purpose::Attempt => self.with_op(|m, op| {
+                let e = AuthError::new(ErrorCode::Timeout, m.about(&op, "no complete answer within timeoutMs"));
+                m.attempt_failed(now, op, e, None);
+            }),
+            Purpose::Adopt => self.with_op(|m, op| m.adopt(now, op, StorageReply::Failed(None))),
+            Purpose::Look => self.with_op(|m, op| m.looked(now, op, StorageReply::Failed(None))),
+            Purpose::Acquire => self.with_op(|m, op| m.leased(now, op, p.deadline, StorageReply::Failed(None))),
+            Purpose::Version => {
+                self.emit(Event::Error(storage_timeout()));
+                self.with_op(|m, op| m.versioned(now, op));
+            }
+            Purpose::Persist => self.with_op(|m, op| m.persisted(now, op, Some(storage_timeout()))),
+        }
+    }
+
+    /// When the op's own timer is due: its backoff or its wait for another lease holder
+    /// (neither waits for I/O, so neither is in the pending table).
+    fn op_timer(&self) -> Option<i64> {
+        match self.op.as_ref()?.stage {
+            Stage::Backoff { until } | Stage::Waiting { until } => Some(until),
+            Stage::Queued | Stage::Io | Stage::Finishing => None,
+        }
+    }
+
+    /// The op's backoff or wait is over.
+    fn op_timer_fired(&mut self, now: i64, mut op: Op) {
+        match op.stage {
+            Stage::Backoff { .. } => {
+                // No pair held: a call found the refresh token expired while we waited.
+                let ran_out =
+                    matches!(op.kind, OpKind::Refresh { .. }) && !self.held().is_some_and(|h| now < h.refresh_local);
+                // A holder whose lease would run out before this attempt's deadline and its write
+                // stops: another instance may take the lease and refresh meanwhile.
+                let lease_out = op
+                    .lease
+                    .as_ref()
+                    .is_some_and(|(_, until)| now + 2 * self.config.timeout_ms as i64 > *until);
+                if lease_out {
+                    let e = AuthError::new(ErrorCode::Timeout, "the refresh lease ran out before a retry");
+                    self.finish(now, op, Outcome::Failed(e));
+                } else if !ran_out {
+                    self.send(now, &mut op);
+                    self.op = Some(Box::new(op));
+                } else if let Some(e) = self.expire_if_due(now) {
+                    // The refresh token ran out while the retry waited: it is not sent.
+                    // The session ends here, as it would for a call made now...
+                    self.finish(now, op, Outcome::Failed(e));
+                } else {
+                    // ...or, with credentials, logs in again in the same flight.
+                    self.session_over(now, op);
+                }
+            }
+            Stage::Waiting { .. } => {
+                op.stage = self.read_stage(now, Purpose::Look);
+                self.op = Some(Box::new(op));
+            }
+            Stage::Queued | Stage::Io | Stage::Finishing => self.op = Some(Box::new(op)),
         }
     }
 

@@ -6,6 +6,7 @@
 #[allow(unused_imports)]
 use crate::prelude::*;
 
+use super::pending::Purpose;
 use super::{
     AuthReply, AuthRequest, Endpoint, Event, FlightId, IoFailure, IoId, Log, Machine, Outcome, Output, Reason, State,
 };
@@ -39,12 +40,12 @@ pub(super) enum OpKind {
     Refresh {
         token: RefreshToken,
     },
-    /// The pair being revoked left the state when the revoke began; `delete` is the storage
-    /// delete running beside the request, `failure` the first error to report.
+    /// The pair being revoked left the state when the revoke began; `failure` is the first
+    /// error to report, of the request or of the storage delete beside it
+    /// ([`Purpose::Delete`]).
     Revoke {
         pair: Option<TokenPair>,
         bearer_ok: bool,
-        delete: Option<(IoId, i64)>,
         failure: Option<AuthError>,
     },
 }
@@ -53,42 +54,15 @@ pub(super) enum OpKind {
 pub(super) enum Stage {
     /// Not started: waits for the revoke before it (at most one auth request at a time).
     Queued,
-    Sending {
-        io: IoId,
-        deadline: i64,
-    },
+    /// Its attempt or one of its storage calls is out: its entry in [`Machine::pending`]
+    /// says which.
+    Io,
     Backoff {
         until: i64,
-    },
-    /// A refresh was rejected: reading storage for a pair another instance stored.
-    Adopting {
-        io: IoId,
-        deadline: i64,
-    },
-    /// Before a refresh: reading storage for a newer pair another instance stored (then no
-    /// refresh is needed, and no refresh token is spent twice).
-    Looking {
-        io: IoId,
-        deadline: i64,
-    },
-    /// After a login: reading the record's version, so the new pair is stored as newer.
-    Versioning {
-        io: IoId,
-        deadline: i64,
-    },
-    /// Taking the refresh lease.
-    Leasing {
-        io: IoId,
-        deadline: i64,
     },
     /// Another instance holds the lease: look again at `until` for the pair it stores.
     Waiting {
         until: i64,
-    },
-    /// The new pair is in; waiting (at most the timeout) for its storage write.
-    Persisting {
-        io: IoId,
-        deadline: i64,
     },
     /// A revoke whose request is done, waiting for its storage delete.
     Finishing,
@@ -137,14 +111,6 @@ impl Op {
     }
 }
 
-/// Why the machine reads the stored record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum StageRead {
-    Look,
-    Version,
-    Adopt,
-}
-
 impl Machine {
     // ----- operations -------------------------------------------------------------------------
 
@@ -156,12 +122,12 @@ impl Machine {
             // rotated the pair already; its newer pair is adopted, no token spent. Look
             // before a quiet login too: another instance (or this one before a restart)
             // may hold a valid pair, and N cold instances should make one login, not N.
-            op.stage = self.read_stage(now, StageRead::Look);
+            op.stage = self.read_stage(now, Purpose::Look);
             self.op = Some(Box::new(op));
             return flight;
         }
         self.send(now, &mut op);
-        if op.stage == Stage::Finishing && !matches!(op.kind, OpKind::Revoke { delete: Some(_), .. }) {
+        if op.stage == Stage::Finishing && !self.deleting() {
             // A revoke with nothing to send and nothing to delete is done at once.
             self.finish_revoke(now, op);
         } else {
@@ -207,10 +173,8 @@ impl Machine {
             endpoint,
             attempt: op.attempt,
         });
-        op.stage = Stage::Sending {
-            io,
-            deadline: now + self.config.timeout_ms as i64,
-        };
+        self.expect(now, io, Purpose::Attempt);
+        op.stage = Stage::Io;
         self.push(Output::Send(AuthRequest {
             id: io,
             endpoint,
@@ -221,32 +185,32 @@ impl Machine {
         }));
     }
 
-    /// Drops the op in progress: its attempt is cancelled, its flight settled.
+    /// Hands the op in progress, out of its slot, to `handler` (nothing without one).
+    pub(super) fn with_op(&mut self, handler: impl FnOnce(&mut Machine, Op)) {
+        if let Some(op) = self.op.take() {
+            handler(self, *op);
+        }
+    }
+
+    /// Drops the op in progress: its I/O is cancelled (a revoke's delete too), its flight
+    /// settled.
     pub(super) fn abandon_op(&mut self, outcome: Outcome) {
         if let Some(op) = self.op.take().map(|o| *o) {
-            match op.stage {
-                Stage::Sending { io, .. }
-                | Stage::Adopting { io, .. }
-                | Stage::Looking { io, .. }
-                | Stage::Versioning { io, .. }
-                | Stage::Leasing { io, .. }
-                | Stage::Persisting { io, .. } => self.push(Output::Cancel(io)),
-                Stage::Queued | Stage::Backoff { .. } | Stage::Waiting { .. } | Stage::Finishing => {}
+            let mut keep_lease = false;
+            for p in self.take_ops_io() {
+                self.push(Output::Cancel(p.io));
+                // A refresh already on the wire may have rotated the token at the server: its
+                // lease is left to run out, so no other instance refreshes (with the spent token)
+                // before the write that will never come is past.
+                // So is the lease of an op whose new pair is being written: the write goes on (the
+                // driver only stops waiting for it), and the others must not look before it lands.
+                keep_lease |= match p.purpose {
+                    Purpose::Attempt => matches!(op.kind, OpKind::Refresh { .. }),
+                    Purpose::Persist => true,
+                    _ => false,
+                };
             }
-            if let OpKind::Revoke {
-                delete: Some((io, _)), ..
-            } = op.kind
-            {
-                self.push(Output::Cancel(io));
-            }
-            // A refresh already on the wire may have rotated the token at the server: its
-            // lease is left to run out, so no other instance refreshes (with the spent token)
-            // before the write that will never come is past.
-            // So is the lease of an op whose new pair is being written: the write goes on (the
-            // driver only stops waiting for it), and the others must not look before it lands.
-            let on_the_wire = matches!(op.kind, OpKind::Refresh { .. }) && matches!(op.stage, Stage::Sending { .. });
-            let writing = matches!(op.stage, Stage::Persisting { .. });
-            if !on_the_wire && !writing {
+            if !keep_lease {
                 self.release(&op);
             }
             self.push(Output::Settle(op.flight, outcome));
@@ -297,11 +261,10 @@ impl Machine {
 
     /// The answer to [`Output::Send`] `io`. Answers to cancelled or unknown ids are ignored.
     pub fn handle_auth(&mut self, now: i64, io: IoId, reply: Result<AuthReply, IoFailure>) {
-        let Some(op) = self.op.take().map(|o| *o) else { return };
-        if !matches!(op.stage, Stage::Sending { io: i, .. } if i == io) {
-            self.op = Some(Box::new(op));
+        if self.take_io(io, |p| p == Purpose::Attempt).is_none() {
             return;
         }
+        let Some(op) = self.op.take().map(|o| *o) else { return };
         let (result, retry_after) = self.read_reply(now, &op, reply);
         let endpoint = op.endpoint();
         let error = match result {
@@ -428,7 +391,7 @@ impl Machine {
     pub(super) fn op_failed(&mut self, now: i64, op: Op, error: AuthError) {
         match &op.kind {
             OpKind::Login { relogin: true, .. } => self.report_expired(),
-            OpKind::Revoke { delete: Some(_), .. } => {
+            OpKind::Revoke { .. } if self.deleting() => {
                 // The storage delete is still out: finish when it answers.
                 let mut op = op;
                 if let OpKind::Revoke { failure, .. } = &mut op.kind {
@@ -474,7 +437,7 @@ impl Machine {
             // A login did not look first: read the record's version so ours is stored as
             // the newer one. (A login under the lease looked while holding it: nobody has
             // written since, and its write must fit in the lease.)
-            op.stage = self.read_stage(now, StageRead::Version);
+            op.stage = self.read_stage(now, Purpose::Version);
             self.op = Some(Box::new(op));
         } else {
             self.persist(now, op);
@@ -538,7 +501,7 @@ impl Machine {
 
     /// The revoke request is done; the op ends once its storage delete has too.
     pub(super) fn revoke_sent(&mut self, now: i64, mut op: Op) {
-        if let OpKind::Revoke { delete: Some(_), .. } = op.kind {
+        if self.deleting() {
             op.stage = Stage::Finishing;
             self.op = Some(Box::new(op));
             return;

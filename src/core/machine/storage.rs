@@ -5,21 +5,13 @@
 #[allow(unused_imports)]
 use crate::prelude::*;
 
+use super::pending::Purpose;
 use super::{
-    storage_error, Event, FlightId, IoId, Machine, Op, OpKind, Outcome, Output, Reason, Stage, StageRead, State,
-    StorageOp, StorageReply,
+    storage_error, Event, FlightId, IoId, Machine, Op, OpKind, Outcome, Output, Reason, Stage, State, StorageOp,
+    StorageReply,
 };
 use crate::core::envelope::{self, read_record};
 use crate::core::error::{AuthError, ErrorCode};
-
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Restore {
-    pub(super) flight: FlightId,
-    pub(super) io: IoId,
-    pub(super) deadline: i64,
-    /// The state's epoch when the read began: a read older than the current pair is moot.
-    pub(super) epoch: u32,
-}
 
 impl Machine {
     /// Gives back the op's lease, if it holds one (the answer is not awaited: a lease that
@@ -45,9 +37,9 @@ impl Machine {
 
     /// A restore's read is moot once a login or revoke has begun: it resolves `null`.
     pub(super) fn abandon_restore(&mut self) {
-        if let Some(r) = self.restore.take() {
-            self.push(Output::Cancel(r.io));
-            self.push(Output::Settle(r.flight, Outcome::Nothing));
+        if let Some((io, flight)) = self.take_restore() {
+            self.push(Output::Cancel(io));
+            self.push(Output::Settle(flight, Outcome::Nothing));
         }
     }
 
@@ -72,24 +64,19 @@ impl Machine {
             value,
             version,
         }));
-        op.stage = Stage::Persisting {
-            io,
-            deadline: now + self.config.timeout_ms as i64,
-        };
+        self.expect(now, io, Purpose::Persist);
+        op.stage = Stage::Io;
         self.op = Some(Box::new(op));
     }
 
-    /// Starts a storage read for `why` and returns the stage that waits for it.
-    pub(super) fn read_stage(&mut self, now: i64, why: StageRead) -> Stage {
+    /// Starts a storage read for `why` (a look, a versioning read or an adoption) and
+    /// returns the stage that waits for it.
+    pub(super) fn read_stage(&mut self, now: i64, why: Purpose) -> Stage {
         let io = self.id();
         let key = self.config.storage_key();
         self.push(Output::Storage(StorageOp::Get { id: io, key }));
-        let deadline = now + self.config.timeout_ms as i64;
-        match why {
-            StageRead::Look => Stage::Looking { io, deadline },
-            StageRead::Version => Stage::Versioning { io, deadline },
-            StageRead::Adopt => Stage::Adopting { io, deadline },
-        }
+        self.expect(now, io, why);
+        Stage::Io
     }
 
     /// The refresh token was rejected (401). Another instance sharing the storage may have
@@ -100,7 +87,7 @@ impl Machine {
             self.mark_spent(&token);
         }
         if self.has_storage {
-            op.stage = self.read_stage(now, StageRead::Adopt);
+            op.stage = self.read_stage(now, Purpose::Adopt);
             self.op = Some(Box::new(op));
             return;
         }
@@ -111,54 +98,78 @@ impl Machine {
 
     /// The answer to [`Output::Storage`] `io`.
     pub fn handle_storage(&mut self, now: i64, io: IoId, reply: StorageReply) {
-        if let Some(r) = self.restore.filter(|r| r.io == io) {
-            self.restore = None;
-            return self.restored(now, r, reply);
-        }
-        let Some(mut op) = self.op.take().map(|o| *o) else {
+        let Some(p) = self.take_io(io, Purpose::is_storage) else {
             return;
         };
-        match op.stage {
-            Stage::Adopting { io: i, .. } if i == io => self.adopt(now, op, reply),
-            Stage::Looking { io: i, .. } if i == io => self.looked(now, op, reply),
-            Stage::Leasing { io: i, .. } if i == io => self.leased(now, op, reply),
-            Stage::Versioning { io: i, .. } if i == io => {
+        match p.purpose {
+            Purpose::Restore { flight, epoch } => self.restored(now, flight, epoch, reply),
+            Purpose::Delete => {
+                let failure = match reply {
+                    StorageReply::Failed(cause) => {
+                        let e = storage_error("the storage adapter failed to delete the session", cause);
+                        self.emit(Event::Error(e.clone()));
+                        Some(e)
+                    }
+                    _ => None,
+                };
+                self.deleted(now, failure);
+            }
+            Purpose::Adopt => self.with_op(|m, op| m.adopt(now, op, reply)),
+            Purpose::Look => self.with_op(|m, op| m.looked(now, op, reply)),
+            Purpose::Acquire => self.with_op(|m, op| m.leased(now, op, p.deadline, reply)),
+            Purpose::Version => {
                 if let Err(e) = self.stored_record(now, &reply) {
                     self.emit(Event::Error(e));
                 }
-                // The read raised `seen_version`: the held pair goes above it.
-                let above = self.seen_version + 1;
-                if let State::Active(h) = &mut self.state {
-                    h.version = h.version.max(above);
-                }
-                self.persist(now, op);
+                self.with_op(|m, op| m.versioned(now, op));
             }
-            Stage::Persisting { io: i, .. } if i == io => {
-                if let StorageReply::Failed(cause) = reply {
-                    self.emit(Event::Error(storage_error(
-                        "the storage adapter failed to write the session",
-                        cause,
-                    )));
-                }
-                self.finish(now, op, Outcome::Done);
-            }
-            _ => {
-                if let OpKind::Revoke { delete, failure, .. } = &mut op.kind {
-                    if delete.is_some_and(|(i, _)| i == io) {
-                        *delete = None;
-                        if let StorageReply::Failed(cause) = reply {
-                            let e = storage_error("the storage adapter failed to delete the session", cause);
-                            self.outputs.push_back(Output::Event(Event::Error(e.clone())));
-                            failure.get_or_insert(e);
-                        }
-                        if op.stage == Stage::Finishing {
-                            return self.finish_revoke(now, op);
-                        }
+            Purpose::Persist => {
+                let failure = match reply {
+                    StorageReply::Failed(cause) => {
+                        Some(storage_error("the storage adapter failed to write the session", cause))
                     }
-                }
-                self.op = Some(Box::new(op));
+                    _ => None,
+                };
+                self.with_op(|m, op| m.persisted(now, op, failure));
             }
+            // Filtered out by `take_io`.
+            Purpose::Attempt => {}
         }
+    }
+
+    /// The revoke's storage delete is over (`failure`: it failed or timed out, reported
+    /// already). The revoke ends here if its request is done.
+    pub(super) fn deleted(&mut self, now: i64, failure: Option<AuthError>) {
+        self.with_op(|m, mut op| {
+            if let (Some(e), OpKind::Revoke { failure: first, .. }) = (failure, &mut op.kind) {
+                first.get_or_insert(e);
+            }
+            if op.stage == Stage::Finishing {
+                return m.finish_revoke(now, op);
+            }
+            m.op = Some(Box::new(op));
+        });
+    }
+
+    /// The versioning read is over (answered, or its deadline passed): the read raised
+    /// `seen_version`, and the held pair goes above it, then is written. (Still above every
+    /// version read meanwhile: a restore's read may have raised `seen_version` since the
+    /// pair was installed.)
+    pub(super) fn versioned(&mut self, now: i64, op: Op) {
+        let above = self.seen_version + 1;
+        if let State::Active(h) = &mut self.state {
+            h.version = h.version.max(above);
+        }
+        self.persist(now, op);
+    }
+
+    /// The write of the new pair is over (`failure`: it failed or timed out). The op has
+    /// its pair either way: a failed write is an `error` event.
+    pub(super) fn persisted(&mut self, now: i64, op: Op, failure: Option<AuthError>) {
+        if let Some(e) = failure {
+            self.emit(Event::Error(e));
+        }
+        self.finish(now, op, Outcome::Done);
     }
 
     /// Reads a stored record, or nothing. A record is usable when it parses, belongs to this
@@ -272,10 +283,8 @@ impl Machine {
         let key = self.config.storage_key();
         let ttl_ms = self.lease_ttl();
         self.push(Output::Storage(StorageOp::Acquire { id: io, key, ttl_ms }));
-        op.stage = Stage::Leasing {
-            io,
-            deadline: now + self.config.timeout_ms as i64,
-        };
+        self.expect(now, io, Purpose::Acquire);
+        op.stage = Stage::Io;
         self.op = Some(Box::new(op));
     }
 
@@ -315,19 +324,17 @@ impl Machine {
 
     /// The answer to `acquire`: holding the lease, look once more (the previous holder may
     /// have just stored its pair) and refresh; else wait for the holder's pair.
-    pub(super) fn leased(&mut self, now: i64, mut op: Op, reply: StorageReply) {
+    /// `deadline`: the acquire's.
+    pub(super) fn leased(&mut self, now: i64, mut op: Op, deadline: i64, reply: StorageReply) {
         match reply {
             StorageReply::Lease(id) => {
                 // The storage started the lease's clock when `acquire` reached it, at some
-                // time between the call and this answer: count from the call (the Leasing
+                // time between the call and this answer: count from the call (the acquire's
                 // deadline less the timeout), never from the answer, or a slow answer would
                 // let this holder believe in a lease that another may already have taken.
-                let asked = match op.stage {
-                    Stage::Leasing { deadline, .. } => deadline - self.config.timeout_ms as i64,
-                    _ => now,
-                };
+                let asked = deadline - self.config.timeout_ms as i64;
                 op.lease = Some((id, asked + self.lease_ttl() as i64));
-                op.stage = self.read_stage(now, StageRead::Look);
+                op.stage = self.read_stage(now, Purpose::Look);
             }
             StorageReply::Empty => {
                 // Another instance refreshes: its pair will be in the record soon. Look at
@@ -394,28 +401,29 @@ impl Machine {
         }
     }
 
-    pub(super) fn restored(&mut self, now: i64, r: Restore, reply: StorageReply) {
+    /// The answer to the read of `restore()` for `flight`, begun in `epoch`.
+    pub(super) fn restored(&mut self, now: i64, flight: FlightId, epoch: u32, reply: StorageReply) {
         let stored = match self.stored_record(now, &reply) {
             Ok(s) => s,
-            Err(e) => return self.push(Output::Settle(r.flight, Outcome::Failed(e))),
+            Err(e) => return self.push(Output::Settle(flight, Outcome::Failed(e))),
         };
         // An op still running decides the session, not this read: a pair restored beside
         // it would be replaced by a login's or refresh's result, would let a refresh retry
         // send its own (maybe expired) token for another pair, or, beside a revoke, would
         // let the next refresh replace the revoke op (two requests open, the revoke never
         // settled).
-        if r.epoch != self.epoch || self.is_disposed() || self.op.is_some() {
+        if epoch != self.epoch || self.is_disposed() || self.op.is_some() {
             // A login, a refresh, a revoke or a dispose came after the read began.
-            return self.push(Output::Settle(r.flight, Outcome::Nothing));
+            return self.push(Output::Settle(flight, Outcome::Nothing));
         }
         // Only a pair at least as new as any held before (a stale read, or a record our
         // failed writes left behind, holds a spent refresh token).
         match stored.filter(|s| s.pair.access_expires_at >= self.newest) {
             Some(s) => {
                 self.install(now, s.pair, Reason::Restore, s.version, s.account);
-                self.push(Output::Settle(r.flight, Outcome::Done));
+                self.push(Output::Settle(flight, Outcome::Done));
             }
-            None => self.push(Output::Settle(r.flight, Outcome::Nothing)),
+            None => self.push(Output::Settle(flight, Outcome::Nothing)),
         }
     }
 }
