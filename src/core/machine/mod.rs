@@ -44,7 +44,7 @@ pub use io::{
     Phase, Reason, SessionInfo, Step, StorageOp, StorageReply, TokenStep, Waited, Why,
 };
 
-use op::{Op, OpKind, Stage, Trigger};
+use op::{Next, Op, OpKind, Stage, Trigger};
 use pending::{earliest, Pending, Purpose};
 
 use alloc::collections::VecDeque;
@@ -739,7 +739,8 @@ impl Machine {
                 // on as after that 401 (adopt from storage, else expire or log in again).
                 let flight = self.id();
                 let kind = OpKind::Refresh { token };
-                self.refresh_rejected(now, Op::new(flight, kind, trigger));
+                let next = self.refresh_rejected(now, Op::new(flight, kind, trigger));
+                self.apply(now, next);
                 return Some(flight);
             }
             let flight = self.start(now, OpKind::Refresh { token }, trigger);
@@ -817,7 +818,7 @@ impl Machine {
             self.io_timed_out(now, p);
         }
         if timer_due {
-            self.with_op(|m, op| m.op_timer_fired(now, op));
+            self.with_op(now, |m, op| m.op_timer_fired(now, op));
         }
         self.calls_timeout(now);
         if self.refresh_at.is_some_and(|t| t <= now) {
@@ -837,18 +838,18 @@ impl Machine {
                 self.emit(Event::Error(e.clone()));
                 self.deleted(now, Some(e));
             }
-            Purpose::Attempt => self.with_op(|m, op| {
+            Purpose::Attempt => self.with_op(now, |m, op| {
                 let e = AuthError::new(ErrorCode::Timeout, m.about(&op, "no complete answer within timeoutMs"));
-                m.attempt_failed(now, op, e, None);
+                m.attempt_failed(now, op, e, None)
             }),
-            Purpose::Adopt => self.with_op(|m, op| m.adopt(now, op, StorageReply::Failed(None))),
-            Purpose::Look => self.with_op(|m, op| m.looked(now, op, StorageReply::Failed(None))),
-            Purpose::Acquire => self.with_op(|m, op| m.leased(now, op, p.deadline, StorageReply::Failed(None))),
+            Purpose::Adopt => self.with_op(now, |m, op| m.adopt(now, op, StorageReply::Failed(None))),
+            Purpose::Look => self.with_op(now, |m, op| m.looked(now, op, StorageReply::Failed(None))),
+            Purpose::Acquire => self.with_op(now, |m, op| m.leased(now, op, p.deadline, StorageReply::Failed(None))),
             Purpose::Version => {
                 self.emit(Event::Error(storage_timeout()));
-                self.with_op(|m, op| m.versioned(now, op));
+                self.with_op(now, |m, op| m.versioned(now, op));
             }
-            Purpose::Persist => self.with_op(|m, op| m.persisted(now, op, Some(storage_timeout()))),
+            Purpose::Persist => self.with_op(now, |m, op| m.persisted(op, Some(storage_timeout()))),
         }
     }
 
@@ -862,7 +863,7 @@ impl Machine {
     }
 
     /// The op's backoff or wait is over.
-    fn op_timer_fired(&mut self, now: i64, mut op: Op) {
+    fn op_timer_fired(&mut self, now: i64, mut op: Op) -> Next {
         match op.stage {
             Stage::Backoff { .. } => {
                 // No pair held: a call found the refresh token expired while we waited.
@@ -876,24 +877,24 @@ impl Machine {
                     .is_some_and(|(_, until)| now + 2 * self.config.timeout_ms as i64 > *until);
                 if lease_out {
                     let e = AuthError::new(ErrorCode::Timeout, "the refresh lease ran out before a retry");
-                    self.finish(now, op, Outcome::Failed(e));
+                    Next::Done(op, Outcome::Failed(e))
                 } else if !ran_out {
                     self.send(now, &mut op);
-                    self.op = Some(Box::new(op));
+                    Next::Stay(op)
                 } else if let Some(e) = self.expire_if_due(now) {
                     // The refresh token ran out while the retry waited: it is not sent.
                     // The session ends here, as it would for a call made now...
-                    self.finish(now, op, Outcome::Failed(e));
+                    Next::Done(op, Outcome::Failed(e))
                 } else {
                     // ...or, with credentials, logs in again in the same flight.
-                    self.session_over(now, op);
+                    self.session_over(now, op)
                 }
             }
             Stage::Waiting { .. } => {
                 op.stage = self.read_stage(now, Purpose::Look);
-                self.op = Some(Box::new(op));
+                Next::Stay(op)
             }
-            Stage::Queued | Stage::Io | Stage::Finishing => self.op = Some(Box::new(op)),
+            Stage::Queued | Stage::Io | Stage::Finishing => Next::Stay(op),
         }
     }
 

@@ -111,8 +111,35 @@ impl Op {
     }
 }
 
+/// What becomes of the op a handler was given. Handlers take the op out of its slot and
+/// return it here; [`Machine::apply`] is the one place that puts it back or ends it.
+#[must_use]
+pub(super) enum Next {
+    /// The op goes on, in the stage the handler left it in.
+    Stay(Op),
+    /// The op ends with this outcome; the op queued behind it, if any, starts.
+    Done(Op, Outcome),
+}
+
+/// A revoke ends with the first error of its request or delete, if any.
+pub(super) fn revoke_ended(op: Op) -> Next {
+    let outcome = match &op.kind {
+        OpKind::Revoke { failure: Some(e), .. } => Outcome::Failed(e.clone()),
+        _ => Outcome::Done,
+    };
+    Next::Done(op, outcome)
+}
+
 impl Machine {
     // ----- operations -------------------------------------------------------------------------
+
+    /// Puts the op back in its slot, or ends it.
+    pub(super) fn apply(&mut self, now: i64, next: Next) {
+        match next {
+            Next::Stay(op) => self.op = Some(Box::new(op)),
+            Next::Done(op, outcome) => self.finish(now, op, outcome),
+        }
+    }
 
     pub(super) fn start(&mut self, now: i64, kind: OpKind, trigger: Trigger) -> FlightId {
         let flight = self.id();
@@ -123,16 +150,17 @@ impl Machine {
             // before a quiet login too: another instance (or this one before a restart)
             // may hold a valid pair, and N cold instances should make one login, not N.
             op.stage = self.read_stage(now, Purpose::Look);
-            self.op = Some(Box::new(op));
+            self.apply(now, Next::Stay(op));
             return flight;
         }
         self.send(now, &mut op);
-        if op.stage == Stage::Finishing && !self.deleting() {
+        let next = if op.stage == Stage::Finishing && !self.deleting() {
             // A revoke with nothing to send and nothing to delete is done at once.
-            self.finish_revoke(now, op);
+            revoke_ended(op)
         } else {
-            self.op = Some(Box::new(op));
-        }
+            Next::Stay(op)
+        };
+        self.apply(now, next);
         flight
     }
 
@@ -185,10 +213,12 @@ impl Machine {
         }));
     }
 
-    /// Hands the op in progress, out of its slot, to `handler` (nothing without one).
-    pub(super) fn with_op(&mut self, handler: impl FnOnce(&mut Machine, Op)) {
+    /// Hands the op in progress, out of its slot, to `handler` (nothing without one) and
+    /// applies the transition it returns.
+    pub(super) fn with_op(&mut self, now: i64, handler: impl FnOnce(&mut Machine, Op) -> Next) {
         if let Some(op) = self.op.take() {
-            handler(self, *op);
+            let next = handler(self, *op);
+            self.apply(now, next);
         }
     }
 
@@ -240,7 +270,7 @@ impl Machine {
         if let Some(mut next) = self.queued.take().map(|o| *o) {
             self.epoch = self.epoch.wrapping_add(1);
             self.send(now, &mut next);
-            self.op = Some(Box::new(next));
+            self.apply(now, Next::Stay(next));
         }
     }
 
@@ -264,7 +294,11 @@ impl Machine {
         if self.take_io(io, |p| p == Purpose::Attempt).is_none() {
             return;
         }
-        let Some(op) = self.op.take().map(|o| *o) else { return };
+        self.with_op(now, |m, op| m.answered(now, op, reply));
+    }
+
+    /// The op's attempt got `reply`.
+    fn answered(&mut self, now: i64, op: Op, reply: Result<AuthReply, IoFailure>) -> Next {
         let (result, retry_after) = self.read_reply(now, &op, reply);
         let endpoint = op.endpoint();
         let error = match result {
@@ -286,7 +320,7 @@ impl Machine {
         if let (OpKind::Refresh { .. }, true) = (&op.kind, error.is_unauthorized()) {
             return self.refresh_rejected(now, op);
         }
-        self.attempt_failed(now, op, error, retry_after.as_deref());
+        self.attempt_failed(now, op, error, retry_after.as_deref())
     }
 
     /// A client-made message about the op's request: `POST /auth/refresh: <what>` (the path
@@ -356,7 +390,7 @@ impl Machine {
         (result, reply.retry_after)
     }
 
-    pub(super) fn attempt_failed(&mut self, now: i64, mut op: Op, error: AuthError, retry_after: Option<&str>) {
+    pub(super) fn attempt_failed(&mut self, now: i64, mut op: Op, error: AuthError, retry_after: Option<&str>) -> Next {
         if error.retryable() && op.attempt < self.config.retries {
             let delay = match retry::retry_after(retry_after, now, self.config.max_retry_after_ms) {
                 RetryAfter::Backoff => Some(backoff_ms(op.attempt, self.random())),
@@ -374,8 +408,7 @@ impl Machine {
                 op.stage = Stage::Backoff {
                     until: now + delay as i64,
                 };
-                self.op = Some(Box::new(op));
-                return;
+                return Next::Stay(op);
             }
         }
         let error = match retry::retry_after(retry_after, now, self.config.max_retry_after_ms) {
@@ -383,12 +416,12 @@ impl Machine {
             _ => error,
         };
         let waited = retry_after.and_then(|h| crate::core::http_date::parse_retry_after(h, now));
-        self.op_failed(now, op, error.with_retry_after_ms(waited));
+        self.op_failed(op, error.with_retry_after_ms(waited))
     }
 
     /// The op failed for good. A failed re-login ends the session (one `expired` event);
     /// a failed revoke has cleared local state already.
-    pub(super) fn op_failed(&mut self, now: i64, op: Op, error: AuthError) {
+    pub(super) fn op_failed(&mut self, op: Op, error: AuthError) -> Next {
         match &op.kind {
             OpKind::Login { relogin: true, .. } => self.report_expired(),
             OpKind::Revoke { .. } if self.deleting() => {
@@ -398,17 +431,16 @@ impl Machine {
                     failure.get_or_insert(error);
                 }
                 op.stage = Stage::Finishing;
-                self.op = Some(Box::new(op));
-                return;
+                return Next::Stay(op);
             }
             _ => {}
         }
-        self.finish(now, op, Outcome::Failed(error));
+        Next::Done(op, Outcome::Failed(error))
     }
 
-    pub(super) fn succeeded(&mut self, now: i64, mut op: Op, data: Json) {
+    pub(super) fn succeeded(&mut self, now: i64, mut op: Op, data: Json) -> Next {
         let reason = match &op.kind {
-            OpKind::Revoke { .. } => return self.revoke_sent(now, op),
+            OpKind::Revoke { .. } => return self.revoke_sent(op),
             OpKind::Login { .. } => Reason::Login,
             OpKind::Refresh { .. } => Reason::Refresh,
         };
@@ -417,7 +449,7 @@ impl Machine {
             .map_err(|e| e.with_status(self.reply_status));
         let pair = match pair {
             Ok(p) => p,
-            Err(e) => return self.op_failed(now, op, e),
+            Err(e) => return self.op_failed(op, e),
         };
         let account = match &op.kind {
             OpKind::Refresh { token } => {
@@ -431,16 +463,16 @@ impl Machine {
         let version = self.seen_version.max(self.held().map_or(0, |h| h.version)) + 1;
         self.install(now, pair, reason, version, account);
         if !self.has_storage {
-            return self.finish(now, op, Outcome::Done);
+            return Next::Done(op, Outcome::Done);
         }
         if reason == Reason::Login && op.lease.is_none() {
             // A login did not look first: read the record's version so ours is stored as
             // the newer one. (A login under the lease looked while holding it: nobody has
             // written since, and its write must fit in the lease.)
             op.stage = self.read_stage(now, Purpose::Version);
-            self.op = Some(Box::new(op));
+            Next::Stay(op)
         } else {
-            self.persist(now, op);
+            self.persist(now, op)
         }
     }
 
@@ -466,7 +498,7 @@ impl Machine {
     }
 
     /// No newer pair anywhere: `expired`, then a re-login when credentials allow.
-    pub(super) fn session_over(&mut self, now: i64, mut op: Op) {
+    pub(super) fn session_over(&mut self, now: i64, mut op: Op) -> Next {
         // A call may have found the refresh token expired while this op was out: that
         // already ended the session and reported it; the end is reported once.
         let reported = matches!(self.state, State::Expired) && self.expiry_reported;
@@ -483,37 +515,28 @@ impl Machine {
                 };
                 op.attempt = 0;
                 self.send(now, &mut op);
-                self.op = Some(Box::new(op));
+                Next::Stay(op)
             }
             None => {
                 if !reported {
-                    self.report_expired();
+                    self.report_expired()
                 }
                 let e = AuthError::new(
                     ErrorCode::SessionExpired,
                     "the refresh token was rejected; the session has ended",
                 )
                 .with_status(401);
-                self.finish(now, op, Outcome::Failed(e));
+                Next::Done(op, Outcome::Failed(e))
             }
         }
     }
 
     /// The revoke request is done; the op ends once its storage delete has too.
-    pub(super) fn revoke_sent(&mut self, now: i64, mut op: Op) {
+    pub(super) fn revoke_sent(&mut self, mut op: Op) -> Next {
         if self.deleting() {
             op.stage = Stage::Finishing;
-            self.op = Some(Box::new(op));
-            return;
+            return Next::Stay(op);
         }
-        self.finish_revoke(now, op);
-    }
-
-    pub(super) fn finish_revoke(&mut self, now: i64, op: Op) {
-        let outcome = match &op.kind {
-            OpKind::Revoke { failure: Some(e), .. } => Outcome::Failed(e.clone()),
-            _ => Outcome::Done,
-        };
-        self.finish(now, op, outcome);
+        revoke_ended(op)
     }
 }

@@ -5,6 +5,7 @@
 #[allow(unused_imports)]
 use crate::prelude::*;
 
+use super::op::{revoke_ended, Next};
 use super::pending::Purpose;
 use super::{
     storage_error, Event, FlightId, IoId, Machine, Op, OpKind, Outcome, Output, Reason, Stage, State, StorageOp,
@@ -45,9 +46,9 @@ impl Machine {
 
     /// Writes the held pair as the newest record; the op ends when the write does (or its
     /// deadline passes).
-    pub(super) fn persist(&mut self, now: i64, mut op: Op) {
+    pub(super) fn persist(&mut self, now: i64, mut op: Op) -> Next {
         let Some(h) = self.held() else {
-            return self.finish(now, op, Outcome::Done);
+            return Next::Done(op, Outcome::Done);
         };
         let version = h.version;
         let value = envelope::write_record(&envelope::Stored {
@@ -66,7 +67,7 @@ impl Machine {
         }));
         self.expect(now, io, Purpose::Persist);
         op.stage = Stage::Io;
-        self.op = Some(Box::new(op));
+        Next::Stay(op)
     }
 
     /// Starts a storage read for `why` (a look, a versioning read or an adoption) and
@@ -81,17 +82,16 @@ impl Machine {
 
     /// The refresh token was rejected (401). Another instance sharing the storage may have
     /// rotated it first: look there, else the session ends (or logs in again).
-    pub(super) fn refresh_rejected(&mut self, now: i64, mut op: Op) {
+    pub(super) fn refresh_rejected(&mut self, now: i64, mut op: Op) -> Next {
         if let OpKind::Refresh { token } = &op.kind {
             let token = token.clone();
             self.mark_spent(&token);
         }
         if self.has_storage {
             op.stage = self.read_stage(now, Purpose::Adopt);
-            self.op = Some(Box::new(op));
-            return;
+            return Next::Stay(op);
         }
-        self.session_over(now, op);
+        self.session_over(now, op)
     }
 
     // ----- inputs: storage --------------------------------------------------------------------
@@ -114,14 +114,14 @@ impl Machine {
                 };
                 self.deleted(now, failure);
             }
-            Purpose::Adopt => self.with_op(|m, op| m.adopt(now, op, reply)),
-            Purpose::Look => self.with_op(|m, op| m.looked(now, op, reply)),
-            Purpose::Acquire => self.with_op(|m, op| m.leased(now, op, p.deadline, reply)),
+            Purpose::Adopt => self.with_op(now, |m, op| m.adopt(now, op, reply)),
+            Purpose::Look => self.with_op(now, |m, op| m.looked(now, op, reply)),
+            Purpose::Acquire => self.with_op(now, |m, op| m.leased(now, op, p.deadline, reply)),
             Purpose::Version => {
                 if let Err(e) = self.stored_record(now, &reply) {
                     self.emit(Event::Error(e));
                 }
-                self.with_op(|m, op| m.versioned(now, op));
+                self.with_op(now, |m, op| m.versioned(now, op));
             }
             Purpose::Persist => {
                 let failure = match reply {
@@ -130,7 +130,7 @@ impl Machine {
                     }
                     _ => None,
                 };
-                self.with_op(|m, op| m.persisted(now, op, failure));
+                self.with_op(now, |m, op| m.persisted(op, failure));
             }
             // Filtered out by `take_io`.
             Purpose::Attempt => {}
@@ -140,14 +140,14 @@ impl Machine {
     /// The revoke's storage delete is over (`failure`: it failed or timed out, reported
     /// already). The revoke ends here if its request is done.
     pub(super) fn deleted(&mut self, now: i64, failure: Option<AuthError>) {
-        self.with_op(|m, mut op| {
+        self.with_op(now, |_, mut op| {
             if let (Some(e), OpKind::Revoke { failure: first, .. }) = (failure, &mut op.kind) {
                 first.get_or_insert(e);
             }
             if op.stage == Stage::Finishing {
-                return m.finish_revoke(now, op);
+                return revoke_ended(op);
             }
-            m.op = Some(Box::new(op));
+            Next::Stay(op)
         });
     }
 
@@ -155,21 +155,21 @@ impl Machine {
     /// `seen_version`, and the held pair goes above it, then is written. (Still above every
     /// version read meanwhile: a restore's read may have raised `seen_version` since the
     /// pair was installed.)
-    pub(super) fn versioned(&mut self, now: i64, op: Op) {
+    pub(super) fn versioned(&mut self, now: i64, op: Op) -> Next {
         let above = self.seen_version + 1;
         if let State::Active(h) = &mut self.state {
             h.version = h.version.max(above);
         }
-        self.persist(now, op);
+        self.persist(now, op)
     }
 
     /// The write of the new pair is over (`failure`: it failed or timed out). The op has
     /// its pair either way: a failed write is an `error` event.
-    pub(super) fn persisted(&mut self, now: i64, op: Op, failure: Option<AuthError>) {
+    pub(super) fn persisted(&mut self, op: Op, failure: Option<AuthError>) -> Next {
         if let Some(e) = failure {
             self.emit(Event::Error(e));
         }
-        self.finish(now, op, Outcome::Done);
+        Next::Done(op, Outcome::Done)
     }
 
     /// Reads a stored record, or nothing. A record is usable when it parses, belongs to this
@@ -213,7 +213,7 @@ impl Machine {
     }
 
     /// Before a refresh: a newer record (another instance rotated) is adopted instead.
-    pub(super) fn looked(&mut self, now: i64, mut op: Op, reply: StorageReply) {
+    pub(super) fn looked(&mut self, now: i64, mut op: Op, reply: StorageReply) -> Next {
         let stored = match self.stored_record(now, &reply) {
             Ok(s) => s,
             Err(e) => {
@@ -232,12 +232,12 @@ impl Machine {
         });
         if let Some(s) = newer {
             self.install(now, s.pair, Reason::Adopt, s.version, s.account);
-            return self.finish(now, op, Outcome::Done);
+            return Next::Done(op, Outcome::Done);
         }
         // The refresh token may have run out while we read.
         if !self.held().is_some_and(|h| now < h.refresh_local) {
             return match self.expire_if_due(now) {
-                Some(e) => self.finish(now, op, Outcome::Failed(e)),
+                Some(e) => Next::Done(op, Outcome::Failed(e)),
                 None => self.session_over(now, op),
             };
         }
@@ -257,7 +257,7 @@ impl Machine {
                     ErrorCode::Timeout,
                     "another instance held the refresh lease for longer than its time to live",
                 );
-                return self.finish(now, op, Outcome::Failed(e));
+                return Next::Done(op, Outcome::Failed(e));
             }
             return self.acquire(now, op);
         }
@@ -271,31 +271,31 @@ impl Machine {
             .is_some_and(|(_, until)| now + 2 * self.config.timeout_ms as i64 > *until)
         {
             let e = AuthError::new(ErrorCode::Timeout, "the refresh lease would run out before the refresh");
-            return self.finish(now, op, Outcome::Failed(e));
+            return Next::Done(op, Outcome::Failed(e));
         }
         self.send(now, &mut op);
-        self.op = Some(Box::new(op));
+        Next::Stay(op)
     }
 
     /// Asks for the refresh lease; the op waits in `Leasing` for the answer.
-    pub(super) fn acquire(&mut self, now: i64, mut op: Op) {
+    pub(super) fn acquire(&mut self, now: i64, mut op: Op) -> Next {
         let io = self.id();
         let key = self.config.storage_key();
         let ttl_ms = self.lease_ttl();
         self.push(Output::Storage(StorageOp::Acquire { id: io, key, ttl_ms }));
         self.expect(now, io, Purpose::Acquire);
         op.stage = Stage::Io;
-        self.op = Some(Box::new(op));
+        Next::Stay(op)
     }
 
     /// A quiet login looked at the record: a usable pair (by the rules of `restore`) is
     /// adopted; else, with a lease, only its holder logs in and the others wait for its
     /// record, at most `timeoutMs`, before they log in themselves.
-    pub(super) fn looked_before_login(&mut self, now: i64, mut op: Op, stored: Option<envelope::Stored>) {
+    pub(super) fn looked_before_login(&mut self, now: i64, mut op: Op, stored: Option<envelope::Stored>) -> Next {
         // Not older than any pair this session held: an older record's tokens are spent.
         if let Some(s) = stored.filter(|s| s.pair.access_expires_at > self.newest) {
             self.install(now, s.pair, Reason::Adopt, s.version, s.account);
-            return self.finish(now, op, Outcome::Done);
+            return Next::Done(op, Outcome::Done);
         }
         let timeout = self.config.timeout_ms as i64;
         if let Some((_, until)) = &op.lease {
@@ -319,13 +319,13 @@ impl Machine {
             op.waiting = None;
         }
         self.send(now, &mut op);
-        self.op = Some(Box::new(op));
+        Next::Stay(op)
     }
 
     /// The answer to `acquire`: holding the lease, look once more (the previous holder may
     /// have just stored its pair) and refresh; else wait for the holder's pair.
     /// `deadline`: the acquire's.
-    pub(super) fn leased(&mut self, now: i64, mut op: Op, deadline: i64, reply: StorageReply) {
+    pub(super) fn leased(&mut self, now: i64, mut op: Op, deadline: i64, reply: StorageReply) -> Next {
         match reply {
             StorageReply::Lease(id) => {
                 // The storage started the lease's clock when `acquire` reached it, at some
@@ -370,17 +370,17 @@ impl Machine {
                 let refresh = matches!(op.kind, OpKind::Refresh { .. });
                 if refresh && !self.held().is_some_and(|h| now < h.refresh_local) {
                     return match self.expire_if_due(now) {
-                        Some(e) => self.finish(now, op, Outcome::Failed(e)),
+                        Some(e) => Next::Done(op, Outcome::Failed(e)),
                         None => self.session_over(now, op),
                     };
                 }
                 self.send(now, &mut op);
             }
         }
-        self.op = Some(Box::new(op));
+        Next::Stay(op)
     }
 
-    pub(super) fn adopt(&mut self, now: i64, op: Op, reply: StorageReply) {
+    pub(super) fn adopt(&mut self, now: i64, op: Op, reply: StorageReply) -> Next {
         let stored = match self.stored_record(now, &reply) {
             Ok(s) => s,
             Err(e) => {
@@ -395,7 +395,7 @@ impl Machine {
         match stored.filter(|s| held.map_or(true, |(v, x)| s.version > v || s.pair.access_expires_at > x)) {
             Some(s) => {
                 self.install(now, s.pair, Reason::Adopt, s.version, s.account);
-                self.finish(now, op, Outcome::Done);
+                Next::Done(op, Outcome::Done)
             }
             None => self.session_over(now, op),
         }
