@@ -82,7 +82,8 @@ pub enum Outcome {
     /// `restore` found no usable record (or a newer login or revoke made the read moot).
     Nothing,
     Failed(AuthError),
-    /// Superseded: ask the machine again ([`Machine::rejoin`], [`Machine::token`]).
+    /// Superseded: ask the machine again ([`Machine::rejoin`](super::Machine::rejoin),
+    /// [`Machine::token`](super::Machine::token)).
     Again,
 }
 
@@ -153,7 +154,8 @@ pub enum Output {
     /// Wake the API call that waits on its deadline or backoff (see [`Wake`]).
     Call(CallId, Wake),
     Event(Event),
-    /// A record for the `logger` hook (only after [`Machine::set_logging`]). Never a secret.
+    /// A record for the `logger` hook (only after
+    /// [`Machine::set_logging`](super::Machine::set_logging)). Never a secret.
     Log(Log),
 }
 
@@ -314,7 +316,7 @@ pub enum TokenStep {
 pub enum Step {
     Wait(FlightId),
     Fail(AuthError),
-    /// Nothing to wait for: read [`Machine::result`].
+    /// Nothing to wait for: read [`Machine::result`](super::Machine::result).
     Ready,
 }
 
@@ -328,7 +330,8 @@ pub enum Persistence {
     StorageWithLease,
 }
 
-/// Whether the deadline of [`Machine::poll_timeout`] is awaited work.
+/// Whether the deadline of [`Machine::poll_timeout`](super::Machine::poll_timeout) is
+/// awaited work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Keep {
     /// A retry, an attempt's timeout or a storage deadline: someone awaits it.

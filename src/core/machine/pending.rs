@@ -45,8 +45,9 @@ pub(super) enum Purpose {
 }
 
 impl Purpose {
-    /// The table's order. Deadlines that fall together are handled in it: a revoke's
-    /// delete that timed out is the revoke's error before its request's own timeout is.
+    /// The table's order, in which deadlines that fall together are handled (a revoke's
+    /// delete and its request go out together, and time out together): it decides the
+    /// order of the outputs of one `handle_timeout`.
     fn rank(self) -> u8 {
         match self {
             Purpose::Restore { .. } => 0,
@@ -56,7 +57,7 @@ impl Purpose {
     }
 
     /// Ends with the op: everything but a restore's read (which `restore()` owns).
-    pub(super) fn is_ops(self) -> bool {
+    pub(super) fn belongs_to_op(self) -> bool {
         !matches!(self, Purpose::Restore { .. })
     }
 
@@ -105,7 +106,7 @@ impl Machine {
 
     /// Takes the restore's read out of the table: its `IoId` and flight.
     pub(super) fn take_restore(&mut self) -> Option<(IoId, FlightId)> {
-        let at = self.pending.iter().position(|p| !p.purpose.is_ops())?;
+        let at = self.pending.iter().position(|p| !p.purpose.belongs_to_op())?;
         match self.pending.remove(at) {
             Pending {
                 io,
@@ -120,7 +121,7 @@ impl Machine {
     pub(super) fn take_ops_io(&mut self) -> Vec<Pending> {
         let (ops, rest) = ::core::mem::take(&mut self.pending)
             .into_iter()
-            .partition(|p| p.purpose.is_ops());
+            .partition(|p| p.purpose.belongs_to_op());
         self.pending = rest;
         ops
     }
