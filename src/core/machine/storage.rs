@@ -261,7 +261,7 @@ impl Machine {
             }
             return self.acquire(now, op);
         }
-        // As for a retry (see `handle_timeout_once`): a holder sends only an attempt that
+        // As for a retry (see `op_timer_fired`): a holder sends only an attempt that
         // ends within its lease. Slow storage calls (the acquire, this look) may have used
         // up so much of it (with no retries the lease is only twice the timeout) that
         // another instance could take the lease and send the same token meanwhile.
@@ -277,7 +277,7 @@ impl Machine {
         Next::Stay(op)
     }
 
-    /// Asks for the refresh lease; the op waits in `Leasing` for the answer.
+    /// Asks for the refresh lease; the op waits for the answer (`Purpose::Acquire`).
     pub(super) fn acquire(&mut self, now: i64, mut op: Op) -> Next {
         let io = self.id();
         let key = self.config.storage_key();
