@@ -1,0 +1,542 @@
+//! The auth operation: a login, refresh or revoke (at most one at a time, see
+//! [`Machine::op`]) from its start to the end of its flight: its attempts and their
+//! retries, what an auth answer means, the pair it installs, and what it leaves to the op
+//! queued behind it.
+
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+use super::pending::Purpose;
+use super::{
+    AuthReply, AuthRequest, Endpoint, Event, FlightId, IoFailure, IoId, Log, Machine, Outcome, Output, Reason, State,
+};
+use crate::core::config::{Credentials, MAX_AUTH_RESPONSE_BYTES};
+use crate::core::envelope::{self, read_auth_response, TokenPair};
+use crate::core::error::{AuthError, ErrorCode};
+use crate::core::json::Json;
+use crate::core::retry::{self, backoff_ms, RetryAfter};
+use crate::core::secret::RefreshToken;
+use crate::core::timing::{clock_skew, retry_delay};
+
+/// Who started an operation: a timer-driven refresh reports its failure as an `error`
+/// event and retries later; a user call reports to its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Trigger {
+    User,
+    Timer,
+}
+
+#[derive(Clone, Debug)]
+pub(super) enum OpKind {
+    /// `relogin`: a re-login after a rejected refresh (the session is already `expired`).
+    Login {
+        creds: Credentials,
+        relogin: bool,
+        /// A login the session makes by itself (first use, or after its pair ended): with
+        /// storage it looks for a pair another instance stored first, and with a lease it
+        /// runs under it. An explicit `login()` is not quiet: it always logs in.
+        quiet: bool,
+    },
+    Refresh {
+        token: RefreshToken,
+    },
+    /// The pair being revoked left the state when the revoke began; `failure` is the first
+    /// error to report, of the request or of the storage delete beside it
+    /// ([`Purpose::Delete`]).
+    Revoke {
+        pair: Option<TokenPair>,
+        bearer_ok: bool,
+        failure: Option<AuthError>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// Not started: waits for the revoke before it (at most one auth request at a time).
+    Queued,
+    /// Its attempt or one of its storage calls is out: its entry in [`Machine::pending`]
+    /// says which.
+    Io,
+    Backoff {
+        until: i64,
+    },
+    /// Another instance holds the lease: look again at `until` for the pair it stores.
+    Waiting {
+        until: i64,
+    },
+    /// A revoke whose request is done, waiting for its storage delete.
+    Finishing,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Op {
+    pub(super) flight: FlightId,
+    pub(super) kind: OpKind,
+    pub(super) trigger: Trigger,
+    pub(super) attempt: u32,
+    pub(super) stage: Stage,
+    /// The refresh lease this op holds (storage with a lease only), and until when.
+    pub(super) lease: Option<(String, i64)>,
+    /// Since when this op waits for another holder's lease, and how many rounds.
+    pub(super) waiting: Option<(i64, u32)>,
+    /// Started by `refresh()`: its callers want new tokens, not the ones they hold.
+    pub(super) manual: bool,
+    /// The API refused the held token (a 401): its callers cannot go on with it, so they
+    /// are never released to it, and wait for another holder's pair at most `timeoutMs`.
+    pub(super) unauthorized: bool,
+}
+
+impl Op {
+    /// A new op, not started yet.
+    pub(super) fn new(flight: FlightId, kind: OpKind, trigger: Trigger) -> Op {
+        Op {
+            flight,
+            kind,
+            trigger,
+            attempt: 0,
+            stage: Stage::Queued,
+            lease: None,
+            waiting: None,
+            manual: false,
+            unauthorized: false,
+        }
+    }
+
+    pub(super) fn endpoint(&self) -> Endpoint {
+        match self.kind {
+            OpKind::Login { .. } => Endpoint::Login,
+            OpKind::Refresh { .. } => Endpoint::Refresh,
+            OpKind::Revoke { .. } => Endpoint::Revoke,
+        }
+    }
+}
+
+/// What becomes of the op a handler was given. Handlers take the op out of its slot and
+/// return it here; [`Machine::apply`] is the one place that puts it back or ends it.
+#[must_use]
+pub(super) enum Next {
+    /// The op goes on, in the stage the handler left it in.
+    Stay(Op),
+    /// The op ends with this outcome; the op queued behind it, if any, starts.
+    Done(Op, Outcome),
+}
+
+/// A revoke ends with the first error of its request or delete, if any.
+pub(super) fn revoke_ended(op: Op) -> Next {
+    let outcome = match &op.kind {
+        OpKind::Revoke { failure: Some(e), .. } => Outcome::Failed(e.clone()),
+        _ => Outcome::Done,
+    };
+    Next::Done(op, outcome)
+}
+
+impl Machine {
+    // ----- operations -------------------------------------------------------------------------
+
+    /// Puts the op back in its slot, or ends it.
+    pub(super) fn apply(&mut self, now: i64, next: Next) {
+        match next {
+            Next::Stay(op) => self.op = Some(Box::new(op)),
+            Next::Done(op, outcome) => self.finish(now, op, outcome),
+        }
+    }
+
+    pub(super) fn start(&mut self, now: i64, kind: OpKind, trigger: Trigger) -> FlightId {
+        let flight = self.id();
+        let mut op = Op::new(flight, kind, trigger);
+        if self.has_storage && matches!(op.kind, OpKind::Refresh { .. } | OpKind::Login { quiet: true, .. }) {
+            // Look before you refresh: another instance sharing the storage may have
+            // rotated the pair already; its newer pair is adopted, no token spent. Look
+            // before a quiet login too: another instance (or this one before a restart)
+            // may hold a valid pair, and N cold instances should make one login, not N.
+            op.stage = self.read_stage(now, Purpose::Look);
+            self.apply(now, Next::Stay(op));
+            return flight;
+        }
+        self.send(now, &mut op);
+        let next = if op.stage == Stage::Finishing && !self.deleting() {
+            // A revoke with nothing to send and nothing to delete is done at once.
+            revoke_ended(op)
+        } else {
+            Next::Stay(op)
+        };
+        self.apply(now, next);
+        flight
+    }
+
+    /// Sends the op's next attempt.
+    pub(super) fn send(&mut self, now: i64, op: &mut Op) {
+        let c = &self.config;
+        let (endpoint, url, body, bearer) = match &op.kind {
+            OpKind::Login { creds, .. } => (
+                Endpoint::Login,
+                c.login_url(),
+                envelope::login_body(&creds.username, creds.password.expose()),
+                None,
+            ),
+            OpKind::Refresh { token } => (
+                Endpoint::Refresh,
+                c.refresh_url(),
+                envelope::refresh_token_body(token),
+                None,
+            ),
+            OpKind::Revoke {
+                pair: Some(p),
+                bearer_ok,
+                ..
+            } => (
+                Endpoint::Revoke,
+                c.revoke_url(),
+                envelope::refresh_token_body(&p.refresh_token),
+                bearer_ok.then(|| p.access_token.clone()),
+            ),
+            OpKind::Revoke { pair: None, .. } => {
+                // Nothing to tell the server: only the storage delete remains.
+                op.stage = Stage::Finishing;
+                return;
+            }
+        };
+        let io = self.id();
+        self.log(Log::Request {
+            endpoint,
+            attempt: op.attempt,
+        });
+        self.expect(now, io, Purpose::Attempt);
+        op.stage = Stage::Io;
+        self.push(Output::Send(AuthRequest {
+            id: io,
+            endpoint,
+            url,
+            body,
+            bearer,
+            max_bytes: MAX_AUTH_RESPONSE_BYTES,
+        }));
+    }
+
+    /// Hands the op in progress, out of its slot, to `handler` (nothing without one) and
+    /// applies the transition it returns.
+    pub(super) fn with_op(&mut self, now: i64, handler: impl FnOnce(&mut Machine, Op) -> Next) {
+        if let Some(op) = self.op.take() {
+            let next = handler(self, *op);
+            self.apply(now, next);
+        }
+    }
+
+    /// Drops the op in progress: its I/O is cancelled (a revoke's delete too), its flight
+    /// settled.
+    pub(super) fn abandon_op(&mut self, outcome: Outcome) {
+        if let Some(op) = self.op.take().map(|o| *o) {
+            let mut keep_lease = false;
+            for p in self.take_ops_io() {
+                self.push(Output::Cancel(p.io));
+                // A refresh already on the wire may have rotated the token at the server: its
+                // lease is left to run out, so no other instance refreshes (with the spent token)
+                // before the write that will never come is past.
+                // So is the lease of an op whose new pair is being written: the write goes on (the
+                // driver only stops waiting for it), and the others must not look before it lands.
+                keep_lease |= match p.purpose {
+                    Purpose::Attempt => matches!(op.kind, OpKind::Refresh { .. }),
+                    Purpose::Persist => true,
+                    _ => false,
+                };
+            }
+            if !keep_lease {
+                self.release(&op);
+            }
+            self.push(Output::Settle(op.flight, outcome));
+        }
+    }
+
+    /// Ends the op with `outcome` and starts what was queued behind it.
+    pub(super) fn finish(&mut self, now: i64, op: Op, outcome: Outcome) {
+        if let Outcome::Failed(e) = &outcome {
+            if op.trigger == Trigger::Timer {
+                self.timer_failed(now, e);
+            } else if self.refresh_at.is_none() && e.retryable() && self.config.auto_refresh {
+                // The timer fired while this caller's refresh was out and left it to it:
+                // the caller has the error; the auto-refresh must still try again later.
+                if let Some(h) = self.held() {
+                    self.refresh_at = retry_delay(h.access_local, now).map(|d| now + d as i64);
+                }
+            }
+            if !matches!(op.kind, OpKind::Revoke { .. }) {
+                self.last_error = Some(Box::new(e.clone()));
+            }
+        } else if !matches!(op.kind, OpKind::Revoke { .. }) {
+            self.last_error = None;
+        }
+        self.release(&op);
+        self.push(Output::Settle(op.flight, outcome));
+        if let Some(mut next) = self.queued.take().map(|o| *o) {
+            self.epoch = self.epoch.wrapping_add(1);
+            self.send(now, &mut next);
+            self.apply(now, Next::Stay(next));
+        }
+    }
+
+    /// A timer-driven refresh failed: nobody awaits it, so it is an `error` event (the end
+    /// of the session has its own), and a temporary failure is retried later.
+    pub(super) fn timer_failed(&mut self, now: i64, e: &AuthError) {
+        if !matches!(e.kind(), ErrorCode::SessionExpired | ErrorCode::Disposed) {
+            self.emit(Event::Error(e.clone()));
+        }
+        if e.retryable() && self.config.auto_refresh {
+            if let Some(h) = self.held() {
+                self.refresh_at = retry_delay(h.access_local, now).map(|d| now + d as i64);
+            }
+        }
+    }
+
+    // ----- inputs: auth responses -------------------------------------------------------------
+
+    /// The answer to [`Output::Send`] `io`. Answers to cancelled or unknown ids are ignored.
+    pub fn handle_auth(&mut self, now: i64, io: IoId, reply: Result<AuthReply, IoFailure>) {
+        if self.take_io(io, |p| p == Purpose::Attempt).is_none() {
+            return;
+        }
+        self.with_op(now, |m, op| m.answered(now, op, reply));
+    }
+
+    /// The op's attempt got `reply`.
+    fn answered(&mut self, now: i64, op: Op, reply: Result<AuthReply, IoFailure>) -> Next {
+        let (result, retry_after) = self.read_reply(now, &op, reply);
+        let endpoint = op.endpoint();
+        let error = match result {
+            Ok(data) => {
+                self.log(Log::Response {
+                    endpoint,
+                    status: self.reply_status,
+                    code: None,
+                });
+                return self.succeeded(now, op, data);
+            }
+            Err(e) => e,
+        };
+        self.log(Log::Response {
+            endpoint,
+            status: error.status(),
+            code: Some(error.code().to_owned()),
+        });
+        if let (OpKind::Refresh { .. }, true) = (&op.kind, error.is_unauthorized()) {
+            return self.refresh_rejected(now, op);
+        }
+        self.attempt_failed(now, op, error, retry_after.as_deref())
+    }
+
+    /// A client-made message about the op's request: `POST /auth/refresh: <what>` (the path
+    /// as configured; never a query or a secret).
+    pub(super) fn about(&self, op: &Op, what: &str) -> String {
+        let endpoint = match op.endpoint() {
+            Endpoint::Login => 0,
+            Endpoint::Refresh => 1,
+            Endpoint::Revoke => 2,
+        };
+        crate::core::text::cat(&["POST ", self.config.auth_path(endpoint), ": ", what])
+    }
+
+    /// Reads an auth reply into the envelope's `data` or an error, redacted.
+    pub(super) fn read_reply(
+        &mut self,
+        now: i64,
+        op: &Op,
+        reply: Result<AuthReply, IoFailure>,
+    ) -> (Result<Json, AuthError>, Option<String>) {
+        self.reply_status = 0;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(IoFailure::Network(cause)) => {
+                let e = AuthError::new(ErrorCode::Network, self.about(op, "no answer from the server"));
+                return (Err(e.with_cause(cause)), None);
+            }
+            Err(IoFailure::NotAResponse) => {
+                return (
+                    Err(AuthError::invalid_response(
+                        self.about(op, "fetch did not resolve to a Response"),
+                    )),
+                    None,
+                )
+            }
+            Err(IoFailure::TooLarge) => {
+                return (
+                    Err(AuthError::new(
+                        ErrorCode::ResponseTooLarge,
+                        self.about(op, "the response is larger than an auth response may be (64 KiB)"),
+                    )),
+                    None,
+                )
+            }
+        };
+        if reply.redirected {
+            let e = AuthError::new(
+                ErrorCode::RedirectBlocked,
+                "an auth endpoint answered with a redirect; it was not followed",
+            )
+            .with_status(reply.status);
+            return (Err(e), None);
+        }
+        if let Some(skew) = clock_skew(reply.date.as_deref(), now) {
+            self.skew_ms = skew;
+        }
+        // A bad token pair is judged later; it keeps the status it came with (and the
+        // logger shows it).
+        self.reply_status = reply.status;
+        let revoke = matches!(op.kind, OpKind::Revoke { .. });
+        if revoke && (200..300).contains(&reply.status) {
+            // RFC 7009: a 2xx is success whatever the body says.
+            return (Ok(Json::Null), None);
+        }
+        let secrets = self.secrets_with(Some(op));
+        let result = read_auth_response(reply.status, &reply.body, &secrets);
+        (result, reply.retry_after)
+    }
+
+    pub(super) fn attempt_failed(&mut self, now: i64, mut op: Op, error: AuthError, retry_after: Option<&str>) -> Next {
+        if error.retryable() && op.attempt < self.config.retries {
+            let delay = match retry::retry_after(retry_after, now, self.config.max_retry_after_ms) {
+                RetryAfter::Backoff => Some(backoff_ms(op.attempt, self.random())),
+                RetryAfter::Wait(ms) => Some(ms),
+                RetryAfter::TooLong(_) => None,
+            };
+            if let Some(delay) = delay {
+                self.log(Log::Retry {
+                    endpoint: op.endpoint(),
+                    attempt: op.attempt + 1,
+                    delay_ms: delay,
+                    code: error.code().to_owned(),
+                });
+                op.attempt += 1;
+                op.stage = Stage::Backoff {
+                    until: now + delay as i64,
+                };
+                return Next::Stay(op);
+            }
+        }
+        let error = match retry::retry_after(retry_after, now, self.config.max_retry_after_ms) {
+            RetryAfter::TooLong(ms) if error.retryable() => retry::too_long(ms, error.status()),
+            _ => error,
+        };
+        let waited = retry_after.and_then(|h| crate::core::http_date::parse_retry_after(h, now));
+        self.op_failed(op, error.with_retry_after_ms(waited))
+    }
+
+    /// The op failed for good. A failed re-login ends the session (one `expired` event);
+    /// a failed revoke has cleared local state already.
+    pub(super) fn op_failed(&mut self, op: Op, error: AuthError) -> Next {
+        match &op.kind {
+            OpKind::Login { relogin: true, .. } => self.report_expired(),
+            OpKind::Revoke { .. } if self.deleting() => {
+                // The storage delete is still out: finish when it answers.
+                let mut op = op;
+                if let OpKind::Revoke { failure, .. } = &mut op.kind {
+                    failure.get_or_insert(error);
+                }
+                op.stage = Stage::Finishing;
+                return Next::Stay(op);
+            }
+            _ => {}
+        }
+        Next::Done(op, Outcome::Failed(error))
+    }
+
+    pub(super) fn succeeded(&mut self, now: i64, mut op: Op, data: Json) -> Next {
+        let reason = match &op.kind {
+            OpKind::Revoke { .. } => return self.revoke_sent(op),
+            OpKind::Login { .. } => Reason::Login,
+            OpKind::Refresh { .. } => Reason::Refresh,
+        };
+        let pair = envelope::parse_token_pair(&data)
+            .and_then(|p| self.check_fresh(now, p))
+            .map_err(|e| e.with_status(self.reply_status));
+        let pair = match pair {
+            Ok(p) => p,
+            Err(e) => return self.op_failed(op, e),
+        };
+        let account = match &op.kind {
+            OpKind::Refresh { token } => {
+                let token = token.clone();
+                self.mark_spent(&token);
+                self.held().and_then(|h| h.account.clone())
+            }
+            OpKind::Login { creds, .. } => Some(crate::core::fingerprint::account(&creds.username)),
+            OpKind::Revoke { .. } => None,
+        };
+        let version = self.seen_version.max(self.held().map_or(0, |h| h.version)) + 1;
+        self.install(now, pair, reason, version, account);
+        if !self.has_storage {
+            return Next::Done(op, Outcome::Done);
+        }
+        if reason == Reason::Login && op.lease.is_none() {
+            // A login did not look first: read the record's version so ours is stored as
+            // the newer one. (A login under the lease looked while holding it: nobody has
+            // written since, and its write must fit in the lease.)
+            op.stage = self.read_stage(now, Purpose::Version);
+            Next::Stay(op)
+        } else {
+            self.persist(now, op)
+        }
+    }
+
+    /// A pair fresh from the server must be usable: unexpired on both tokens (judged on the
+    /// server's clock) and not a refresh token we spent.
+    pub(super) fn check_fresh(&self, now: i64, pair: TokenPair) -> Result<TokenPair, AuthError> {
+        if pair.access_expires_at - self.skew_ms <= now {
+            return Err(AuthError::invalid_response(
+                "the server issued an access token that has already expired",
+            ));
+        }
+        if pair.refresh_expires_at - self.skew_ms <= now {
+            return Err(AuthError::invalid_response(
+                "the server issued a refresh token that has already expired",
+            ));
+        }
+        if self.is_spent(&pair.refresh_token) {
+            return Err(AuthError::invalid_response(
+                "the server issued a refresh token that was already spent",
+            ));
+        }
+        Ok(pair)
+    }
+
+    /// No newer pair anywhere: `expired`, then a re-login when credentials allow.
+    pub(super) fn session_over(&mut self, now: i64, mut op: Op) -> Next {
+        // A call may have found the refresh token expired while this op was out: that
+        // already ended the session and reported it; the end is reported once.
+        let reported = matches!(self.state, State::Expired) && self.expiry_reported;
+        self.state = State::Expired;
+        self.refresh_at = None;
+        self.epoch = self.epoch.wrapping_add(1);
+        match self.relogin_credentials() {
+            Some(creds) => {
+                // The record was looked at already (the adoption after the rejection).
+                op.kind = OpKind::Login {
+                    creds,
+                    relogin: !reported,
+                    quiet: false,
+                };
+                op.attempt = 0;
+                self.send(now, &mut op);
+                Next::Stay(op)
+            }
+            None => {
+                if !reported {
+                    self.report_expired()
+                }
+                let e = AuthError::new(
+                    ErrorCode::SessionExpired,
+                    "the refresh token was rejected; the session has ended",
+                )
+                .with_status(401);
+                Next::Done(op, Outcome::Failed(e))
+            }
+        }
+    }
+
+    /// The revoke request is done; the op ends once its storage delete has too.
+    pub(super) fn revoke_sent(&mut self, mut op: Op) -> Next {
+        if self.deleting() {
+            op.stage = Stage::Finishing;
+            return Next::Stay(op);
+        }
+        revoke_ended(op)
+    }
+}
