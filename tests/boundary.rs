@@ -3,6 +3,8 @@
 //! is tested elsewhere; here: every input reaches the machine, every output reaches the
 //! driver with its fields in order, handles are kept apart, and no input, however malformed,
 //! panics (a panic traps the wasm instance and every session in it) or leaks a secret.
+// Native only: proptest and serde_json (tests/common) are native dev-dependencies.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
