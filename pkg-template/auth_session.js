@@ -288,17 +288,23 @@ const FREED =
       })
     : { register() {} };
 
-/** The machine of one session. Every method that can produce outputs takes the driver. */
+/**
+ * The machine of one session. Every method that can produce outputs takes the driver; the
+ * driver's methods are put on this prototype by session.js, so a core is its own driver.
+ */
 export class Core {
   #h;
+  /** The session this core drives (read by the driver's methods). */
+  s;
 
   /**
    * Validates the options (session.js checked their types); throws an error descriptor.
-   * `paths`: login, refresh, revoke ("" where not given).
+   * `s`: the session; `paths`: login, refresh, revoke ("" where not given).
    */
-  constructor(d, host, username, password, margin, timeout, retries, maxRetryAfter, autoRefresh, paths, storageKey,
+  constructor(s, host, username, password, margin, timeout, retries, maxRetryAfter, autoRefresh, paths, storageKey,
     origins, allowInsecureHttp, maxResponseBytes, leaseMs, label, storage, seed) {
     if (wasm === undefined) throw new Error("auth-session: the wasm module is not initialised");
+    this.s = s;
     begin(NEW, 0);
     str(host);
     str(username);
@@ -318,7 +324,7 @@ export class Core {
     str(label);
     u8(storage);
     f64(seed);
-    this.#h = run(d);
+    this.#h = run(this);
     FREED.register(this, this.#h);
   }
 
@@ -391,7 +397,8 @@ export class Core {
     begin(RESULT, this.#h);
     return run(d);
   }
-  info(d) {
+  /** The session's info now (`info` is the driver's builder of such an object). */
+  session_info(d) {
     begin(INFO, this.#h);
     return run(d);
   }

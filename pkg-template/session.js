@@ -47,8 +47,6 @@ export const IDLE = Symbol("auth-session.idle");
  */
 export const SCHEDULE = Symbol("auth-session.schedule");
 
-/** The driver's methods (see AuthSession's static block). */
-let DRIVER;
 
 /** An error descriptor of the machine (or of this file) as the AuthError users get. */
 function toError(d) {
@@ -357,7 +355,6 @@ function fire() {
 
 export class AuthSession {
   #core;
-  #d;
   #fetch;
   #storage;
   #waitUntil;
@@ -451,11 +448,9 @@ export class AuthSession {
     const encryptionKey = readEncryptionKey(o.encryptionKey, this.#storage);
     if (o.logger !== undefined && typeof o.logger !== "function") throw configError("logger must be a function");
     this.#waitUntil = readWaitUntil(o.waitUntil, "waitUntil");
-    this.#d = Object.create(DRIVER);
-    this.#d.s = this;
     try {
       this.#core = new Core(
-        this.#d,
+        this,
         o.host,
         username,
         password,
@@ -497,10 +492,11 @@ export class AuthSession {
     [this.#base, this.#hostOrigin] = host;
   }
 
-  // The driver's methods, shared by every session (one small object per session points
-  // back at it). They only start work: none calls the machine back.
+  // The driver's methods, on the prototype of the glue's `Core`: a session's core is its own
+  // driver (`core.s` is the session), so a session holds no driver object of its own. They
+  // only start work: none calls the machine back.
   static {
-    DRIVER = {
+    Object.assign(Core.prototype, {
       send(io, endpoint, url, body, bearer, maxBytes) {
         this.s.#send(io, url, body, bearer, maxBytes);
       },
@@ -565,7 +561,7 @@ export class AuthSession {
         if (causeName !== undefined) d.cause = causeCode === undefined ? { name: causeName } : { name: causeName, code: causeCode };
         return d;
       },
-    };
+    });
   }
 
   // ----- the driver: what the machine asks for ---------------------------------------------
@@ -579,7 +575,7 @@ export class AuthSession {
     this.#early = null;
     this.#busy = true;
     try {
-      return fn(this.#core, this.#d);
+      return fn(this.#core, this.#core);
     } catch (e) {
       if (e && e[DESCRIPTOR]) throw e;
       this.#break(e);
@@ -889,7 +885,7 @@ export class AuthSession {
   // ----- the public API --------------------------------------------------------------------
 
   get info() {
-    return this.#core.info(this.#d);
+    return this.#core.session_info(this.#core);
   }
 
   /**
@@ -1111,7 +1107,7 @@ export class AuthSession {
       ctrl?.abort();
       this.#feed((c, d) => {
         const e = c.api_abort(d, id);
-        if (e !== undefined) this.#d.wake(id, WAKE_FAIL, e);
+        if (e !== undefined) this.#core.wake(id, WAKE_FAIL, e);
       });
     };
     signal?.addEventListener?.("abort", onAbort, { once: true });
