@@ -253,6 +253,13 @@ function isStream(body) {
   );
 }
 
+/**
+ * The sessions whose machine call is running, innermost last (a driver method may run
+ * another session's call: a `fetch` that calls back synchronously). An input for one of
+ * them waits in its queue until its call returns.
+ */
+const BUSY = [];
+
 // ----- one timer for every session ------------------------------------------------------
 // A binary min-heap of sessions by deadline; each session is in it at most once (its slot),
 // so re-arming is a sift and disarming a removal: no stale entries, no spurious wakeups.
@@ -357,10 +364,13 @@ export class AuthSession {
   #core;
   #fetch;
   #storage;
-  #waitUntil;
   #maxBytes;
-  /** The `label` option, copied into every log record and event payload. */
-  #label = undefined;
+  /**
+   * The options most sessions leave out, in one object made only when one is given:
+   * `label` (copied into every log record and event payload), `logger` (structured records
+   * of what the session does, never a secret) and `waitUntil`.
+   */
+  #extra = null;
   // Collections are made on first use: an idle session (thousands per process in a
   // multi-tenant service) holds none of them.
   /** event name -> Set of listeners */
@@ -382,18 +392,15 @@ export class AuthSession {
   #slot = -1;
   /** Events raised during the current machine call, delivered after it. */
   #events = null;
-  /** A machine call is running: inputs that arrive meanwhile wait in #queue. */
-  #busy = false;
+  /** Inputs that arrived while a machine call of this session was running (see BUSY). */
   #queue = null;
   /** API call id -> its wakes ({ resolve, pending }), while the call awaits one. */
   #calls = null;
   #broken = undefined;
-  /** The `logger` option: structured records of what the session does, never a secret. */
-  #logger = undefined;
-  /** The host with its path prefix, as the machine joins paths to it. */
-  #base = "";
-  /** The host's origin, and other origins the machine allowed to receive the token. */
-  #hostOrigin = "";
+  /** [the host with its path prefix, as the machine joins paths to it; its origin], shared
+   *  by the sessions of one host. */
+  #host;
+  /** Other origins the machine allowed to receive the token. */
   #allowed = null;
   /** The access token last handed out, and the serial of its pair. */
   #tokenText = "";
@@ -447,7 +454,10 @@ export class AuthSession {
     this.#storage = readStorage(o.storage);
     const encryptionKey = readEncryptionKey(o.encryptionKey, this.#storage);
     if (o.logger !== undefined && typeof o.logger !== "function") throw configError("logger must be a function");
-    this.#waitUntil = readWaitUntil(o.waitUntil, "waitUntil");
+    const waitUntil = readWaitUntil(o.waitUntil, "waitUntil");
+    if (o.label !== undefined || o.logger !== undefined || waitUntil !== undefined) {
+      this.#extra = { label: o.label, logger: o.logger, waitUntil };
+    }
     try {
       this.#core = new Core(
         this,
@@ -471,11 +481,7 @@ export class AuthSession {
     }
     // Validated by the core above; the body reader needs it at hand.
     this.#maxBytes = this.#core.max_response_bytes();
-    this.#label = o.label;
-    if (o.logger !== undefined) {
-      this.#logger = o.logger;
-      this.#core.set_logging(true);
-    }
+    if (o.logger !== undefined) this.#core.set_logging(true);
     if (encryptionKey !== undefined) {
       // Every record sealed with AES-GCM by the runtime's WebCrypto; its key and account
       // are authenticated with it, so a record moved elsewhere does not open.
@@ -489,7 +495,7 @@ export class AuthSession {
       host = [base, new URL(base).origin];
       if (HOSTS.size < 256) HOSTS.set(o.host, host);
     }
-    [this.#base, this.#hostOrigin] = host;
+    this.#host = host;
   }
 
   // The driver's methods, on the prototype of the glue's `Core`: a session's core is its own
@@ -529,7 +535,8 @@ export class AuthSession {
       },
       log(event, endpoint, attempt, status, delayMs, code, trigger, followed) {
         const record = { time: new Date(), event };
-        if (this.s.#label !== undefined) record.label = this.s.#label;
+        const label = this.s.#extra?.label;
+        if (label !== undefined) record.label = label;
         if (endpoint !== undefined) record.endpoint = endpoint;
         if (attempt !== undefined) record.attempt = attempt;
         if (status !== undefined) record.status = status;
@@ -541,7 +548,8 @@ export class AuthSession {
       },
       event(kind, payload, reason) {
         if (kind === 0) payload.reason = reason;
-        if (kind !== 3 && this.s.#label !== undefined) payload.label = this.s.#label;
+        const label = this.s.#extra?.label;
+        if (kind !== 3 && label !== undefined) payload.label = label;
         (this.s.#events ??= []).push([EVENTS[kind], payload]);
       },
       arm(at, keep) {
@@ -573,7 +581,7 @@ export class AuthSession {
   #call(fn) {
     if (this.#broken) throw this.#broken;
     this.#early = null;
-    this.#busy = true;
+    BUSY.push(this);
     try {
       return fn(this.#core, this.#core);
     } catch (e) {
@@ -581,7 +589,7 @@ export class AuthSession {
       this.#break(e);
       throw this.#broken;
     } finally {
-      this.#busy = false;
+      BUSY.pop();
       this.#flush();
       this.#drainQueue();
     }
@@ -594,7 +602,7 @@ export class AuthSession {
    * A failure is already reported to the waiters by the machine (or by #break).
    */
   #feed(fn) {
-    if (this.#busy) {
+    if (BUSY.includes(this)) {
       (this.#queue ??= []).push(fn);
       return;
     }
@@ -619,7 +627,8 @@ export class AuthSession {
     for (const [name, payload] of events) {
       if (name === "log") {
         try {
-          this.#logger?.(payload);
+          const logger = this.#extra?.logger;
+          if (logger !== undefined) logger(payload);
         } catch {
           // A logger's failure is its own.
         }
@@ -895,7 +904,7 @@ export class AuthSession {
   mayReceiveToken(url) {
     let origin;
     try {
-      origin = new URL(String(url), this.#base + "/").origin;
+      origin = new URL(String(url), this.#host[0] + "/").origin;
     } catch {
       return false;
     }
@@ -1020,7 +1029,7 @@ export class AuthSession {
     let template;
     if (typeof input === "string" && input.charCodeAt(0) === 47 /* "/" */) {
       // The common case: a path. The host (with its prefix) as the machine joins it.
-      url = new URL(this.#base + input);
+      url = new URL(this.#host[0] + input);
     } else if (typeof input === "string" || input instanceof URL) {
       url = new URL(this.#core.resolve(String(input)));
     } else if (input !== null && typeof input === "object" && typeof input.url === "string" && typeof input.method === "string") {
@@ -1056,7 +1065,7 @@ export class AuthSession {
 
   /** The machine's verdict on an origin, remembered (the options never change). */
   #checkOrigin(origin) {
-    if (origin === this.#hostOrigin || this.#allowed?.has(origin)) return;
+    if (origin === this.#host[1] || this.#allowed?.has(origin)) return;
     this.#call((c, d) => c.check_origin(d, origin));
     const allowed = (this.#allowed ??= new Set());
     if (allowed.size < 64) allowed.add(origin);
@@ -1067,7 +1076,7 @@ export class AuthSession {
     try {
       const call = this.#prepare(input, init, asJson);
       const signal = call.init.signal ?? call.template?.signal;
-      const waitUntil = call.init.waitUntil !== undefined ? readWaitUntil(call.init.waitUntil, "init.waitUntil") : this.#waitUntil;
+      const waitUntil = call.init.waitUntil !== undefined ? readWaitUntil(call.init.waitUntil, "init.waitUntil") : this.#extra?.waitUntil;
       id = this.#call((c, d) => c.api_open(d, call.method, call.url.pathname, asJson ? 1 : 0, waitUntil !== undefined));
       return await this.#attempts(id, call, signal, waitUntil, asJson);
     } catch (e) {
