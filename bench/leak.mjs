@@ -7,7 +7,6 @@
 // The transport is a scripted `fetch` (no network): every login and refresh answers with a
 // fresh pair, so each cycle runs the whole refresh path — machine, driver, flight promise,
 // response parsing, token installation, events — and nothing else.
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL, fileURLToPath } from "node:url";
 
@@ -19,11 +18,8 @@ if (typeof globalThis.gc !== "function") {
   process.exit(2);
 }
 
+const { wasmMemoryBytes: wasmBytes } = await import("./lib/wasm-memory.mjs");
 const { AuthSession } = await import(pathToFileURL(path.join(pkg, "node.mjs")).href);
-// The entry has instantiated the module already: initSync hands back the same exports.
-const { initSync } = await import(pathToFileURL(path.join(pkg, "auth_session.js")).href);
-const exports = initSync({ module: readFileSync(path.join(pkg, "auth_session_bg.wasm")) });
-const wasmBytes = () => exports.memory.buffer.byteLength;
 
 let n = 0;
 const pair = () => {

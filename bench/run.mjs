@@ -294,7 +294,7 @@ async function figureSize() {
   const ours = [];
   const entries = [
     { entry: "web.mjs", runtime: "browsers, Deno", files: ["web.mjs", ...common], platform: "browser" },
-    { entry: "node.mjs", runtime: "Node ESM, Bun", files: ["node.mjs", ...common], platform: "node" },
+    { entry: "node.mjs", runtime: "Node ESM, Bun", files: ["node.mjs"], platform: "node" },
     { entry: "node.cjs", runtime: "Node CJS", files: ["node.cjs"], platform: "node" },
     { entry: "workerd.mjs", runtime: "Cloudflare workerd", files: ["workerd.mjs", ...common], platform: "neutral" },
   ];

@@ -9,6 +9,9 @@
 // Each `get` does what a user of that client would write for "GET this JSON": fetch-based
 // clients read `response.json()`, ky calls `.json()`, axios parses by itself.
 
+// First: it catches the wasm instance the package makes when it is imported.
+import { wasmMemoryBytes as wasmBytes } from "./wasm-memory.mjs";
+
 export const USER = Object.freeze({ username: "demo", password: "demo-password" });
 export const PRODUCTS = "/api/v1/products";
 
@@ -123,11 +126,7 @@ export async function makeClient(name, { host, autoRefresh = true } = {}) {
   }
 }
 
-/** auth-session's wasm linear memory in bytes (0 when the package is not loaded). The glue's
- *  `initSync` returns the already-instantiated exports, memory included, on a second call. */
+/** auth-session's wasm linear memory in bytes (0 when the package is not loaded). */
 export async function wasmMemoryBytes() {
-  const entry = import.meta.resolve("auth-session");
-  const glue = await import(new URL("./auth_session.js", entry).href);
-  const exports = glue.initSync();
-  return exports?.memory instanceof WebAssembly.Memory ? exports.memory.buffer.byteLength : 0;
+  return wasmBytes();
 }

@@ -6,9 +6,16 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-// The entry instantiates the module; the glue is the same module instance it uses.
-import "../../pkg/node.mjs";
-import { Core } from "../../pkg/auth_session.js";
+import { readFileSync } from "node:fs";
+// The glue as web.mjs and workerd.mjs load it (node.mjs bundles its own copy).
+import { Core, initSync } from "../../pkg/auth_session.js";
+
+initSync({ module: readFileSync(new URL("../../pkg/auth_session_bg.wasm", import.meta.url)) });
+// session.js puts the driver's methods on Core's prototype (a core is its own driver, and the
+// constructor's step uses it); these are the ones a constructor's output can call.
+Core.prototype.error = (code, name, message, status, retryable, retryAfter, causeName, causeCode) => ({
+  code, name, message, status, retryable, retryAfter, causeName, causeCode,
+});
 
 const T0 = Date.UTC(2024, 0, 15, 9, 30);
 const HOUR = 3600_000;
