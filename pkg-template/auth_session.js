@@ -5,14 +5,19 @@
 // of inputs, records and results is src/boundary/mod.rs's.
 //
 // The module has no imports and exports `memory`, `io(len)` (where to write an input of
-// `len` bytes) and `step(len)` (run it; returns where the output is: its u32 length, then
-// the records). Inputs are written into a scratch buffer here and copied in at once; the
-// output is copied out before any record is handed on, so a driver method that runs
-// another session's call (a `fetch` that calls back synchronously) cannot overwrite it.
+// `len` bytes: the buffer keeps what was written when it grows) and `step(len)` (run it;
+// returns where the output is: its u32 length, then the records). Inputs are written and
+// outputs read in place, in the wasm's memory, with no copy and no allocation per call. A
+// driver method that runs another session's call (a `fetch` that calls back synchronously)
+// would overwrite the output being read: the rest of it is copied out first (see `run`).
 
 let wasm;
-let scratch = new Uint8Array(256);
-let view = new DataView(scratch.buffer);
+// The wasm's memory, as bytes and as a DataView (made again when the memory grows).
+let mem = new Uint8Array(0);
+let mv = new DataView(mem.buffer);
+// The input buffer (`io`): where it is, its size, and the length written so far.
+let input = 0;
+let inputCap = 0;
 let at = 0;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -23,32 +28,47 @@ const NONE = 0xffffffff;
 const MAX_DEPTH = 16;
 const MAX_VALUES = 65536;
 
+function views() {
+  if (mem.byteLength === 0 || mem.buffer !== wasm.memory.buffer) {
+    mem = new Uint8Array(wasm.memory.buffer);
+    mv = new DataView(wasm.memory.buffer);
+  }
+}
 function room(n) {
-  if (at + n <= scratch.length) return;
-  const bigger = new Uint8Array(Math.max(scratch.length * 2, at + n));
-  bigger.set(scratch.subarray(0, at));
-  scratch = bigger;
-  view = new DataView(scratch.buffer);
+  if (at + n <= inputCap) return;
+  inputCap = Math.max(inputCap * 2, at + n, 256);
+  input = wasm.io(inputCap);
+  views();
 }
 function u8(v) {
   room(1);
-  scratch[at++] = v;
+  mem[input + at++] = v;
 }
 function u32(v) {
   room(4);
-  view.setUint32(at, v, true);
+  mv.setUint32(input + at, v, true);
   at += 4;
 }
 function f64(v) {
   room(8);
-  view.setFloat64(at, v, true);
+  mv.setFloat64(input + at, v, true);
   at += 8;
 }
 function str(s) {
   if (s === undefined || s === null) return u32(NONE);
-  room(4 + s.length * 3);
-  const { written } = encoder.encodeInto(s, scratch.subarray(at + 4));
-  view.setUint32(at, written, true);
+  const n = s.length;
+  room(4 + n * 3);
+  const o = input + at + 4;
+  // ASCII (methods, paths, URLs) byte by byte; the rest through the encoder.
+  let i = 0;
+  for (; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) break;
+    mem[o + i] = c;
+  }
+  let written = i;
+  if (i < n) written += encoder.encodeInto(i === 0 ? s : s.slice(i), mem.subarray(o + i, o + n * 3)).written;
+  mv.setUint32(input + at, written, true);
   at += 4 + written;
 }
 function optF64(v) {
@@ -60,6 +80,7 @@ function optBool(v) {
   u8(v === undefined ? 0 : v ? 2 : 1);
 }
 function begin(op, handle) {
+  views();
   at = 0;
   u8(op);
   u32(handle);
@@ -123,10 +144,12 @@ const RET_NOTHING = 16, RET_NUMBER = 17, RET_TEXT = 18, RET_FLAG = 19, RET_INFO 
 const LOG_EVENTS = ["refresh", "login", "request", "response", "retry", "redirect"];
 const ENDPOINTS = ["login", "refresh", "revoke", "api"];
 
-// The output being read: its bytes (a copy) and the read position.
-let out;
-let outView;
-let p;
+// The output being read: its bytes (the wasm's memory, or a copy of what was left of it when
+// a nested call came), the read position and the end.
+let out = mem;
+let outView = mv;
+let p = 0;
+let end = 0;
 
 function rU8() {
   return out[p++];
@@ -159,44 +182,33 @@ function rError(d) {
 }
 
 // A call a driver method makes into another session while records are read (a `fetch`
-// that calls back synchronously) reads its own output; the outer one's is kept here.
+// that calls back synchronously) would overwrite them: the rest of the outer output is
+// copied out first and read from the copy afterwards.
 const outer = [];
 let depth = 0;
-// The wasm's memory as bytes, and the input buffer `io` gave (it moves only when it grows).
-let memory = new Uint8Array(0);
-let input = 0;
-let inputCap = 0;
 // Of the last token step: the background flight it started (0: none).
 let background = 0;
 
-function bytes() {
-  if (memory.byteLength === 0 || memory.buffer !== wasm.memory.buffer) memory = new Uint8Array(wasm.memory.buffer);
-  return memory;
-}
-
 /** Runs the input written so far; performs its records on `d`; returns or throws its result. */
 function run(d) {
-  if (depth++ > 0) outer.push(out, outView, p);
+  if (depth++ > 0) {
+    const rest = out.slice(p, end);
+    outer.push(rest, new DataView(rest.buffer), 0, rest.length);
+  }
   try {
     return read(d);
   } finally {
-    if (--depth > 0) [out, outView, p] = outer.splice(-3, 3);
+    if (--depth > 0) [out, outView, p, end] = outer.splice(-4, 4);
   }
 }
 
 function read(d) {
-  const len = at;
-  if (len > inputCap) {
-    input = wasm.io(len);
-    inputCap = len;
-  }
-  bytes().set(scratch.subarray(0, len), input);
-  const o = wasm.step(len);
-  const m = bytes();
-  const n = (m[o] | (m[o + 1] << 8) | (m[o + 2] << 16) | (m[o + 3] << 24)) >>> 0;
-  out = m.slice(o + 4, o + 4 + n);
-  outView = new DataView(out.buffer);
-  p = 0;
+  const o = wasm.step(at);
+  views();
+  out = mem;
+  outView = mv;
+  p = o + 4;
+  end = p + mv.getUint32(o, true);
   // Records until the result; each driver method only starts work (see session.js).
   for (;;) {
     const tag = rU8();
