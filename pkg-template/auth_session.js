@@ -358,19 +358,13 @@ export class Core {
     return run(d);
   }
   refresh(d, now) {
-    begin(REFRESH, this.#h);
-    f64(now);
-    return run(d);
+    return this.#now(REFRESH, d, now);
   }
   revoke(d, now) {
-    begin(REVOKE, this.#h);
-    f64(now);
-    return run(d);
+    return this.#now(REVOKE, d, now);
   }
   restore(d, now) {
-    begin(RESTORE, this.#h);
-    f64(now);
-    return run(d);
+    return this.#now(RESTORE, d, now);
   }
   rejoin(d) {
     begin(REJOIN, this.#h);
@@ -487,9 +481,13 @@ export class Core {
     run(d);
   }
   timeout(d, now) {
-    begin(TIMEOUT, this.#h);
+    this.#now(TIMEOUT, d, now);
+  }
+  /** An input whose only field is `now`. */
+  #now(op, d, now) {
+    begin(op, this.#h);
     f64(now);
-    run(d);
+    return run(d);
   }
   /** A `fetch` input resolved against the host. */
   resolve(input) {

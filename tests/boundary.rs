@@ -256,6 +256,15 @@ fn result(records: &[Record]) -> &Record {
     records.last().unwrap()
 }
 
+/// A login with the configured credentials, at `EPOCH`: its output.
+fn login(b: &mut Boundary, h: u32) -> Vec<Record> {
+    let mut w = input(Op::Login, h);
+    w.f64(EPOCH as f64);
+    w.opt_str(None);
+    w.opt_str(None);
+    step(b, &w)
+}
+
 fn create(b: &mut Boundary, o: &Options) -> u32 {
     let out = step(b, &new_input(o));
     assert_eq!(out.len(), 1, "a new session outputs only its handle: {out:?}");
@@ -314,11 +323,7 @@ fn bad_options_are_config_errors_without_the_password() {
 fn a_login_crosses_out_as_one_send_and_its_reply_settles_with_tokens() {
     let mut b = Boundary::default();
     let h = create(&mut b, &DEFAULTS);
-    let mut w = input(Op::Login, h);
-    w.f64(EPOCH as f64);
-    w.opt_str(None);
-    w.opt_str(None);
-    let out = step(&mut b, &w);
+    let out = login(&mut b, h);
     let send = out.iter().find(|r| r.tag == Rec::Send as u8).expect("a send");
     assert_eq!(send.n(1), 0.0, "endpoint: login");
     assert_eq!(send.s(2), Some(&*format!("{HOST}/auth/login")));
@@ -385,11 +390,7 @@ fn a_login_crosses_out_as_one_send_and_its_reply_settles_with_tokens() {
 fn an_error_crosses_as_a_descriptor_and_never_carries_the_password() {
     let mut b = Boundary::default();
     let h = create(&mut b, &DEFAULTS);
-    let mut w = input(Op::Login, h);
-    w.f64(EPOCH as f64);
-    w.opt_str(None);
-    w.opt_str(None);
-    let out = step(&mut b, &w);
+    let out = login(&mut b, h);
     let io = out.iter().find(|r| r.tag == Rec::Send as u8).unwrap().n(0) as u32;
     let mut w = input(Op::AuthReply, h);
     w.f64(EPOCH as f64 + 20.0);

@@ -309,9 +309,7 @@ impl Session {
         match op {
             Op::New | Op::Free => return None,
             Op::Login => self.op_login(r, w)?,
-            Op::Refresh => self.op_refresh(r, w)?,
-            Op::Revoke => self.op_revoke(r, w)?,
-            Op::Restore => self.op_restore(r, w)?,
+            Op::Refresh | Op::Revoke | Op::Restore => self.op_command(op, r, w)?,
             Op::Rejoin => {
                 let step = m.rejoin();
                 self.step(w, step);
@@ -384,26 +382,16 @@ impl Session {
         Some(())
     }
 
+    /// `refresh()`, `revoke()` and `restore()`: a user command with only `now`.
     #[inline(never)]
-    fn op_refresh(&mut self, r: &mut Reader, w: &mut Writer) -> Option<()> {
+    fn op_command(&mut self, op: Op, r: &mut Reader, w: &mut Writer) -> Option<()> {
+        let now = r.now()?;
         let m = &mut self.machine;
-        let step = m.refresh(r.now()?);
-        self.step(w, step);
-        Some(())
-    }
-
-    #[inline(never)]
-    fn op_revoke(&mut self, r: &mut Reader, w: &mut Writer) -> Option<()> {
-        let m = &mut self.machine;
-        let step = m.revoke(r.now()?);
-        self.step(w, step);
-        Some(())
-    }
-
-    #[inline(never)]
-    fn op_restore(&mut self, r: &mut Reader, w: &mut Writer) -> Option<()> {
-        let m = &mut self.machine;
-        let step = m.restore(r.now()?);
+        let step = match op {
+            Op::Refresh => m.refresh(now),
+            Op::Revoke => m.revoke(now),
+            _ => m.restore(now),
+        };
         self.step(w, step);
         Some(())
     }

@@ -47,9 +47,9 @@
 
 import http from "node:http";
 import { once } from "node:events";
-import { writeFileSync, realpathSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { inspect, parseArgs } from "node:util";
-import { pathToFileURL } from "node:url";
+import { isMain } from "../server/reference-server.mjs";
 import {
   createHash,
   createPublicKey,
@@ -927,13 +927,4 @@ async function main() {
   process.once("SIGTERM", shutdown);
 }
 
-function isMain() {
-  if (!process.argv[1]) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
-  } catch {
-    return import.meta.url === pathToFileURL(process.argv[1]).href;
-  }
-}
-
-if (isMain()) await main();
+if (isMain(import.meta.url)) await main();

@@ -1281,15 +1281,16 @@ async function main() {
   process.once("SIGTERM", shutdown);
 }
 
-/** True when this file is the entry point. import.meta.url is always the real path, so
- *  argv[1] is resolved too (a symlinked or relative invocation must still start the CLI). */
-function isMain() {
+/** True when the module at `moduleUrl` (its import.meta.url) is the entry point. That URL is
+ *  always the real path, so argv[1] is resolved too (a symlinked or relative invocation must
+ *  still start the CLI). Also used by tests/oauth/provider.mjs. */
+export function isMain(moduleUrl) {
   if (!process.argv[1]) return false;
   try {
-    return import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
+    return moduleUrl === pathToFileURL(realpathSync(process.argv[1])).href;
   } catch {
-    return import.meta.url === pathToFileURL(process.argv[1]).href;
+    return moduleUrl === pathToFileURL(process.argv[1]).href;
   }
 }
 
-if (isMain()) await main();
+if (isMain(import.meta.url)) await main();
