@@ -95,19 +95,29 @@ impl Machine {
     /// answer of the wrong kind, or to an I/O cancelled or unknown, finds nothing).
     pub(super) fn take_io(&mut self, io: IoId, kind: impl Fn(Purpose) -> bool) -> Option<Pending> {
         let at = self.pending.iter().position(|p| p.io == io && kind(p.purpose))?;
-        Some(self.pending.remove(at))
+        Some(self.remove_pending(at))
+    }
+
+    /// Removes entry `at`. The table is empty between auth operations, which an idle session
+    /// (thousands per process) is: its buffer is freed then, not kept at its high-water mark.
+    fn remove_pending(&mut self, at: usize) -> Pending {
+        let entry = self.pending.remove(at);
+        if self.pending.is_empty() {
+            self.pending = Vec::new();
+        }
+        entry
     }
 
     /// Takes the first entry whose deadline has passed out of the table.
     pub(super) fn take_due(&mut self, now: i64) -> Option<Pending> {
         let at = self.pending.iter().position(|p| p.deadline <= now)?;
-        Some(self.pending.remove(at))
+        Some(self.remove_pending(at))
     }
 
     /// Takes the restore's read out of the table: its `IoId` and flight.
     pub(super) fn take_restore(&mut self) -> Option<(IoId, FlightId)> {
         let at = self.pending.iter().position(|p| !p.purpose.belongs_to_op())?;
-        match self.pending.remove(at) {
+        match self.remove_pending(at) {
             Pending {
                 io,
                 purpose: Purpose::Restore { flight, .. },
