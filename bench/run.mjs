@@ -62,7 +62,7 @@ const JOB_TIMEOUT_MS = 240_000;
 // (contenders/contract.mjs); the floor client (contenders/handwritten.mjs) is reported beside it.
 const GOALS = {
   sizeGzipBytes: 20_000, // wasm + glue + driver of the Node entry, JS minified, gzip -9
-  startupVsContractMs: 3, // median minus the empty script, at most this much over the contract client (ESM and CJS)
+  startupVsContractMs: 3, // import + construct in process, at most this much over the contract client (ESM and CJS)
   throughputRatio: 1.0, // req/s × the contract client in the same round, at every concurrency
   cpuVsContract: 1.0, // client CPU per request, × the contract client, at every concurrency
   stormSlackMs: 5, // time ≤ valid-token time + one refresh round trip + 5 ms
@@ -176,7 +176,8 @@ const STARTUP_ENV = { ...process.env };
 delete STARTUP_ENV.NODE_EXTRA_CA_CERTS;
 delete STARTUP_ENV.NODE_OPTIONS;
 
-/** Runs a script in a fresh node process and returns the number it prints (ms since start). */
+/** Runs a script in a fresh node process; returns what it prints: `total` (ms since the
+ *  process started) and `inProcess` (ms from just before its import to after the constructor). */
 function runStartup(file) {
   return new Promise((resolve) => {
     const child = track(spawn(process.execPath, [file], { cwd: benchDir, env: STARTUP_ENV, stdio: ["ignore", "pipe", "pipe"] }));
@@ -185,8 +186,8 @@ function runStartup(file) {
     child.stdout.on("data", (d) => (out += d));
     child.stderr.on("data", (d) => (err += d));
     child.on("exit", (code, signal) => {
-      const v = Number.parseFloat(out.trim().split("\n").pop());
-      if (code === 0 && Number.isFinite(v)) return resolve(v);
+      const [total, inProcess] = out.trim().split("\n").pop().split(" ").map(Number.parseFloat);
+      if (code === 0 && Number.isFinite(total) && Number.isFinite(inProcess)) return resolve({ total, inProcess });
       startupFailures.push(`${path.basename(file)}: exit ${code ?? signal}: ${(err.trim() || out.trim()).split("\n").slice(0, 3).join(" | ")}`);
       resolve(null);
     });
@@ -396,16 +397,18 @@ async function figureStartup() {
   for (let r = 0; r < CONFIG.startupRuns && !interrupted; r++) {
     for (const [k, f] of rotate(scripts, r)) samples[k].push(await runStartup(path.join(benchDir, f)));
   }
-  const base = median(samples.empty);
-  const baseMin = Math.min(...samples.empty.filter((x) => x != null));
+  const totals = (k) => samples[k].filter((x) => x != null).map((x) => x.total);
+  const base = median(totals("empty"));
+  const baseMin = Math.min(...totals("empty"));
   const rows = scripts.map(([k]) => {
-    const m = median(samples[k]);
-    const ok = samples[k].filter((x) => x != null);
+    const ok = totals(k);
+    const m = median(ok);
     return {
       contender: k,
       medianMs: m,
       minusEmptyMs: m == null || base == null ? null : m - base,
       minMs: ok.length ? Math.min(...ok) : null,
+      inProcessMs: median(samples[k].filter((x) => x != null).map((x) => x.inProcess)),
       runs: ok.length,
       failures: samples[k].length - ok.length,
     };
@@ -414,13 +417,15 @@ async function figureStartup() {
   const oursCjs = rows.find((r) => r.contender === "auth-session-cjs");
   const floor = rows.find((r) => r.contender === "handwritten");
   const contract = rows.find((r) => r.contender === "contract");
-  const over = (r, than) => (r?.minusEmptyMs == null || than?.minusEmptyMs == null ? null : r.minusEmptyMs - than.minusEmptyMs);
+  // On the in-process time: a fresh process's own start varies by tens of ms on a shared VM,
+  // which "minus the empty script" does not cancel out run by run.
+  const over = (r, than) => (r?.inProcessMs == null || than?.inProcessMs == null ? null : r.inProcessMs - than.inProcessMs);
   for (const r of rows) {
     r.minMinusEmptyMinMs = r.minMs == null ? null : r.minMs - baseMin;
     r.overFloorMs = over(r, floor);
     r.overContractMs = over(r, contract);
   }
-  // The goal: ESM and CJS each within a few ms of the contract client (both minus the empty script).
+  // The goal: ESM and CJS each within a few ms of the contract client (in process).
   const worstOf = (key) => {
     const v = [ours?.[key], oursCjs?.[key]].filter((x) => x != null);
     return v.length === 2 ? Math.max(...v) : null;
@@ -443,6 +448,7 @@ function printStartup(s) {
     r.contender === "empty" ? "—" : fmt.ms(r.minusEmptyMs, 2),
     fmt.ms(r.minMs, 2),
     r.contender === "empty" ? "—" : fmt.ms(r.minMinusEmptyMinMs, 2),
+    r.contender === "empty" ? "—" : fmt.ms(r.inProcessMs, 2),
     r.contender === "empty" || r.contender === "handwritten" ? "—" : fmt.ms(r.overFloorMs, 2),
     r.contender === "empty" || r.contender === "contract" ? "—" : fmt.ms(r.overContractMs, 2),
     `${r.runs}${r.failures ? ` (${r.failures} failed)` : ""}`,
@@ -451,14 +457,15 @@ function printStartup(s) {
   ]);
   console.log(
     table(
-      `2. START-UP — fresh node process: import + instantiate + new client; performance.now() at the end (median of ${s.runs} interleaved runs)`,
-      ["contender", "median", "minus empty", "min", "min minus empty's min", "− hand-written (floor)", "− hand-written (contract)", "runs", "goal", "ok"],
+      `2. START-UP — fresh node process: import + instantiate + new client (median of ${s.runs} interleaved runs)`,
+      ["contender", "median", "minus empty", "min", "min minus empty's min", "in process", "− hand-written (floor)", "− hand-written (contract)", "runs", "goal", "ok"],
       rows,
       {
-        align: "lrrrrrrrrl",
+        align: "lrrrrrrrrrl",
         notes: [
-          "median / min: ms since the process started (performance.timeOrigin) when the client is constructed; goal on the median minus the empty script's median.",
-          "− hand-written (floor / contract): the row's \"minus empty\" minus that client's.",
+          "median / min: ms since the process started (performance.timeOrigin) when the client is constructed.",
+          "in process: median ms from just before the import (dynamic import() / require()) to after the constructor; the goal is on it.",
+          "− hand-written (floor / contract): the row's \"in process\" minus that client's (a fresh process's own start varies by tens of ms here).",
           "raw fetch has no start-up of its own (it is the empty script); supabase: import + new GoTrueClient, no network.",
           "children run without NODE_EXTRA_CA_CERTS / NODE_OPTIONS (a CA bundle parsed at start-up adds ~150 ms of noise to every process).",
           ...s.failures.slice(0, 3).map((f) => `failed run: ${f}`),
@@ -872,8 +879,8 @@ if (results.size) {
 }
 if (results.startup) {
   const st = results.startup;
-  const oursMinusEmpty = Math.max(...["auth-session", "auth-session-cjs"].map((k) => st.rows.find((r) => r.contender === k)?.minusEmptyMs ?? NaN));
-  g.push(["start-up, worst of ESM/CJS, minus empty; ours minus each hand-written client's", fmt.ms(Number.isFinite(oursMinusEmpty) ? oursMinusEmpty : null, 2), plus(st.goal.overFloorMs), plus(st.goal.value), `≤ +${GOALS.startupVsContractMs} ms over contract`, fmt.mark(st.goal.ok)]);
+  const oursInProcess = Math.max(...["auth-session", "auth-session-cjs"].map((k) => st.rows.find((r) => r.contender === k)?.inProcessMs ?? NaN));
+  g.push(["start-up, worst of ESM/CJS, import + construct in process; ours minus each hand-written client's", fmt.ms(Number.isFinite(oursInProcess) ? oursInProcess : null, 2), plus(st.goal.overFloorMs), plus(st.goal.value), `≤ +${GOALS.startupVsContractMs} ms over contract`, fmt.mark(st.goal.ok)]);
 }
 if (results.throughput) {
   for (const s of results.throughput.summary.filter((x) => x.contender === "auth-session")) {

@@ -1,6 +1,8 @@
+const t0 = performance.now();
 const { AuthSession } = require("auth-session");
 
 const session = new AuthSession({ host: "http://127.0.0.1:9", autoRefresh: false });
+const t1 = performance.now();
 void globalThis.fetch;
-process.stdout.write(`${performance.now()}\n`);
+process.stdout.write(`${performance.now()} ${t1 - t0}\n`);
 session.dispose();
