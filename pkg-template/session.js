@@ -1172,7 +1172,14 @@ export class AuthSession {
           ctrl = undefined;
           return res;
         }
-        if (step === READ) return await this.#readJson(id, box, res);
+        if (step === READ) {
+          const data = await this.#readJson(id, box, res);
+          // The body is read whole: nothing is left to stop. (An abort here cost every
+          // json() call a DOMException and an abort event through fetch's listeners: about
+          // a tenth of a request's CPU.)
+          ctrl = undefined;
+          return data;
+        }
         discard(res);
         if (step === WAIT) await this.#waitForSend(box);
         else if (step === GONE) {
