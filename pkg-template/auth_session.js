@@ -23,10 +23,13 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const NONE = 0xffffffff;
 
-// Deeper than any document of the protocol, and more values than a 64 KiB auth response
-// holds (src/boundary/tree.rs holds the input to the same bounds).
+// Deeper than any document of the protocol, more values than a 64 KiB auth response holds
+// (src/boundary/tree.rs holds the input to the same bounds), and a string longer than one
+// could: a record from a hostile storage reads as nothing rather than growing the wasm's
+// memory (which never shrinks) by three times its length.
 const MAX_DEPTH = 16;
 const MAX_VALUES = 65536;
+const MAX_STRING = 65536;
 
 function views() {
   if (mem.byteLength === 0 || mem.buffer !== wasm.memory.buffer) {
@@ -102,6 +105,7 @@ function walk(v, depth, budget) {
   if (--budget.left < 0) return false;
   switch (typeof v) {
     case "string":
+      if (v.length > MAX_STRING) return false;
       u8(4);
       str(v);
       return true;
@@ -292,11 +296,16 @@ const NEW = 0, FREE = 1, LOGIN = 2, REFRESH = 3, REVOKE = 4, RESTORE = 5, REJOIN
 
 // A session the program dropped: its machine is freed with it. (workerd at older compatibility
 // dates has no FinalizationRegistry: there a machine lives as long as its isolate.)
+// A failure to free (the instance trapped earlier) is not worth an uncaught exception.
 const FREED =
   typeof FinalizationRegistry === "function"
     ? new FinalizationRegistry((handle) => {
-        begin(FREE, handle);
-        run(null);
+        try {
+          begin(FREE, handle);
+          run(null);
+        } catch {
+          // The machine's memory stays; nothing else depends on it.
+        }
       })
     : { register() {} };
 

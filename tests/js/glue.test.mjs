@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 // The glue as web.mjs and workerd.mjs load it (node.mjs bundles its own copy).
 import { Core, initSync } from "../../pkg/auth_session.js";
 
-initSync({ module: readFileSync(new URL("../../pkg/auth_session_bg.wasm", import.meta.url)) });
+const wasm = initSync({ module: readFileSync(new URL("../../pkg/auth_session_bg.wasm", import.meta.url)) });
 // session.js puts the driver's methods on Core's prototype (a core is its own driver, and the
 // constructor's step uses it); these are the ones a constructor's output can call.
 Core.prototype.error = (code, name, message, status, retryable, retryAfter, causeName, causeCode) => ({
@@ -137,4 +137,19 @@ test("errors thrown by a call are the driver's descriptors; results of every typ
   c.dispose(d);
   assert.equal(c.disposed(), true);
   assert.throws(() => c.api_open(d, "GET", "/v1", 0, false), (e) => e.code === "DISPOSED");
+});
+
+test("a string longer than any document of the protocol reads as nothing, without growing the wasm's memory", () => {
+  const d = driver();
+  const c = core(d);
+  const flight = c.login(d, T0);
+  const io = d.calls.find(([m]) => m === "send")[1];
+  const before = wasm.memory.buffer.byteLength;
+  const body = { ...envelope(1), data: { ...envelope(1).data, access_token: "a".repeat(3_000_000) } };
+  d.calls.length = 0;
+  c.auth_reply(d, T0 + 10, io, 200, false, undefined, undefined, 2, body);
+  const settle = d.calls.find(([m]) => m === "settle");
+  assert.equal(settle[1], flight);
+  assert.equal(settle[2], 2, "failed: the body read as nothing, which is no envelope");
+  assert.ok(wasm.memory.buffer.byteLength - before < 1 << 20, "the 3 MB string never crossed");
 });
