@@ -260,6 +260,15 @@ function isStream(body) {
  */
 const BUSY = [];
 
+/**
+ * Set by the workerd entry: there a timer belongs to the request that set it (it is
+ * cancelled when that request ends), so sessions keep a timer each instead of sharing one.
+ */
+let TIMERS_PER_REQUEST = false;
+export function timersPerRequest() {
+  TIMERS_PER_REQUEST = true;
+}
+
 // ----- one timer for every session ------------------------------------------------------
 // A binary min-heap of sessions by deadline; each session is in it at most once (its slot),
 // so re-arming is a sift and disarming a removal: no stale entries, no spurious wakeups.
@@ -389,6 +398,7 @@ export class AuthSession {
    *  awaits it, and this session's place in the process's deadline heap (-1: none). */
   #due = -1;
   #keep = false;
+  /** In the heap: this session's index (-1: none); with TIMERS_PER_REQUEST: its timer. */
   #slot = -1;
   /** Events raised during the current machine call, delivered after it. */
   #events = null;
@@ -669,6 +679,15 @@ export class AuthSession {
    * deadline replaced by a later one costs no timer call).
    */
   #arm(at, keep) {
+    if (TIMERS_PER_REQUEST) {
+      // workerd: a timer belongs to the request that set it and ends with it, so one timer
+      // for the whole isolate would be lost with the first request that set it. Each
+      // session sets its own, in the request of the machine call that armed it.
+      clearTimeout(this.#slot);
+      this.#slot = -1;
+      if (at >= 0) this.#slot = setTimeout(() => FIRE(this), Math.min(Math.max(at - now(), 0), MAX_TIMER_MS));
+      return;
+    }
     if (this.#keep) KEPT--;
     this.#keep = at >= 0 && keep;
     if (this.#keep) KEPT++;
@@ -689,6 +708,7 @@ export class AuthSession {
       if (s.#keep) KEPT--;
       s.#keep = false;
       s.#due = -1;
+      if (TIMERS_PER_REQUEST) s.#slot = -1;
       s.#feed((c, d) => c.timeout(d, now()));
     };
   }
