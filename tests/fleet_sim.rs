@@ -907,16 +907,18 @@ impl Sim {
         self.settle(s);
     }
 
-    /// The auth server takes an open request (`deliver`: and its answer reaches the machine
-    /// at once; else the answer is held back).
-    fn auth_serve(&mut self, deliver: bool) {
+    /// An auth request the server has not answered and nobody cancelled, at random.
+    fn pick_open(&mut self) -> Option<usize> {
         let open: Vec<usize> = (0..self.auth.len())
             .filter(|&k| self.auth[k].served.is_none() && !self.auth[k].cancelled)
             .collect();
-        if open.is_empty() {
-            return;
-        }
-        let k = open[self.rng.below(open.len())];
+        (!open.is_empty()).then(|| open[self.rng.below(open.len())])
+    }
+
+    /// The auth server takes an open request (`deliver`: and its answer reaches the machine
+    /// at once; else the answer is held back).
+    fn auth_serve(&mut self, deliver: bool) {
+        let Some(k) = self.pick_open() else { return };
         self.serve(k);
         if deliver {
             self.deliver(k);
@@ -925,13 +927,7 @@ impl Sim {
 
     /// The server answers an open request with a 503 or the network fails: nothing issued.
     fn auth_error(&mut self) {
-        let open: Vec<usize> = (0..self.auth.len())
-            .filter(|&k| self.auth[k].served.is_none() && !self.auth[k].cancelled)
-            .collect();
-        if open.is_empty() {
-            return;
-        }
-        let k = open[self.rng.below(open.len())];
+        let Some(k) = self.pick_open() else { return };
         self.server.errors_served += 1;
         let reply = if self.rng.chance(500) { status(503) } else { network() };
         self.auth[k].served = Some((reply, None));

@@ -135,6 +135,17 @@ export class CaptureLog extends Log {
   }
 }
 
+/** Options every Miniflare here takes: no network (a placeholder Request.cf instead of
+ *  fetching the real one, no dev registry) and workerd's logs captured into `logs`. */
+function isolated(logs) {
+  return {
+    cf: false,
+    enableDevRegistry: false,
+    log: new CaptureLog(logs),
+    handleStructuredLogs: ({ level, message }) => logs.push("workerd", level, message),
+  };
+}
+
 /**
  * Starts the example Worker (`modules` from bundleWorker) in workerd. `persist` is the directory KV is kept in (share it
  * to restart the Worker with the same KV). Resolves when workerd answers.
@@ -153,11 +164,7 @@ export async function startWorker({ modules, serverUrl, persist, logs, vars = {}
     },
     kvNamespaces: { TOKENS: "tokens" },
     resourcePersistencePath: persist,
-    // No network here: a placeholder Request.cf instead of fetching the real one.
-    cf: false,
-    enableDevRegistry: false,
-    log: new CaptureLog(logs),
-    handleStructuredLogs: ({ level, message }) => logs.push("workerd", level, message),
+    ...isolated(logs),
   });
   const mf = new Miniflare(options);
   const url = await mf.ready;
@@ -223,10 +230,7 @@ export async function startBrokerCluster({
       })),
     ],
     resourcePersistencePath: persist,
-    cf: false,
-    enableDevRegistry: false,
-    log: new CaptureLog(logs),
-    handleStructuredLogs: ({ level, message }) => logs.push("workerd", level, message),
+    ...isolated(logs),
   });
   const mf = new Miniflare(options);
   try {
