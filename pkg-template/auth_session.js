@@ -146,7 +146,7 @@ const REC_SEND = 1, REC_CANCEL = 2, REC_STORAGE = 3, REC_SETTLE = 4, REC_WAKE = 
 const RET_NOTHING = 16, RET_NUMBER = 17, RET_TEXT = 18, RET_FLAG = 19, RET_INFO = 20, RET_ERROR = 21, RET_TOKEN = 22,
   RET_SCHEDULE = 23;
 const LOG_EVENTS = ["refresh", "login", "request", "response", "retry", "redirect"];
-const ENDPOINTS = ["login", "refresh", "revoke", "api"];
+const ENDPOINTS = ["login", "refresh", "revoke", "api", "discovery"];
 
 // The output being read: its bytes (the wasm's memory, or a copy of what was left of it when
 // a nested call came), the read position and the end.
@@ -218,8 +218,9 @@ function read(d) {
     const tag = rU8();
     switch (tag) {
       case REC_SEND: {
-        const io = rU32(), endpoint = rU8(), url = rStr(), body = rStr(), bearer = rStr();
-        d.send(io, endpoint, url, body, bearer, rU32());
+        const io = rU32(), endpoint = rU8(), wire = rU8(), url = rStr(), body = rStr(), authorization = rStr();
+        const sign = rStr();
+        d.send(io, endpoint, wire, url, body, authorization, sign, rU32());
         break;
       }
       case REC_CANCEL:
@@ -287,6 +288,10 @@ function read(d) {
 
 // ----- Core: one session's machine --------------------------------------------------------
 
+/** The `oauth` option's strings, in the order src/boundary/mod.rs reads them. */
+export const OAUTH_FIELDS = ["issuer", "tokenEndpoint", "revocationEndpoint", "clientId", "clientSecret", "clientAuth",
+  "basicEncoding", "alg", "kid", "grant", "refreshToken", "scope", "audience"];
+
 // Opcodes (src/boundary/mod.rs `Op`).
 const NEW = 0, FREE = 1, LOGIN = 2, REFRESH = 3, REVOKE = 4, RESTORE = 5, REJOIN = 6, DISPOSE = 7, ACCOUNT = 8,
   SET_LOGGING = 9, SCHEDULE = 10, IDLE = 11, DISPOSED = 12, RESULT = 13, INFO = 14, TOKEN = 15, TOKEN_REPLACING = 16,
@@ -320,10 +325,11 @@ export class Core {
 
   /**
    * Validates the options (session.js checked their types); throws an error descriptor.
-   * `s`: the session; `paths`: login, refresh, revoke ("" where not given).
+   * `s`: the session; `paths`: login, refresh, revoke ("" where not given); `oauth`: the
+   * `oauth` option's strings (OAUTH_FIELDS), `resources` an array, or undefined.
    */
   constructor(s, host, username, password, margin, timeout, retries, maxRetryAfter, autoRefresh, paths, storageKey,
-    origins, allowInsecureHttp, maxResponseBytes, leaseMs, label, storage, seed) {
+    origins, allowInsecureHttp, maxResponseBytes, leaseMs, label, storage, seed, oauth) {
     if (wasm === undefined) throw new Error("auth-session: the wasm module is not initialised");
     this.s = s;
     begin(NEW, 0);
@@ -345,6 +351,13 @@ export class Core {
     str(label);
     u8(storage);
     f64(seed);
+    if (oauth === undefined) u8(0);
+    else {
+      u8(1);
+      for (const k of OAUTH_FIELDS) str(oauth[k]);
+      u32(oauth.resources.length);
+      for (const r of oauth.resources) str(r);
+    }
     this.#h = run(this);
     FREED.register(this, this.#h);
   }
@@ -460,13 +473,14 @@ export class Core {
     if (kind === 2) tree(body);
     run(d);
   }
-  /** `kind`: 0 network failure (with a cause), 1 not a Response, 2 body over the cap. */
+  /** `kind`: 0 network failure (with a cause), 1 not a Response, 2 body over the cap, 3 the
+   *  client assertion could not be signed (with a cause). */
   auth_failed(d, now, io, kind, causeName, causeCode) {
     begin(AUTH_FAILED, this.#h);
     f64(now);
     u32(io);
     u8(kind);
-    if (kind === 0) {
+    if (kind === 0 || kind === 3) {
       str(causeName);
       str(causeCode);
     }
@@ -531,13 +545,14 @@ export class Core {
     u32(round);
     return this.#token(d);
   }
-  api_response(d, now, call, status, opaque, retryAfter) {
+  api_response(d, now, call, status, opaque, retryAfter, wwwAuthenticate) {
     begin(API_RESPONSE, this.#h);
     f64(now);
     u32(call);
     u32(status);
     u8(opaque ? 1 : 0);
     str(retryAfter);
+    str(wwwAuthenticate);
     return run(d);
   }
   /** The redirect's `Location` origin, if it is a URL at all. */

@@ -15,15 +15,17 @@
 // - No secret leaves: errors are built from the machine's descriptors (already redacted)
 //   plus the underlying error's `name` and `code`, never its message.
 
-import { Core } from "./auth_session.js";
+import { Core, OAUTH_FIELDS } from "./auth_session.js";
 import { AuthError } from "./auth-error.js";
 import { encryptedStorage, importKey } from "./encryption.js";
+import { readPrivateKey } from "./signer.js";
 
 const KNOWN = new Set([
   "host", "credentials", "refreshMarginSeconds", "autoRefresh", "timeoutMs", "retries",
   "maxRetryAfterSeconds", "maxResponseBytes", "paths", "fetch", "storage", "storageKey",
-  "allowedOrigins", "allowInsecureHttp", "waitUntil", "encryptionKey", "logger", "label", "leaseMs",
+  "allowedOrigins", "allowInsecureHttp", "waitUntil", "encryptionKey", "logger", "label", "leaseMs", "oauth",
 ]);
+const OAUTH_KNOWN = new Set([...OAUTH_FIELDS.filter((k) => k !== "alg" && k !== "kid"), "privateKey", "keyId", "resource"]);
 const MAX_TIMER_MS = 2_147_483_647;
 
 // The small integers the boundary uses for the core's enums (src/boundary/mod.rs).
@@ -32,7 +34,7 @@ const WAITED_NOTHING = 0, WAITED_DONE = 1, WAITED_RETRYABLE = 2, WAITED_FINAL = 
 const DONE = 0, NOTHING = 1, FAILED = 2, AGAIN = 3;
 const BODY_EMPTY = 0, BODY_NOT_JSON = 1, BODY_JSON = 2, BODY_TOO_LARGE = 3, BODY_UNREADABLE = 4;
 // An API call's next step (src/boundary/mod.rs `api_step`) and its wakes.
-const RETURN = 0, READ = 1, LOCATE = 2, FOLLOW = 3, FOLLOW_GET = 4, TOKEN = 5, WAIT = 6, DATA = 7, GONE = 9;
+const RETURN = 0, READ = 1, LOCATE = 2, FOLLOW = 3, FOLLOW_GET = 4, TOKEN = 5, WAIT = 6, DATA = 7, GONE = 9, WHOLE = 10;
 const WAKE_ABANDON = 0, WAKE_SEND = 1, WAKE_FAIL = 2;
 const EVENTS = ["tokens", "expired", "revoked", "error"];
 
@@ -235,6 +237,57 @@ function readEncryptionKey(value, storage) {
     throw configError("encryptionKey must be an AES-GCM CryptoKey or 16 or 32 key bytes");
   }
   return bytes;
+}
+
+/** The seed of the machine's random stream (retry jitter, client assertions' `jti`): the
+ *  platform's CSPRNG, so no two instances share a stream. (workerd refuses random values
+ *  in a Worker's global scope: there, Math.random.) */
+function seed() {
+  try {
+    const [hi, lo] = globalThis.crypto.getRandomValues(new Uint32Array(2));
+    return ((hi & 0x1fffff) * 4294967296 + lo) / 9007199254740992;
+  } catch {
+    return Math.random();
+  }
+}
+
+/** The `oauth` option: its strings for the machine (which validates them) and, with a
+ *  private key, the signer of client assertions. */
+function readOAuth(value) {
+  if (value === undefined) return [undefined, undefined];
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw configError('oauth must be an object, e.g. { tokenEndpoint: "https://auth.example.com/token", clientId: "…" }');
+  }
+  for (const key of Object.keys(value)) {
+    if (!OAUTH_KNOWN.has(key)) {
+      const shown = String(key).replace(/[\u0000-\u001f\u007f-\u009f]/g, "").slice(0, 64);
+      throw configError(`unknown option "oauth.${shown}"; known options: ${[...OAUTH_KNOWN].join(", ")}`);
+    }
+  }
+  const o = { resources: [] };
+  for (const k of OAUTH_FIELDS) {
+    if (k === "alg" || k === "kid") continue;
+    o[k] = checkType(value[k], "string", `oauth.${k}`);
+    if (o[k] !== undefined) checkWellFormed(o[k], `oauth.${k}`);
+  }
+  const r = value.resource;
+  if (r !== undefined) {
+    const list = Array.isArray(r) ? r : [r];
+    list.forEach((v, i) => checkType(v, "string", Array.isArray(r) ? `oauth.resource[${i}]` : "oauth.resource"));
+    o.resources = list;
+  }
+  let signer;
+  if (value.privateKey !== undefined) {
+    try {
+      signer = readPrivateKey(value.privateKey, checkType(value.keyId, "string", "oauth.keyId"));
+    } catch (e) {
+      if (e instanceof AuthError) throw e;
+      throw configError(e.message);
+    }
+    o.alg = signer.alg;
+    o.kid = signer.kid;
+  }
+  return [o, signer];
 }
 
 /** A username or password that UTF-8 cannot carry as it is (a lone UTF-16 surrogate). */
@@ -460,13 +513,14 @@ export class AuthSession {
     checkType(o.maxResponseBytes, "number", "maxResponseBytes");
     checkType(o.leaseMs, "number", "leaseMs");
     checkType(o.label, "string", "label");
+    const [oauth, signer] = readOAuth(o.oauth);
     this.#fetch = readFetch(o.fetch);
     this.#storage = readStorage(o.storage);
     const encryptionKey = readEncryptionKey(o.encryptionKey, this.#storage);
     if (o.logger !== undefined && typeof o.logger !== "function") throw configError("logger must be a function");
     const waitUntil = readWaitUntil(o.waitUntil, "waitUntil");
-    if (o.label !== undefined || o.logger !== undefined || waitUntil !== undefined) {
-      this.#extra = { label: o.label, logger: o.logger, waitUntil };
+    if (o.label !== undefined || o.logger !== undefined || waitUntil !== undefined || signer !== undefined) {
+      this.#extra = { label: o.label, logger: o.logger, waitUntil, signer };
     }
     try {
       this.#core = new Core(
@@ -484,7 +538,8 @@ export class AuthSession {
         o.leaseMs,
         o.label,
         this.#storage === undefined ? 0 : typeof this.#storage.acquire === "function" ? 2 : 1,
-        Math.random(),
+        seed(),
+        oauth,
       );
     } catch (e) {
       throw this.#error(e);
@@ -513,8 +568,8 @@ export class AuthSession {
   // only start work: none calls the machine back.
   static {
     Object.assign(Core.prototype, {
-      send(io, endpoint, url, body, bearer, maxBytes) {
-        this.s.#send(io, url, body, bearer, maxBytes);
+      send(io, endpoint, wire, url, body, authorization, sign, maxBytes) {
+        this.s.#send(io, wire, url, body, authorization, sign, maxBytes);
       },
       cancel(io) {
         const s = this.s;
@@ -713,13 +768,22 @@ export class AuthSession {
     };
   }
 
-  /** An auth request for the machine: POST, JSON, no redirects, the machine's deadline. */
-  #send(io, url, body, bearer, maxBytes) {
+  /** An auth request for the machine: no redirects, the machine's deadline. `wire`: 0 POST
+   *  JSON, 1 POST form (OAuth 2.0), 2 GET (metadata). `sign`: a client assertion's signing
+   *  input, whose JWT completes the body. */
+  #send(io, wire, url, body, authorization, sign, maxBytes) {
     const ctrl = new AbortController();
     (this.#io ??= new Map()).set(io, ctrl);
-    const headers = { "content-type": "application/json" };
-    if (bearer !== undefined) headers.authorization = `Bearer ${bearer}`;
-    const init = { method: "POST", headers, body, redirect: "manual", signal: ctrl.signal };
+    const headers =
+      wire === 0
+        ? { "content-type": "application/json" }
+        : wire === 1
+          ? { "content-type": "application/x-www-form-urlencoded", accept: "application/json" }
+          : { accept: "application/json" };
+    if (authorization !== undefined) headers.authorization = authorization;
+    const init = { method: wire === 2 ? "GET" : "POST", headers, redirect: "manual", signal: ctrl.signal };
+    if (wire !== 2) init.body = body;
+    const signer = this.#extra?.signer;
     const live = () => this.#io?.get(io) === ctrl;
     const report = (fn) => {
       if (!live()) return;
@@ -728,6 +792,16 @@ export class AuthSession {
     };
     (async () => {
       let res;
+      if (sign !== undefined) {
+        try {
+          if (signer === undefined) throw new TypeError("no private key");
+          init.body = `${body}${sign}.${await signer.sign(sign)}`;
+        } catch (e) {
+          const [name, code] = causeOf(e);
+          return report((c, d) => c.auth_failed(d, now(), io, 3, name, code));
+        }
+        if (!live()) return;
+      }
       try {
         // Called after the machine call that asked for it: a fetch that throws or answers
         // synchronously is an answer like any other.
@@ -1170,7 +1244,15 @@ export class AuthSession {
         }
         const { status, headers, type } = parts;
         let step = this.#call((c, d) =>
-          c.api_response(d, now(), id, status, type === "opaqueredirect", header(headers, "retry-after")),
+          c.api_response(
+            d,
+            now(),
+            id,
+            status,
+            type === "opaqueredirect",
+            header(headers, "retry-after"),
+            status >= 400 ? header(headers, "www-authenticate") : undefined,
+          ),
         );
         if (step === LOCATE) {
           const next = this.#location(headers, url);
@@ -1309,6 +1391,7 @@ export class AuthSession {
     }
     const step = this.#call((c, d) => c.api_body(d, id, kind, value, name, code));
     if (step === DATA) return value.data;
+    if (step === WHOLE) return value;
     if (step === GONE) {
       const w = await this.#next(box);
       throw toError(w.error);

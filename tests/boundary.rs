@@ -102,6 +102,8 @@ fn records(bytes: &[u8]) -> Vec<Record> {
             t if t == Rec::Send as u8 => {
                 o.u32();
                 o.u8();
+                o.u8();
+                o.str();
                 o.str();
                 o.str();
                 o.str();
@@ -245,6 +247,7 @@ fn new_input(o: &Options) -> Writer {
     w.opt_str(Some("tenant-7")); // label
     w.u8(o.storage);
     w.f64(0.5); // seed
+    w.u8(0); // no oauth
     w
 }
 
@@ -326,12 +329,14 @@ fn a_login_crosses_out_as_one_send_and_its_reply_settles_with_tokens() {
     let out = login(&mut b, h);
     let send = out.iter().find(|r| r.tag == Rec::Send as u8).expect("a send");
     assert_eq!(send.n(1), 0.0, "endpoint: login");
-    assert_eq!(send.s(2), Some(&*format!("{HOST}/auth/login")));
+    assert_eq!(send.n(2), 0.0, "wire: JSON");
+    assert_eq!(send.s(3), Some(&*format!("{HOST}/auth/login")));
     assert!(
-        send.s(3).unwrap().contains(PASSWORD),
+        send.s(4).unwrap().contains(PASSWORD),
         "the password goes in the login body"
     );
-    assert_eq!(send.s(4), None, "no bearer on a login");
+    assert_eq!(send.s(5), None, "no bearer on a login");
+    assert_eq!(send.s(6), None, "nothing to sign");
     let arm = out
         .iter()
         .find(|r| r.tag == Rec::Arm as u8)

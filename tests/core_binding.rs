@@ -424,7 +424,7 @@ fn a_record_of_another_account_is_absent_for_restore_and_for_adoption_after_a_40
     assert_eq!(r.token_now(t).unwrap(), at(2));
     assert_eq!(r.token_reasons(), [Reason::Login, Reason::Login]);
     assert_eq!(r.refresh_tokens_sent(), [rt(1)], "their refresh token is never sent");
-    assert!(r.sends().iter().all(|s| s.bearer.is_none()));
+    assert!(r.sends().iter().all(|s| s.authorization.is_none()));
     assert_eq!(r.errors(), []);
 }
 

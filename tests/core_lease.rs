@@ -51,6 +51,7 @@ fn kinds(outs: &[Output]) -> Vec<&'static str> {
                 Endpoint::Login => "login",
                 Endpoint::Refresh => "refresh",
                 Endpoint::Revoke => "revoke",
+                Endpoint::Discovery => "discovery",
             }),
             Output::Cancel(_) => Some("cancel"),
             Output::Storage(op) => Some(op_kind(op)),
@@ -105,7 +106,7 @@ impl Server {
                 }
             }
             Endpoint::Login => self.logins += 1,
-            Endpoint::Revoke => return status(200),
+            Endpoint::Revoke | Endpoint::Discovery => return status(200),
         }
         self.issued += 1;
         ok(&Pair::issued(self.issued, now))

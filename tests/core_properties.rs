@@ -445,7 +445,7 @@ impl Case {
                 assert!(!json || self.r.m.api_calls() < usize::MAX);
                 self.end_call(call, None)
             }
-            ApiStep::Data | ApiStep::Nothing => self.end_call(call, None),
+            ApiStep::Data | ApiStep::Nothing | ApiStep::Whole => self.end_call(call, None),
             ApiStep::Fail(e) => self.end_call(call, Some(&e)),
             ApiStep::Read => self.set_call(call, CallAt::Reading { deadline }),
             ApiStep::Follow { .. } | ApiStep::Token => self.api_token(call, Waited::Nothing, 0),
@@ -834,8 +834,8 @@ impl Case {
                 );
             }
         }
-        if let Some(bearer) = &req.bearer {
-            assert!(may_carry(bearer.expose()), "a revoked access token sent");
+        if let Some(bearer) = req.authorization.as_deref().and_then(|a| a.strip_prefix("Bearer ")) {
+            assert!(may_carry(bearer), "a revoked access token sent");
         }
         if self.setup.lease && req.endpoint == Endpoint::Refresh {
             match &self.lease {

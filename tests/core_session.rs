@@ -24,7 +24,7 @@ fn login_with_arguments_gives_an_active_session_with_the_servers_times() {
     let req = r.open_send();
     assert_eq!(req.endpoint, Endpoint::Login);
     assert_eq!(req.url, "https://api.test/auth/login");
-    assert_eq!(req.bearer, None);
+    assert_eq!(req.authorization, None);
     assert_eq!(req.max_bytes, 64 * 1024);
     assert_eq!(req.body, format!(r#"{{"username":"alice","password":"{PASSWORD}"}}"#));
     assert_eq!(r.outcome(f), None, "nothing settles before the answer");
@@ -617,7 +617,7 @@ fn a_refresh_that_lands_after_revoke_is_ignored() {
         Some(rt(1)),
         "the refresh token on the wire is revoked"
     );
-    assert_eq!(revoke.bearer.as_ref().map(|b| b.expose().to_owned()), Some(at(1)));
+    assert_eq!(revoke.authorization, Some(format!("Bearer {}", at(1))));
     r.answer(EPOCH + 2, revoked());
     assert_eq!(r.settled(g), Outcome::Done);
 
@@ -726,7 +726,7 @@ fn revoke_clears_locally_first_then_tells_the_server() {
         (Endpoint::Revoke, "https://api.test/auth/revoke")
     );
     assert_eq!(body_token(&req), Some(rt(1)));
-    assert_eq!(req.bearer.as_ref().map(|b| b.expose().to_owned()), Some(at(1)));
+    assert_eq!(req.authorization, Some(format!("Bearer {}", at(1))));
     r.answer(EPOCH + 1_000, revoked());
     assert_eq!(r.settled(f), Outcome::Done);
     assert_eq!(r.deadline(), None, "no timer survives revoke");
@@ -822,7 +822,7 @@ fn revoke_after_the_access_token_expired_sends_no_bearer() {
     r.logged_in(EPOCH, &Pair::issued(1, EPOCH));
     wait(r.revoke(EPOCH + HOUR + 1));
     let req = r.open_send();
-    assert_eq!(req.bearer, None);
+    assert_eq!(req.authorization, None);
     assert_eq!(body_token(&req), Some(rt(1)));
 }
 

@@ -626,7 +626,7 @@ impl Sim {
                 if explicit { " (explicit)" } else { "" },
                 if under_lease { " (lease)" } else { "" }
             ),
-            Endpoint::Revoke => trace!(self, "m{s} SEND revoke"),
+            Endpoint::Revoke | Endpoint::Discovery => trace!(self, "m{s} SEND revoke"),
         }
         // INVARIANT (one holder): with a lease, a refresh goes out under this instance's
         // lease, unless it could not get one (its acquire timed out) or a late answer found
@@ -1009,7 +1009,7 @@ impl Sim {
                     (ok(&self.server.get(n).pair), Some(n))
                 }
             }
-            Endpoint::Revoke => (status(200), None),
+            Endpoint::Revoke | Endpoint::Discovery => (status(200), None),
         };
         self.auth[k].served = Some((reply, issued));
     }

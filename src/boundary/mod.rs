@@ -24,7 +24,7 @@ use crate::prelude::*;
 mod tree;
 pub mod wire;
 
-use crate::core::config::Options;
+use crate::core::config::{OAuthOptions, Options};
 use crate::core::envelope::{ApiBody, AuthBody};
 use crate::core::machine::{
     ApiFailure, ApiStep, AuthReply, Behind, BodyFailure, Endpoint, Event, IoFailure, Keep, Log, Machine, Need, Outcome,
@@ -256,7 +256,40 @@ impl Boundary {
             _ => Persistence::StorageWithLease,
         };
         let seed = r.f64()?;
+        let oauth = match r.u8()? {
+            0 => None,
+            _ => {
+                // The `oauth` option's strings, in the glue's OAUTH_FIELDS order.
+                let mut f: [Option<String>; 13] = Default::default();
+                for v in &mut f {
+                    *v = r.opt_str()?;
+                }
+                let mut resources = Vec::new();
+                for _ in 0..r.u32()? {
+                    resources.push(r.string()?);
+                }
+                let [issuer, token_endpoint, revocation_endpoint, client_id, client_secret, client_auth, basic_encoding, alg, kid, grant, refresh_token, scope, audience] =
+                    f;
+                Some(OAuthOptions {
+                    issuer,
+                    token_endpoint,
+                    revocation_endpoint,
+                    client_id,
+                    client_secret: client_secret.map(Password::new),
+                    client_auth,
+                    basic_encoding,
+                    alg,
+                    kid,
+                    grant,
+                    refresh_token: refresh_token.map(Password::new),
+                    scope,
+                    audience,
+                    resources,
+                })
+            }
+        };
         let options = Options {
+            oauth,
             host,
             credentials: username.zip(password).map(|(u, p)| (u, Password::new(p))),
             refresh_margin_seconds,
@@ -480,10 +513,12 @@ impl Session {
         let m = &mut self.machine;
         let now = r.now()?;
         let io = r.u32()?;
-        // 0 network failure (with a cause), 1 not a Response, 2 body over the cap.
+        // 0 network failure (with a cause), 1 not a Response, 2 body over the cap, 3 the
+        // client assertion could not be signed (with a cause).
         let failure = match r.u8()? {
             0 => IoFailure::Network(cause(r)?),
             1 => IoFailure::NotAResponse,
+            3 => IoFailure::Unsigned(cause(r)?),
             _ => IoFailure::TooLarge,
         };
         m.handle_auth(now, io, Err(failure));
@@ -563,7 +598,8 @@ impl Session {
         let status = r.u32()? as u16;
         let opaque = r.bool()?;
         let retry_after = r.str();
-        let step = m.api_response(now, call, status, opaque, retry_after);
+        let www_authenticate = r.str();
+        let step = m.api_challenged(now, call, status, opaque, retry_after, www_authenticate);
         self.api_step(w, step);
         Some(())
     }
@@ -677,6 +713,7 @@ impl Session {
             ApiStep::Data => 7,
             ApiStep::Nothing => 8,
             ApiStep::Gone => 9,
+            ApiStep::Whole => 10,
             ApiStep::Fail(e) => return error_ret(w, &e),
         };
         number_ret(w, code as f64);
@@ -690,9 +727,11 @@ impl Session {
                     w.u8(Rec::Send as u8);
                     w.u32(q.id);
                     w.u8(endpoint(q.endpoint));
+                    w.u8(q.wire as u8);
                     w.str(&q.url);
                     w.str(&q.body);
-                    w.opt_str(q.bearer.as_ref().map(|t| t.expose()));
+                    w.opt_str(q.authorization.as_deref());
+                    w.opt_str(q.sign.as_deref());
                     w.u32(q.max_bytes as u32);
                 }
                 Output::Cancel(io) => {
@@ -799,6 +838,7 @@ fn endpoint(e: Endpoint) -> u8 {
         Endpoint::Login => 0,
         Endpoint::Refresh => 1,
         Endpoint::Revoke => 2,
+        Endpoint::Discovery => 4,
     }
 }
 

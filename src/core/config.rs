@@ -8,8 +8,9 @@
 use crate::prelude::*;
 
 use crate::core::error::AuthError;
+use crate::core::oauth::{ClientAuth, Grant, OAuth, ALGORITHMS};
 use crate::core::retry::{BACKOFF_BASE_MS, BACKOFF_CAP_MS};
-use crate::core::secret::Password;
+use crate::core::secret::{Password, RefreshToken};
 use crate::core::text::{cat, int};
 use crate::core::url::{parse_absolute, BaseUrl, Origin};
 
@@ -33,6 +34,28 @@ pub struct Options {
     pub lease_ms: Option<f64>,
     /// Copied by the driver into every log record and event payload; validated here.
     pub label: Option<String>,
+    /// OAuth 2.0 mode (`oauth` option): the token endpoint instead of the provider's paths.
+    pub oauth: Option<OAuthOptions>,
+}
+
+/// The `oauth` option as given.
+#[derive(Clone, Debug, Default)]
+pub struct OAuthOptions {
+    pub issuer: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub revocation_endpoint: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Password>,
+    pub client_auth: Option<String>,
+    pub basic_encoding: Option<String>,
+    /// private_key_jwt: the JWS algorithm the driver found for the key, and its key id.
+    pub alg: Option<String>,
+    pub kid: Option<String>,
+    pub grant: Option<String>,
+    pub refresh_token: Option<Password>,
+    pub scope: Option<String>,
+    pub resources: Vec<String>,
+    pub audience: Option<String>,
 }
 
 /// Username and password for `login()` without arguments and for transparent re-login.
@@ -68,6 +91,9 @@ pub struct Config {
     /// The fingerprint of the configured account ([`crate::core::fingerprint::account`]).
     pub account: Option<String>,
     pub allowed_origins: Vec<Origin>,
+    /// OAuth 2.0 mode; `None`: the provider's protocol.
+    pub oauth: Option<Box<OAuth>>,
+    pub allow_insecure_http: bool,
 }
 
 pub const DEFAULT_REFRESH_MARGIN_SECONDS: f64 = 300.0;
@@ -247,14 +273,40 @@ impl Options {
             allowed_origins.push(url.origin);
         }
 
+        let oauth = match self.oauth {
+            None => None,
+            Some(o) => {
+                if login_path.is_some() || refresh_path.is_some() || revoke_path.is_some() {
+                    return Err(AuthError::config(
+                        "paths are the provider protocol's; with oauth, set oauth.tokenEndpoint or oauth.issuer",
+                    ));
+                }
+                Some(Box::new(o.validate(allow_insecure_http)?))
+            }
+        };
+        // In OAuth mode a grant without a user still "logs in": the machine's credentials
+        // stand for the grant (the username, when there is one, names the account).
+        let credentials = match (&oauth, credentials) {
+            (Some(o), c) if o.grant == Grant::Password => Some(c.ok_or_else(|| {
+                AuthError::config("oauth.grant \"password\" needs credentials { username, password }")
+            })?),
+            (Some(_), Some(_)) => return Err(AuthError::config("credentials are for oauth.grant \"password\" only")),
+            (Some(_), None) => Some(Credentials {
+                username: String::new(),
+                password: Password::new(""),
+            }),
+            (None, c) => c,
+        };
+        let account = credentials.as_ref().map(|c| account_of(oauth.as_deref(), &c.username));
+
         Ok(Config {
+            oauth,
+            allow_insecure_http,
             login_path,
             refresh_path,
             revoke_path,
             storage_key: self.storage_key,
-            account: credentials
-                .as_ref()
-                .map(|c| crate::core::fingerprint::account(&c.username)),
+            account,
             base,
             credentials,
             refresh_margin_ms: (margin * 1000.0 + 0.5) as i64,
@@ -269,7 +321,164 @@ impl Options {
     }
 }
 
+/// The fingerprint of an account: the username in provider mode; in OAuth mode the
+/// authorization server, the client and the user (if any), so two clients of one API never
+/// share a record.
+fn account_of(oauth: Option<&OAuth>, username: &str) -> String {
+    match oauth {
+        None => crate::core::fingerprint::account(username),
+        Some(o) => crate::core::fingerprint::account(&cat(&[
+            o.issuer.as_deref().or(o.token_endpoint.as_deref()).unwrap_or(""),
+            "\n",
+            &o.client_id,
+            "\n",
+            username,
+        ])),
+    }
+}
+
+/// The index of `value` among `names` (`None`: not given), or a CONFIG_ERROR naming them.
+fn choice(field: &str, value: Option<&str>, names: &[&str]) -> Result<Option<usize>, AuthError> {
+    let Some(v) = value else { return Ok(None) };
+    match names.iter().position(|n| *n == v) {
+        Some(i) => Ok(Some(i)),
+        None => {
+            let mut m = cat(&[field, " must be one of:"]);
+            for n in names {
+                m.push(' ');
+                m.push_str(n);
+            }
+            Err(AuthError::config(m))
+        }
+    }
+}
+
+/// An endpoint option: an absolute URL without a fragment, on https (or allowed http).
+fn endpoint(field: &str, value: Option<String>, allow_insecure_http: bool) -> Result<Option<String>, AuthError> {
+    let Some(v) = value else { return Ok(None) };
+    let u = parse_absolute(&v).map_err(|e| AuthError::config(cat(&[field, " ", e.as_str()])))?;
+    check_scheme(field, &u.origin, allow_insecure_http)?;
+    if u.rest.contains('#') {
+        return Err(AuthError::config(cat(&[field, " must not have a fragment"])));
+    }
+    Ok(Some(v))
+}
+
+impl OAuthOptions {
+    #[inline(never)]
+    fn validate(self, allow_insecure_http: bool) -> Result<OAuth, AuthError> {
+        let issuer = endpoint("oauth.issuer", self.issuer, allow_insecure_http)?;
+        let token_endpoint = endpoint("oauth.tokenEndpoint", self.token_endpoint, allow_insecure_http)?;
+        let revocation_endpoint = endpoint(
+            "oauth.revocationEndpoint",
+            self.revocation_endpoint,
+            allow_insecure_http,
+        )?;
+        if issuer.is_none() && token_endpoint.is_none() {
+            return Err(AuthError::config("oauth needs tokenEndpoint or issuer (discovery)"));
+        }
+        let client_id = self
+            .client_id
+            .filter(|c| !c.is_empty() && c.len() <= 1024)
+            .ok_or_else(|| AuthError::config("oauth.clientId must be a non-empty string"))?;
+        let client_secret = self.client_secret.filter(|s| !s.expose().is_empty());
+        const AUTHS: [ClientAuth; 4] = [
+            ClientAuth::Basic,
+            ClientAuth::Post,
+            ClientAuth::PrivateKeyJwt,
+            ClientAuth::None,
+        ];
+        let auth = match choice(
+            "oauth.clientAuth",
+            self.client_auth.as_deref(),
+            &["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        )? {
+            Some(i) => AUTHS[i],
+            None if self.alg.is_some() => ClientAuth::PrivateKeyJwt,
+            None if client_secret.is_some() => ClientAuth::Basic,
+            None => ClientAuth::None,
+        };
+        let missing = match auth {
+            ClientAuth::Basic | ClientAuth::Post => client_secret.is_none(),
+            ClientAuth::PrivateKeyJwt => self.alg.is_none(),
+            ClientAuth::None => false,
+        };
+        if missing {
+            return Err(AuthError::config(
+                "oauth.clientAuth needs its credential: clientSecret for client_secret_basic and client_secret_post, privateKey for private_key_jwt",
+            ));
+        }
+        if self.alg.as_deref().is_some_and(|a| !ALGORITHMS.contains(&a)) {
+            return Err(AuthError::config(
+                "oauth.privateKey must be an RSA (RS256, PS256), EC P-256/P-384 (ES256, ES384) or Ed25519 (EdDSA) private key",
+            ));
+        }
+        let basic_plain = choice(
+            "oauth.basicEncoding",
+            self.basic_encoding.as_deref(),
+            &["form", "plain"],
+        )? == Some(1);
+        let seed = match self.refresh_token {
+            None => None,
+            Some(t) => Some(
+                RefreshToken::parse(t.expose())
+                    .map_err(|_| AuthError::config("oauth.refreshToken must be a token: visible ASCII, no spaces"))?,
+            ),
+        };
+        const GRANTS: [Grant; 3] = [Grant::RefreshToken, Grant::ClientCredentials, Grant::Password];
+        let grant = match choice(
+            "oauth.grant",
+            self.grant.as_deref(),
+            &["refresh_token", "client_credentials", "password"],
+        )? {
+            Some(i) => GRANTS[i],
+            None if seed.is_some() => Grant::RefreshToken,
+            None => Grant::ClientCredentials,
+        };
+        if grant == Grant::RefreshToken && seed.is_none() {
+            return Err(AuthError::config(
+                "oauth.grant \"refresh_token\" needs oauth.refreshToken",
+            ));
+        }
+        let mut params = String::new();
+        let pairs = [("scope", &self.scope), ("audience", &self.audience)];
+        for (name, v) in pairs
+            .into_iter()
+            .filter_map(|(n, v)| Some((n, v.as_deref()?)))
+            .chain(self.resources.iter().map(|r| ("resource", r.as_str())))
+        {
+            if name == "resource" {
+                // RFC 8707: an absolute URI without a fragment.
+                endpoint("oauth.resource", Some(v.to_owned()), true)?;
+            }
+            params.push('&');
+            params.push_str(name);
+            params.push('=');
+            crate::core::oauth::form_encode(&mut params, v);
+        }
+        Ok(OAuth {
+            issuer,
+            token_endpoint,
+            revocation_endpoint,
+            client_id,
+            client_secret,
+            auth,
+            basic_plain,
+            alg: self.alg,
+            kid: self.kid.filter(|k| !k.is_empty()),
+            grant,
+            seed,
+            params,
+        })
+    }
+}
+
 impl Config {
+    /// The account fingerprint of a login as `username`.
+    pub fn account_of(&self, username: &str) -> String {
+        account_of(self.oauth.as_deref(), username)
+    }
+
     /// The path of an auth endpoint (`login`, `refresh`, `revoke`), for messages: errors
     /// name the request they are about.
     pub fn auth_path(&self, endpoint: usize) -> &str {

@@ -18,7 +18,8 @@ use crate::core::text::{cat, int};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenPair {
     pub access_token: AccessToken,
-    pub refresh_token: RefreshToken,
+    /// `None`: an OAuth 2.0 token without one (client credentials); the grant is asked again.
+    pub refresh_token: Option<RefreshToken>,
     pub access_expires_at: i64,
     pub refresh_expires_at: i64,
     pub client_id: Option<i64>,
@@ -101,7 +102,7 @@ pub fn parse_token_pair(data: &Json) -> Result<TokenPair, AuthError> {
         return Err(AuthError::invalid_response("data is not an object"));
     }
     let access_token = AccessToken::parse(string(data, "access_token")?)?;
-    let refresh_token = RefreshToken::parse(string(data, "refresh_token")?)?;
+    let refresh_token = Some(RefreshToken::parse(string(data, "refresh_token")?)?);
     let access_expires_at = timestamp(data, "access_expires_at")?;
     let refresh_expires_at = timestamp(data, "refresh_expires_at")?;
     let client_id = match data.get("client_id") {
@@ -143,6 +144,8 @@ pub enum ApiJson {
     Data,
     /// Nothing: a 2xx answer with an empty body (a 204 to a DELETE, say).
     Nothing,
+    /// The whole document (OAuth 2.0 mode: APIs answer without an envelope).
+    Whole,
 }
 
 /// Decides `json()`'s outcome: an error envelope is the server's error whatever the status;
@@ -221,7 +224,8 @@ pub struct Stored {
 /// them, so every isolate that restores the record applies its own clock offset.
 pub fn write_record(stored: &Stored) -> String {
     let pair = &stored.pair;
-    let mut out = String::with_capacity(192 + pair.access_token.expose().len() + pair.refresh_token.expose().len());
+    let refresh = pair.refresh_token.as_ref().map_or("", |t| t.expose());
+    let mut out = String::with_capacity(192 + pair.access_token.expose().len() + refresh.len());
     out.push_str("{\"v\":2,\"origin\":");
     json::write_string(&mut out, &stored.origin);
     out.push_str(",\"account\":");
@@ -234,7 +238,10 @@ pub fn write_record(stored: &Stored) -> String {
     out.push_str(",\"access_token\":");
     json::write_string(&mut out, pair.access_token.expose());
     out.push_str(",\"refresh_token\":");
-    json::write_string(&mut out, pair.refresh_token.expose());
+    match &pair.refresh_token {
+        Some(_) => json::write_string(&mut out, refresh),
+        None => out.push_str("null"),
+    }
     out.push_str(",\"access_expires_at\":");
     out.push_str(&int(pair.access_expires_at));
     out.push_str(",\"refresh_expires_at\":");
@@ -284,8 +291,13 @@ pub fn read_record(doc: &Json) -> Result<Option<Stored>, AuthError> {
     let pair = TokenPair {
         access_token: AccessToken::parse(token("access_token")?)
             .map_err(|_| bad("the stored session record holds an invalid access token"))?,
-        refresh_token: RefreshToken::parse(token("refresh_token")?)
-            .map_err(|_| bad("the stored session record holds an invalid refresh token"))?,
+        refresh_token: match doc.get("refresh_token") {
+            Some(Json::Null) => None,
+            _ => Some(
+                RefreshToken::parse(token("refresh_token")?)
+                    .map_err(|_| bad("the stored session record holds an invalid refresh token"))?,
+            ),
+        },
         access_expires_at: time("access_expires_at")?,
         refresh_expires_at: time("refresh_expires_at")?,
         client_id: match doc.get("client_id") {
@@ -341,7 +353,7 @@ mod tests {
     fn reads_the_guides_token_pair() {
         let p = pair_of(PAIR).unwrap();
         assert_eq!(p.access_token.expose(), "eyJ.a.1");
-        assert_eq!(p.refresh_token.expose(), "eyJ.r.1");
+        assert_eq!(p.refresh_token.as_ref().unwrap().expose(), "eyJ.r.1");
         assert_eq!(p.access_expires_at, 1_705_314_600_000);
         assert_eq!(p.refresh_expires_at, 1_705_912_200_500);
         assert_eq!(p.client_id, Some(123_456));

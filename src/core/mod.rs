@@ -11,6 +11,7 @@ pub mod fingerprint;
 pub mod http_date;
 pub mod json;
 pub mod machine;
+pub mod oauth;
 pub mod retry;
 pub mod rfc3339;
 pub mod secret;

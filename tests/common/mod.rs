@@ -137,7 +137,7 @@ impl Pair {
     pub fn token_pair(&self) -> TokenPair {
         TokenPair {
             access_token: AccessToken::parse(&self.access).unwrap(),
-            refresh_token: RefreshToken::parse(&self.refresh).unwrap(),
+            refresh_token: Some(RefreshToken::parse(&self.refresh).unwrap()),
             access_expires_at: self.access_expires_at,
             refresh_expires_at: self.refresh_expires_at,
             client_id: self.client_id,
@@ -740,7 +740,7 @@ impl Run {
                 Output::Event(Event::Error(e)) | Output::Settle(_, Outcome::Failed(e)) => {
                     out.push(format!("{e} {e:?}"));
                 }
-                Output::Send(r) => out.push(format!("{:?}", r.bearer)),
+                Output::Send(r) => out.push(format!("{:?}", r.authorization.is_some())),
                 Output::Storage(_) => {}
                 other => out.push(format!("{other:?}")),
             }

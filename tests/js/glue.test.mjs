@@ -55,8 +55,9 @@ test("UTF-8 crosses both ways unchanged: credentials, labels and the server's te
   const username = "zoë-ユーザー-😀";
   const c = core(d, { username, password: "pässwörd-🔑", label: "tenant-ü" });
   const flight = c.login(d, T0);
-  const [, io, endpoint, url, body] = d.calls.find(([m]) => m === "send");
+  const [, io, endpoint, wire, url, body] = d.calls.find(([m]) => m === "send");
   assert.equal(endpoint, 0);
+  assert.equal(wire, 0, "JSON");
   assert.equal(url, "https://api.test/auth/login");
   assert.deepEqual(JSON.parse(body), { username, password: "pässwörd-🔑" });
   d.calls.length = 0;
@@ -115,7 +116,7 @@ test("a driver method that runs another session's call mid-output loses no recor
   // The outer output: its send, its arm, then its result (the flight) — all read.
   assert.deepEqual(d.calls.map(([m]) => m), ["send", "arm"]);
   assert.deepEqual(inner.calls.map(([m]) => m), ["send", "arm"]);
-  assert.equal(d.calls[0][3], "https://api.test/auth/login");
+  assert.equal(d.calls[0][4], "https://api.test/auth/login");
 });
 
 test("errors thrown by a call are the driver's descriptors; results of every type come back", () => {

@@ -86,6 +86,8 @@ pub enum ApiStep {
     Data,
     /// `json()`'s verdict: nothing (a 2xx with an empty body). The call has ended.
     Nothing,
+    /// `json()`'s verdict in OAuth 2.0 mode: the body's JSON as it is (no envelope).
+    Whole,
     /// The call fails with this error. It has ended.
     Fail(AuthError),
     /// The call ended meanwhile (its deadline, an abort, `dispose()`): discard the answer.
@@ -306,6 +308,20 @@ impl Machine {
         opaque_redirect: bool,
         retry_after: Option<&str>,
     ) -> ApiStep {
+        self.api_challenged(now, call, status, opaque_redirect, retry_after, None)
+    }
+
+    /// [`Machine::api_response`] with the response's `WWW-Authenticate` header: in OAuth 2.0
+    /// mode a Bearer `invalid_token` challenge is the 401 it means, whatever the status.
+    pub fn api_challenged(
+        &mut self,
+        now: i64,
+        call: CallId,
+        status: u16,
+        opaque_redirect: bool,
+        retry_after: Option<&str>,
+        www_authenticate: Option<&str>,
+    ) -> ApiStep {
         let Some(at) = self.call_at(call) else {
             return ApiStep::Gone;
         };
@@ -326,7 +342,11 @@ impl Machine {
             c.stage = CallStage::Redirected { deadline };
             return ApiStep::Locate;
         }
-        if status == 401 && !c.replayed {
+        // RFC 6750 §3.1: an OAuth 2.0 resource server may say so on a 400 or 403 too.
+        let refused = status == 401
+            || (self.config.oauth.is_some() && www_authenticate.is_some_and(crate::core::oauth::invalid_token));
+        let c = &mut self.calls[at];
+        if refused && !c.replayed {
             c.replayed = true;
             c.stage = CallStage::Token { after_401: true };
             return ApiStep::Token;
@@ -488,6 +508,7 @@ impl Machine {
         let c = &self.calls[at];
         let status = c.status;
         let result = match body {
+            Ok(shape) if self.config.oauth.is_some() => crate::core::oauth::api_json(status, shape),
             Ok(shape) => crate::core::envelope::api_json(status, shape, &self.secrets()).map_err(|e| {
                 let ms = c.retry_after_ms;
                 e.with_retry_after_ms(ms)
@@ -513,6 +534,10 @@ impl Machine {
             Ok(ApiJson::Nothing) => {
                 self.calls.swap_remove(at);
                 ApiStep::Nothing
+            }
+            Ok(ApiJson::Whole) => {
+                self.calls.swap_remove(at);
+                ApiStep::Whole
             }
             Err(e) => ApiStep::Fail(self.end_call(at, e)),
         }

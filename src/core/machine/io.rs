@@ -93,6 +93,19 @@ pub enum Endpoint {
     Login,
     Refresh,
     Revoke,
+    /// OAuth 2.0: the authorization server's metadata (RFC 8414 / OpenID discovery).
+    Discovery,
+}
+
+/// How an auth request is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// `POST`, `Content-Type: application/json` (the provider's protocol).
+    Json,
+    /// `POST`, `Content-Type: application/x-www-form-urlencoded`, `Accept: application/json`.
+    Form,
+    /// `GET`, `Accept: application/json`, no body.
+    Get,
 }
 
 /// An auth request to send: `POST url`, `Content-Type: application/json`, this body,
@@ -103,9 +116,14 @@ pub struct AuthRequest {
     pub id: IoId,
     pub endpoint: Endpoint,
     pub url: String,
+    pub wire: Wire,
     /// Holds a secret (password or refresh token): write it to the wire only.
     pub body: String,
-    pub bearer: Option<AccessToken>,
+    /// The `Authorization` header (`Bearer …`, `Basic …`): a secret too.
+    pub authorization: Option<String>,
+    /// private_key_jwt: the JWT's signing input; the driver appends `<input>.<signature>`
+    /// (signed with the client's key) to `body`, which ends with `client_assertion=`.
+    pub sign: Option<String>,
     /// The largest body to read; over it the driver answers [`IoFailure::TooLarge`].
     pub max_bytes: usize,
 }
@@ -255,6 +273,9 @@ pub enum IoFailure {
     NotAResponse,
     /// The body was larger than the request's `max_bytes`.
     TooLarge,
+    /// The runtime could not sign the client assertion (private_key_jwt) with the key it
+    /// was given: nothing was sent. `cause`: the WebCrypto error's `name`.
+    Unsigned(Option<Cause>),
 }
 
 /// What a storage call produced.

@@ -41,7 +41,7 @@ mod storage;
 pub use api::{ApiFailure, ApiStep, Behind, BodyFailure, CallId, Wake, Want};
 pub use io::{
     AuthReply, AuthRequest, Endpoint, Event, FlightId, IoFailure, IoId, Keep, Log, Need, Outcome, Output, Persistence,
-    Phase, Reason, SessionInfo, Step, StorageOp, StorageReply, TokenStep, Waited, Why,
+    Phase, Reason, SessionInfo, Step, StorageOp, StorageReply, TokenStep, Waited, Why, Wire,
 };
 
 use op::{Next, Op, OpKind, Stage, Trigger};
@@ -52,6 +52,7 @@ use alloc::collections::VecDeque;
 use crate::core::config::{Config, Credentials};
 use crate::core::envelope::TokenPair;
 use crate::core::error::{AuthError, Cause, ErrorCode};
+use crate::core::oauth::{Grant, NEVER};
 use crate::core::secret::{AccessToken, RefreshToken};
 use crate::core::timing::{effective_margin, retry_delay};
 
@@ -125,6 +126,8 @@ pub struct Machine {
     last_error: Option<Box<AuthError>>,
     /// The status of the auth reply being handled.
     reply_status: u16,
+    /// OAuth 2.0: that reply said `invalid_grant` (the grant sent is dead).
+    reply_rejected: bool,
     /// The highest record version read from storage: a pair of ours is stored above it.
     seen_version: u64,
     /// The API calls in flight (see `api.rs`).
@@ -186,6 +189,7 @@ impl Machine {
             outputs: VecDeque::new(),
             last_error: None,
             reply_status: 0,
+            reply_rejected: false,
             seen_version: 0,
             calls: Vec::new(),
             rejected: None,
@@ -262,6 +266,21 @@ impl Machine {
         (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// 128 bits of the session's random stream, in hex: an assertion's `jti`. The stream is
+    /// seeded by the driver from the platform's random source, so no two instances share it.
+    fn nonce(&mut self) -> String {
+        let mut out = String::with_capacity(32);
+        for _ in 0..2 {
+            self.random();
+            let mut x = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            for _ in 0..16 {
+                out.push(char::from(b"0123456789abcdef"[(x >> 60) as usize]));
+                x <<= 4;
+            }
+        }
+        out
+    }
+
     // ----- state ------------------------------------------------------------------------------
 
     pub fn info(&self) -> SessionInfo {
@@ -275,8 +294,9 @@ impl Machine {
         SessionInfo {
             state,
             client_id: held.and_then(|h| h.pair.client_id),
-            access_expires_at: held.map(|h| h.pair.access_expires_at),
-            refresh_expires_at: held.map(|h| h.pair.refresh_expires_at),
+            // An expiry the server did not state is unknown, not a date.
+            access_expires_at: held.map(|h| h.pair.access_expires_at).filter(|t| *t < NEVER),
+            refresh_expires_at: held.map(|h| h.pair.refresh_expires_at).filter(|t| *t < NEVER),
         }
     }
 
@@ -361,10 +381,14 @@ impl Machine {
         let mut out = Vec::with_capacity(6);
         if let Some(h) = self.held() {
             out.push(h.pair.access_token.expose());
-            out.push(h.pair.refresh_token.expose());
+            out.extend(h.pair.refresh_token.as_ref().map(|t| t.expose()));
         }
         if let Some(c) = &self.config.credentials {
             out.push(c.password.expose());
+        }
+        if let Some(o) = &self.config.oauth {
+            out.extend(o.client_secret.as_ref().map(|s| s.expose()));
+            out.extend(o.seed.as_ref().map(|t| t.expose()));
         }
         for op in [self.op.as_deref(), self.queued.as_deref(), taken]
             .into_iter()
@@ -375,7 +399,7 @@ impl Machine {
                 OpKind::Refresh { token } => out.push(token.expose()),
                 OpKind::Revoke { pair: Some(p), .. } => {
                     out.push(p.access_token.expose());
-                    out.push(p.refresh_token.expose());
+                    out.extend(p.refresh_token.as_ref().map(|t| t.expose()));
                 }
                 OpKind::Revoke { pair: None, .. } => {}
             }
@@ -393,6 +417,11 @@ impl Machine {
         self.spent.contains(&fingerprint(token.expose()))
     }
 
+    /// [`Machine::is_spent`] for a pair's refresh token, if it has one.
+    fn spent_pair(&self, pair: &TokenPair) -> bool {
+        pair.refresh_token.as_ref().is_some_and(|t| self.is_spent(t))
+    }
+
     fn mark_spent(&mut self, token: &RefreshToken) {
         let f = fingerprint(token.expose());
         if !self.spent.contains(&f) {
@@ -407,6 +436,19 @@ impl Machine {
     pub fn login(&mut self, now: i64, creds: Option<Credentials>) -> Step {
         if self.is_disposed() {
             return Step::Fail(disposed());
+        }
+        if let Some(o) = self.config.oauth.as_deref() {
+            if creds.is_some() && o.grant != Grant::Password {
+                return Step::Fail(AuthError::config(
+                    "login(username, password) is for oauth.grant \"password\"; call login() to run the session's grant",
+                ));
+            }
+            if self.seed_spent() {
+                return Step::Fail(AuthError::new(
+                    ErrorCode::SessionExpired,
+                    "the refresh token given as oauth.refreshToken was used already; give the session a new one",
+                ));
+            }
         }
         let Some(creds) = creds.or_else(|| self.config.credentials.clone()) else {
             return Step::Fail(AuthError::config(
@@ -505,8 +547,9 @@ impl Machine {
         if let Some(p) = &pair {
             // A revoked refresh token counts as spent: a restore (or adoption) that reads the
             // record before the delete lands, or after it failed, must not bring it back.
-            let token = p.refresh_token.clone();
-            self.mark_spent(&token);
+            if let Some(token) = p.refresh_token.clone() {
+                self.mark_spent(&token);
+            }
         }
         if self.has_storage {
             let io = self.id();
@@ -730,8 +773,8 @@ impl Machine {
             Some(_) => self.log(Log::Refresh { why }),
             None => self.log(Log::Login { why }),
         }
-        if let Some(h) = self.held() {
-            let token = h.pair.refresh_token.clone();
+        // A pair without a refresh token (OAuth client credentials) is renewed by the grant.
+        if let Some(token) = self.held().and_then(|h| h.pair.refresh_token.clone()) {
             let manual = why == Why::Manual;
             if self.is_spent(&token) {
                 // The held refresh token was rejected already (a login superseded the
@@ -779,7 +822,8 @@ impl Machine {
         let margin_ms = effective_margin(self.config.refresh_margin_ms, access_local, now);
         self.serial = self.serial.wrapping_add(1);
         self.epoch = self.epoch.wrapping_add(1);
-        self.refresh_at = self.config.auto_refresh.then_some(access_local - margin_ms);
+        self.refresh_at =
+            (self.config.auto_refresh && pair.access_expires_at < NEVER).then_some(access_local - margin_ms);
         self.other_account = matches!((&account, &self.config.account), (Some(a), Some(c)) if a != c);
         self.state = State::Active(Held {
             pair,
@@ -916,10 +960,19 @@ impl Machine {
     /// rejected or expired): `credentials`, unless the session was logged in as another
     /// account, which it never leaves without an explicit `login()`.
     fn relogin_credentials(&self) -> Option<Credentials> {
-        if self.other_account {
+        if self.other_account || self.seed_spent() {
             return None;
         }
         self.config.credentials.clone()
+    }
+
+    /// OAuth 2.0 with the application's refresh token as the grant: that token was used
+    /// (rotated or rejected), so the grant cannot run again.
+    fn seed_spent(&self) -> bool {
+        self.config
+            .oauth
+            .as_deref()
+            .is_some_and(|o| o.grant == Grant::RefreshToken && !o.seed.as_ref().is_some_and(|t| !self.is_spent(t)))
     }
 }
 

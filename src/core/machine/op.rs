@@ -9,11 +9,13 @@ use crate::prelude::*;
 use super::pending::Purpose;
 use super::{
     AuthReply, AuthRequest, Endpoint, Event, FlightId, IoFailure, IoId, Log, Machine, Outcome, Output, Reason, State,
+    Wire,
 };
 use crate::core::config::{Credentials, MAX_AUTH_RESPONSE_BYTES};
 use crate::core::envelope::{self, read_auth_response, TokenPair};
 use crate::core::error::{AuthError, ErrorCode};
 use crate::core::json::Json;
+use crate::core::oauth::{self, Grant};
 use crate::core::retry::{self, backoff_ms, RetryAfter};
 use crate::core::secret::RefreshToken;
 use crate::core::timing::{clock_skew, retry_delay};
@@ -84,6 +86,9 @@ pub(super) struct Op {
     /// The API refused the held token (a 401): its callers cannot go on with it, so they
     /// are never released to it, and wait for another holder's pair at most `timeoutMs`.
     pub(super) unauthorized: bool,
+    /// OAuth 2.0 discovery in progress for this op: 1 RFC 8414's document asked, 2 OpenID
+    /// Connect's (after a 404); 0 none.
+    pub(super) discovery: u8,
 }
 
 impl Op {
@@ -99,10 +104,14 @@ impl Op {
             waiting: None,
             manual: false,
             unauthorized: false,
+            discovery: 0,
         }
     }
 
     pub(super) fn endpoint(&self) -> Endpoint {
+        if self.discovery > 0 {
+            return Endpoint::Discovery;
+        }
         match self.kind {
             OpKind::Login { .. } => Endpoint::Login,
             OpKind::Refresh { .. } => Endpoint::Refresh,
@@ -166,36 +175,92 @@ impl Machine {
 
     /// Sends the op's next attempt.
     pub(super) fn send(&mut self, now: i64, op: &mut Op) {
-        let c = &self.config;
-        let (endpoint, url, body, bearer) = match &op.kind {
-            OpKind::Login { creds, .. } => (
-                Endpoint::Login,
-                c.login_url(),
-                envelope::login_body(&creds.username, creds.password.expose()),
-                None,
-            ),
-            OpKind::Refresh { token } => (
-                Endpoint::Refresh,
-                c.refresh_url(),
-                envelope::refresh_token_body(token),
-                None,
-            ),
-            OpKind::Revoke {
-                pair: Some(p),
-                bearer_ok,
-                ..
-            } => (
-                Endpoint::Revoke,
-                c.revoke_url(),
-                envelope::refresh_token_body(&p.refresh_token),
-                bearer_ok.then(|| p.access_token.clone()),
-            ),
-            OpKind::Revoke { pair: None, .. } => {
-                // Nothing to tell the server: only the storage delete remains.
-                op.stage = Stage::Finishing;
-                return;
-            }
+        // A fresh `jti` for each client assertion.
+        let jti = match self.config.oauth.as_deref().map(|o| o.auth) {
+            Some(oauth::ClientAuth::PrivateKeyJwt) => self.nonce(),
+            _ => String::new(),
         };
+        let c = &self.config;
+        let (endpoint, url, wire, body, authorization, sign) = if let Some(o) = c.oauth.as_deref() {
+            let Some(token_endpoint) = o.token_endpoint.clone() else {
+                // The endpoints are not known yet: the issuer's metadata first.
+                op.discovery = op.discovery.max(1);
+                let url = oauth::metadata_url(o.issuer.as_deref().unwrap_or(""), op.discovery == 2);
+                return self.dispatch(now, op, Endpoint::Discovery, url, Wire::Get, String::new(), None, None);
+            };
+            let (endpoint, url, body) = match &op.kind {
+                OpKind::Login { creds, .. } => (
+                    Endpoint::Login,
+                    token_endpoint.clone(),
+                    o.grant_body(&creds.username, creds.password.expose(), o.seed.as_ref()),
+                ),
+                OpKind::Refresh { token } => (Endpoint::Refresh, token_endpoint.clone(), oauth::refresh_body(token)),
+                OpKind::Revoke { pair: Some(p), .. } if o.revocation_endpoint.is_some() => (
+                    Endpoint::Revoke,
+                    o.revocation_endpoint.clone().unwrap_or_default(),
+                    oauth::revoke_body(p),
+                ),
+                OpKind::Revoke { .. } => {
+                    // No revocation endpoint (or nothing to revoke): local state and storage only.
+                    op.stage = Stage::Finishing;
+                    return;
+                }
+            };
+            let form = o.authenticate(body, &token_endpoint, (now + self.skew_ms) / 1000, &jti);
+            (endpoint, url, Wire::Form, form.body, form.authorization, form.sign)
+        } else {
+            let (endpoint, url, body, bearer) = match &op.kind {
+                OpKind::Login { creds, .. } => (
+                    Endpoint::Login,
+                    c.login_url(),
+                    envelope::login_body(&creds.username, creds.password.expose()),
+                    None,
+                ),
+                OpKind::Refresh { token } => (
+                    Endpoint::Refresh,
+                    c.refresh_url(),
+                    envelope::refresh_token_body(token),
+                    None,
+                ),
+                OpKind::Revoke {
+                    pair: Some(p),
+                    bearer_ok,
+                    ..
+                } => match &p.refresh_token {
+                    Some(t) => (
+                        Endpoint::Revoke,
+                        c.revoke_url(),
+                        envelope::refresh_token_body(t),
+                        bearer_ok.then(|| crate::core::text::cat(&["Bearer ", p.access_token.expose()])),
+                    ),
+                    None => {
+                        op.stage = Stage::Finishing;
+                        return;
+                    }
+                },
+                OpKind::Revoke { pair: None, .. } => {
+                    // Nothing to tell the server: only the storage delete remains.
+                    op.stage = Stage::Finishing;
+                    return;
+                }
+            };
+            (endpoint, url, Wire::Json, body, bearer, None)
+        };
+        self.dispatch(now, op, endpoint, url, wire, body, authorization, sign);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &mut self,
+        now: i64,
+        op: &mut Op,
+        endpoint: Endpoint,
+        url: String,
+        wire: Wire,
+        body: String,
+        authorization: Option<String>,
+        sign: Option<String>,
+    ) {
         let io = self.id();
         self.log(Log::Request {
             endpoint,
@@ -207,8 +272,10 @@ impl Machine {
             id: io,
             endpoint,
             url,
+            wire,
             body,
-            bearer,
+            authorization,
+            sign,
             max_bytes: MAX_AUTH_RESPONSE_BYTES,
         }));
     }
@@ -299,6 +366,9 @@ impl Machine {
 
     /// The op's attempt got `reply`.
     fn answered(&mut self, now: i64, op: Op, reply: Result<AuthReply, IoFailure>) -> Next {
+        if op.discovery > 0 {
+            return self.discovered(now, op, reply);
+        }
         let (result, retry_after) = self.read_reply(now, &op, reply);
         let endpoint = op.endpoint();
         let error = match result {
@@ -317,8 +387,32 @@ impl Machine {
             status: error.status(),
             code: Some(error.code().to_owned()),
         });
-        if let (OpKind::Refresh { .. }, true) = (&op.kind, error.is_unauthorized()) {
+        let rejected = match self.config.oauth.as_deref() {
+            Some(_) => self.reply_rejected,
+            None => error.is_unauthorized(),
+        };
+        if let (OpKind::Refresh { .. }, true) = (&op.kind, rejected) {
             return self.refresh_rejected(now, op);
+        }
+        let seed = self
+            .config
+            .oauth
+            .as_deref()
+            .filter(|o| o.grant == Grant::RefreshToken)
+            .and_then(|o| o.seed.clone());
+        if let (OpKind::Login { .. }, true, Some(seed)) = (&op.kind, rejected, seed) {
+            // The application's refresh token is dead (spent or revoked): never sent again.
+            self.mark_spent(&seed);
+            let e = AuthError::new(
+                ErrorCode::SessionExpired,
+                crate::core::text::cat(&[
+                    "the refresh token given as oauth.refreshToken was rejected (",
+                    error.message(),
+                    ")",
+                ]),
+            )
+            .with_status(error.status());
+            return self.op_failed(op, e);
         }
         self.attempt_failed(now, op, error, retry_after.as_deref())
     }
@@ -330,8 +424,14 @@ impl Machine {
             Endpoint::Login => 0,
             Endpoint::Refresh => 1,
             Endpoint::Revoke => 2,
+            Endpoint::Discovery => return crate::core::text::cat(&["the authorization server metadata: ", what]),
         };
-        crate::core::text::cat(&["POST ", self.config.auth_path(endpoint), ": ", what])
+        let path = match self.config.oauth.as_deref() {
+            Some(o) if endpoint == 2 => o.revocation_endpoint.as_deref().unwrap_or(""),
+            Some(o) => o.token_endpoint.as_deref().unwrap_or(""),
+            None => self.config.auth_path(endpoint),
+        };
+        crate::core::text::cat(&["POST ", path, ": ", what])
     }
 
     /// Reads an auth reply into the envelope's `data` or an error, redacted.
@@ -342,10 +442,16 @@ impl Machine {
         reply: Result<AuthReply, IoFailure>,
     ) -> (Result<Json, AuthError>, Option<String>) {
         self.reply_status = 0;
+        self.reply_rejected = false;
         let reply = match reply {
             Ok(r) => r,
             Err(IoFailure::Network(cause)) => {
                 let e = AuthError::new(ErrorCode::Network, self.about(op, "no answer from the server"));
+                return (Err(e.with_cause(cause)), None);
+            }
+            Err(IoFailure::Unsigned(cause)) => {
+                // The key is wrong for the job: no retry mends it.
+                let e = AuthError::config("oauth.privateKey could not sign the client assertion");
                 return (Err(e.with_cause(cause)), None);
             }
             Err(IoFailure::NotAResponse) => {
@@ -386,8 +492,84 @@ impl Machine {
             return (Ok(Json::Null), None);
         }
         let secrets = self.secrets_with(Some(op));
+        if self.config.oauth.is_some() {
+            if let Some((e, rejected)) = oauth::token_error(reply.status, &reply.body, &secrets) {
+                self.reply_rejected = rejected;
+                return (Err(e), reply.retry_after);
+            }
+            if !(200..300).contains(&reply.status) {
+                return (Err(AuthError::from_status(reply.status)), reply.retry_after);
+            }
+            // Read as a token response by `succeeded`.
+            return match reply.body {
+                crate::core::envelope::AuthBody::Json(doc) => (Ok(doc), None),
+                _ => (
+                    Err(AuthError::invalid_response("the token response is not JSON").with_status(reply.status)),
+                    None,
+                ),
+            };
+        }
         let result = read_auth_response(reply.status, &reply.body, &secrets);
         (result, reply.retry_after)
+    }
+
+    /// The answer to a metadata request: the endpoints are kept for the session's life and
+    /// the op goes on to its own request; a 404 from RFC 8414's location tries OpenID
+    /// Connect's.
+    fn discovered(&mut self, now: i64, mut op: Op, reply: Result<AuthReply, IoFailure>) -> Next {
+        let (result, retry_after) = match reply {
+            Ok(r) if !r.redirected && r.status == 404 && op.discovery == 1 => {
+                op.discovery = 2;
+                self.send(now, &mut op);
+                return Next::Stay(op);
+            }
+            Ok(r) if !r.redirected && (200..300).contains(&r.status) => {
+                let allow_http = self.config.allow_insecure_http;
+                let url_ok = |u: &str| {
+                    crate::core::url::parse_absolute(u)
+                        .is_ok_and(|p| p.origin.is_https() || p.origin.is_loopback() || allow_http)
+                };
+                let issuer = self
+                    .config
+                    .oauth
+                    .as_deref()
+                    .and_then(|o| o.issuer.clone())
+                    .unwrap_or_default();
+                (
+                    oauth::read_metadata(&issuer, &r.body, url_ok).map_err(|e| e.with_status(r.status)),
+                    None,
+                )
+            }
+            other => {
+                let (result, retry_after) = self.read_reply(now, &op, other);
+                (
+                    result.and(Err(AuthError::invalid_response("the metadata request failed"))),
+                    retry_after,
+                )
+            }
+        };
+        match result {
+            Ok((token, revocation)) => {
+                if let Some(o) = self.config.oauth.as_deref_mut() {
+                    o.token_endpoint = Some(token);
+                    o.revocation_endpoint = o.revocation_endpoint.take().or(revocation);
+                }
+                op.discovery = 0;
+                self.send(now, &mut op);
+                if op.stage == Stage::Finishing && !self.deleting() {
+                    return revoke_ended(op);
+                }
+                Next::Stay(op)
+            }
+            Err(e) => {
+                self.log(Log::Response {
+                    endpoint: Endpoint::Discovery,
+                    status: e.status(),
+                    code: Some(e.code().to_owned()),
+                });
+                self.attempt_failed(now, op, e, retry_after.as_deref())
+            }
+        }
     }
 
     pub(super) fn attempt_failed(&mut self, now: i64, mut op: Op, error: AuthError, retry_after: Option<&str>) -> Next {
@@ -444,20 +626,48 @@ impl Machine {
             OpKind::Login { .. } => Reason::Login,
             OpKind::Refresh { .. } => Reason::Refresh,
         };
-        let pair = envelope::parse_token_pair(&data)
-            .and_then(|p| self.check_fresh(now, p))
-            .map_err(|e| e.with_status(self.reply_status));
+        let pair = match self.config.oauth.as_deref() {
+            None => envelope::parse_token_pair(&data),
+            Some(o) => {
+                let body = envelope::AuthBody::Json(data);
+                oauth::read_token_response(self.reply_status, &body, now + self.skew_ms).map(|mut p| {
+                    // No new refresh token: the one sent stays valid (RFC 6749 §6).
+                    let sent = match &op.kind {
+                        OpKind::Refresh { token } => Some(token.clone()),
+                        OpKind::Login { .. } if o.grant == Grant::RefreshToken => o.seed.clone(),
+                        _ => None,
+                    };
+                    if p.refresh_token.is_none() && sent.is_some() {
+                        p.refresh_token = sent;
+                        p.refresh_expires_at = self.held().map_or(oauth::NEVER, |h| h.pair.refresh_expires_at);
+                    }
+                    p
+                })
+            }
+        }
+        .and_then(|p| self.check_fresh(now, p))
+        .map_err(|e| e.with_status(self.reply_status));
         let pair = match pair {
             Ok(p) => p,
             Err(e) => return self.op_failed(op, e),
         };
+        // The token sent is spent, unless the answer kept it.
+        let sent = match &op.kind {
+            OpKind::Refresh { token } => Some(token.clone()),
+            OpKind::Login { .. } => self
+                .config
+                .oauth
+                .as_deref()
+                .filter(|o| o.grant == Grant::RefreshToken)
+                .and_then(|o| o.seed.clone()),
+            OpKind::Revoke { .. } => None,
+        };
+        if let Some(t) = sent.filter(|t| pair.refresh_token.as_ref() != Some(t)) {
+            self.mark_spent(&t);
+        }
         let account = match &op.kind {
-            OpKind::Refresh { token } => {
-                let token = token.clone();
-                self.mark_spent(&token);
-                self.held().and_then(|h| h.account.clone())
-            }
-            OpKind::Login { creds, .. } => Some(crate::core::fingerprint::account(&creds.username)),
+            OpKind::Refresh { .. } => self.held().and_then(|h| h.account.clone()),
+            OpKind::Login { creds, .. } => Some(self.config.account_of(&creds.username)),
             OpKind::Revoke { .. } => None,
         };
         let version = self.seen_version.max(self.held().map_or(0, |h| h.version)) + 1;
@@ -489,7 +699,7 @@ impl Machine {
                 "the server issued a refresh token that has already expired",
             ));
         }
-        if self.is_spent(&pair.refresh_token) {
+        if self.spent_pair(&pair) {
             return Err(AuthError::invalid_response(
                 "the server issued a refresh token that was already spent",
             ));

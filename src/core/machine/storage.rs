@@ -209,7 +209,7 @@ impl Machine {
         if let Some(s) = &stored {
             self.seen_version = self.seen_version.max(s.version);
         }
-        Ok(stored.filter(|s| s.pair.refresh_expires_at - self.skew_ms > now && !self.is_spent(&s.pair.refresh_token)))
+        Ok(stored.filter(|s| s.pair.refresh_expires_at - self.skew_ms > now && !self.spent_pair(&s.pair)))
     }
 
     /// Before a refresh: a newer record (another instance rotated) is adopted instead.
