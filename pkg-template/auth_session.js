@@ -329,7 +329,7 @@ export class Core {
    * `oauth` option's strings (OAUTH_FIELDS), `resources` an array, or undefined.
    */
   constructor(s, host, username, password, margin, timeout, retries, maxRetryAfter, autoRefresh, paths, storageKey,
-    origins, allowInsecureHttp, maxResponseBytes, leaseMs, label, storage, seed, oauth) {
+    origins, allowInsecureHttp, maxResponseBytes, leaseMs, label, storage, seed, oauth, oauthApi) {
     if (wasm === undefined) throw new Error("auth-session: the wasm module is not initialised");
     this.s = s;
     begin(NEW, 0);
@@ -358,6 +358,7 @@ export class Core {
       u32(oauth.resources.length);
       for (const r of oauth.resources) str(r);
     }
+    optBool(oauthApi);
     this.#h = run(this);
     FREED.register(this, this.#h);
   }

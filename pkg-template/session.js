@@ -25,6 +25,9 @@ const KNOWN = new Set([
   "maxRetryAfterSeconds", "maxResponseBytes", "paths", "fetch", "storage", "storageKey",
   "allowedOrigins", "allowInsecureHttp", "waitUntil", "encryptionKey", "logger", "label", "leaseMs", "oauth",
 ]);
+/** An option of the Workers isolate session (auth-session/workers): its API is an OAuth 2.0
+ *  resource server, while its auth calls go to a broker. Not a user option. */
+export const OAUTH_API = Symbol("auth-session.oauthApi");
 const OAUTH_KNOWN = new Set([...OAUTH_FIELDS.filter((k) => k !== "alg" && k !== "kid"), "privateKey", "keyId", "resource"]);
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -540,6 +543,7 @@ export class AuthSession {
         this.#storage === undefined ? 0 : typeof this.#storage.acquire === "function" ? 2 : 1,
         seed(),
         oauth,
+        o[OAUTH_API] === true || undefined,
       );
     } catch (e) {
       throw this.#error(e);

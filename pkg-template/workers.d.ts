@@ -114,9 +114,15 @@ export declare class AuthBroker<Env = unknown> extends DurableObject<Env> {
 }
 
 /** Options of {@link brokeredSession}: AuthSession's, minus what belongs to the broker. */
-export interface BrokeredSessionOptions extends Omit<AuthSessionOptions, "credentials" | "storage" | "storageKey"> {
+export interface BrokeredSessionOptions extends Omit<AuthSessionOptions, "credentials" | "storage" | "storageKey" | "oauth"> {
   /** The broker's name (`idFromName`), when `target` is the namespace. */
   name?: string;
+  /**
+   * `true` when the broker's session is in OAuth 2.0 mode (its `sessionOptions` set `oauth`):
+   * the isolate's API is an OAuth 2.0 resource server, so `json()` returns its JSON as is and
+   * a Bearer `invalid_token` challenge counts as a 401. The client's settings stay the broker's.
+   */
+  oauth?: boolean;
 }
 
 /** A Durable Object namespace, a stub, or a function that returns a stub. */

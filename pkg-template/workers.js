@@ -16,7 +16,7 @@
 
 import { DurableObject } from "cloudflare:workers";
 import { AuthSession, AuthError } from "./workerd.mjs";
-import { readFetch, SCHEDULE } from "./session.js";
+import { OAUTH_API, readFetch, SCHEDULE } from "./session.js";
 
 export { AuthSession, AuthError };
 
@@ -30,6 +30,8 @@ const HANDLE_PREFIX = "broker.";
 /** The isolate session's credentials: never sent anywhere, they make `login()` without
  *  arguments and the re-login after a rejected refresh go to the broker. */
 const PLACEHOLDER = Object.freeze({ username: "auth-broker", password: "auth-broker-placeholder-credentials" });
+/** An expiry the authorization server did not state (OAuth 2.0), as handed to isolates. */
+const UNKNOWN_EXPIRY = new Date("9999-12-31T23:59:59Z");
 /** An alarm this close to the refresh time refreshes (alarms may fire a little early). */
 const ALARM_EARLY_MS = 50;
 
@@ -342,11 +344,13 @@ export class AuthBroker extends DurableObject {
       const token = await s.getAccessToken();
       if (this.#epoch !== epoch && round < 3) continue;
       const info = s.info;
-      if (info.state !== "active" || !info.accessExpiresAt || !info.refreshExpiresAt) throw sessionEnded();
+      if (info.state !== "active") throw sessionEnded();
       return {
         access_token: token,
-        access_expires_at: info.accessExpiresAt.toISOString(),
-        refresh_expires_at: info.refreshExpiresAt.toISOString(),
+        // OAuth 2.0 servers may not state an expiry (no expires_in, no refresh token
+        // lifetime): "unknown" reaches the isolate as the latest date its reader takes.
+        access_expires_at: (info.accessExpiresAt ?? UNKNOWN_EXPIRY).toISOString(),
+        refresh_expires_at: (info.refreshExpiresAt ?? UNKNOWN_EXPIRY).toISOString(),
         client_id: info.clientId,
         version: this.#version,
         origin: this.#origin,
@@ -483,7 +487,9 @@ function raceSignal(promise, signal) {
  * function returning a stub, or a stub (a stub serves only the request that made it, so
  * a session kept across requests needs one of the other two). `options` are AuthSession's,
  * without `credentials`, `storage` and `storageKey` (the broker's); `autoRefresh` defaults
- * to false.
+ * to false. `oauth: true` when the broker's session is in OAuth 2.0 mode: the isolate's
+ * API is then an OAuth 2.0 resource server (`json()` returns its JSON as is, a Bearer
+ * `invalid_token` challenge is a 401); the client's settings stay the broker's.
  */
 export function brokeredSession(target, options) {
   if (options === null || typeof options !== "object" || Array.isArray(options)) {
@@ -491,7 +497,12 @@ export function brokeredSession(target, options) {
       'brokeredSession(env.AUTH_BROKER, { name, host }): options must be an object, e.g. { name: "main", host: "https://api.example.com" }',
     );
   }
-  const { name, ...rest } = options;
+  const { name, oauth, ...rest } = options;
+  if (oauth !== undefined && typeof oauth !== "boolean") {
+    throw configError(
+      "brokeredSession: oauth is true or false here (the broker's sessionOptions hold the OAuth 2.0 client's settings)",
+    );
+  }
   for (const key of ["credentials", "storage", "storageKey"]) {
     if (rest[key] !== undefined) {
       throw configError(`brokeredSession: ${key} belongs to the broker (AuthBroker.sessionOptions), not to the isolate's session`);
@@ -503,6 +514,7 @@ export function brokeredSession(target, options) {
   const session = new AuthSession({
     autoRefresh: false,
     ...rest,
+    [OAUTH_API]: oauth === true,
     credentials: PLACEHOLDER,
     fetch(input, init) {
       if (typeof input === "string" && init !== undefined && String(init.method).toUpperCase() === "POST") {

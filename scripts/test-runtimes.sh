@@ -103,7 +103,7 @@ expected_files=(
   index.d.ts index.d.cts
   workers.js workers.d.ts
   redis.js redis.d.ts
-  encryption.js
+  encryption.js signer.js
 )
 listing="$(tar tzf "$tgz")"
 problems=()

@@ -248,6 +248,7 @@ fn new_input(o: &Options) -> Writer {
     w.u8(o.storage);
     w.f64(0.5); // seed
     w.u8(0); // no oauth
+    w.u8(0); // oauthApi
     w
 }
 

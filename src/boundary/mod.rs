@@ -288,7 +288,9 @@ impl Boundary {
                 })
             }
         };
+        let oauth_api = r.opt_bool()?;
         let options = Options {
+            oauth_api,
             oauth,
             host,
             credentials: username.zip(password).map(|(u, p)| (u, Password::new(p))),

@@ -36,6 +36,10 @@ pub struct Options {
     pub label: Option<String>,
     /// OAuth 2.0 mode (`oauth` option): the token endpoint instead of the provider's paths.
     pub oauth: Option<OAuthOptions>,
+    /// The API is an OAuth 2.0 resource server (implied by `oauth`): `json()` reads its JSON
+    /// as it is and a Bearer `invalid_token` challenge is a 401. Set alone by the Workers
+    /// isolate session, whose auth calls go to a broker in OAuth 2.0 mode.
+    pub oauth_api: Option<bool>,
 }
 
 /// The `oauth` option as given.
@@ -93,6 +97,8 @@ pub struct Config {
     pub allowed_origins: Vec<Origin>,
     /// OAuth 2.0 mode; `None`: the provider's protocol.
     pub oauth: Option<Box<OAuth>>,
+    /// See [`Options::oauth_api`].
+    pub oauth_api: bool,
     pub allow_insecure_http: bool,
 }
 
@@ -300,6 +306,7 @@ impl Options {
         let account = credentials.as_ref().map(|c| account_of(oauth.as_deref(), &c.username));
 
         Ok(Config {
+            oauth_api: oauth.is_some() || self.oauth_api == Some(true),
             oauth,
             allow_insecure_http,
             login_path,

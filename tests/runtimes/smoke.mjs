@@ -266,6 +266,78 @@ export async function smoke(serverUrl, { log = (line) => console.log(line), expe
 
   await check("no error events", () => assertEqual(events.error, 0, "error events"));
 
+  // --- OAuth 2.0 mode ------------------------------------------------------------------------
+  const oauthStats = async () => (await control("GET", "oauth")).stats;
+
+  await check("OAuth 2.0: discovery, client_credentials with client_secret_basic, json() as is, one token for 20 calls", async () => {
+    const before = await oauthStats();
+    const oauth = new AuthSession({
+      host,
+      oauth: { issuer: host, clientId: "demo-client", clientSecret: "demo-client-secret", scope: "read" },
+    });
+    try {
+      const bodies = await Promise.all(Array.from({ length: 20 }, () => oauth.json("/api/v1/products")));
+      // The reference API answers with its envelope: OAuth 2.0 mode returns the JSON whole.
+      assert(bodies.every((b) => b.success === true && Array.isArray(b.data)), "json() did not return the whole body");
+      const after = await oauthStats();
+      assertEqual(after.metadata - before.metadata, 1, "metadata requests");
+      assertEqual(after.clientCredentials - before.clientCredentials, 1, "client_credentials grants");
+      assertEqual(oauth.info.refreshExpiresAt, null, "info.refreshExpiresAt");
+      await oauth.revoke();
+      assertEqual((await oauthStats()).revoked - after.revoked, 1, "tokens revoked at the server");
+    } finally {
+      oauth.dispose();
+    }
+  });
+
+  await check("OAuth 2.0: private_key_jwt assertions signed by this runtime's WebCrypto verify (ES256, RS256)", async () => {
+    const subtle = globalThis.crypto.subtle;
+    for (const [alg, gen, verifyParams] of [
+      ["ES256", { name: "ECDSA", namedCurve: "P-256" }, { name: "ECDSA", hash: "SHA-256" }],
+      ["RS256", { name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" }, { name: "RSASSA-PKCS1-v1_5" }],
+    ]) {
+      const pair = await subtle.generateKey(gen, true, ["sign", "verify"]);
+      const jwk = { ...(await subtle.exportKey("jwk", pair.privateKey)), kid: `k-${alg}` };
+      const seen = [];
+      const tokenEndpoint = "https://as.invalid/token";
+      const oauth = new AuthSession({
+        host,
+        oauth: { tokenEndpoint, clientId: "jwt-client", privateKey: jwk },
+        // The authorization server, played here: it checks the assertion as a server would.
+        async fetch(url, init) {
+          if (url !== tokenEndpoint) return fetch(url, init);
+          const form = new URLSearchParams(init.body);
+          const [h, c, sig] = form.get("client_assertion").split(".");
+          const bytes = (t) => Uint8Array.from(atob(t.replace(/-/g, "+").replace(/_/g, "/")), (ch) => ch.charCodeAt(0));
+          const valid = await subtle.verify(verifyParams, pair.publicKey, bytes(sig), new TextEncoder().encode(`${h}.${c}`));
+          seen.push({ valid, header: JSON.parse(new TextDecoder().decode(bytes(h))), claims: JSON.parse(new TextDecoder().decode(bytes(c))), form });
+          return new Response(JSON.stringify({ access_token: `at.${alg}.${seen.length}`, token_type: "Bearer", expires_in: 60 }), {
+            headers: { "content-type": "application/json" },
+          });
+        },
+      });
+      try {
+        await oauth.getAccessToken();
+        await oauth.refresh();
+      } finally {
+        oauth.dispose();
+      }
+      assertEqual(seen.length, 2, `${alg}: token requests`);
+      for (const { valid, header, claims, form } of seen) {
+        assert(valid, `${alg}: the signature does not verify`);
+        assertEqual(header.alg, alg, `${alg}: header.alg`);
+        assertEqual(header.kid, `k-${alg}`, `${alg}: header.kid`);
+        assertEqual(claims.iss, "jwt-client", `${alg}: iss`);
+        assertEqual(claims.sub, "jwt-client", `${alg}: sub`);
+        assertEqual(claims.aud, tokenEndpoint, `${alg}: aud`);
+        assertEqual(claims.exp - claims.iat, 60, `${alg}: lifetime`);
+        assertEqual(form.get("client_assertion_type"), "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", `${alg}: assertion type`);
+        assertEqual(form.get("grant_type"), "client_credentials", `${alg}: grant_type`);
+      }
+      assert(seen[0].claims.jti !== seen[1].claims.jti, `${alg}: two assertions share a jti`);
+    }
+  });
+
   log(`smoke: ${passed} passed, ${failed} failed`);
   return { passed, failed };
 }

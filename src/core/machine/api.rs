@@ -343,8 +343,8 @@ impl Machine {
             return ApiStep::Locate;
         }
         // RFC 6750 §3.1: an OAuth 2.0 resource server may say so on a 400 or 403 too.
-        let refused = status == 401
-            || (self.config.oauth.is_some() && www_authenticate.is_some_and(crate::core::oauth::invalid_token));
+        let refused =
+            status == 401 || (self.config.oauth_api && www_authenticate.is_some_and(crate::core::oauth::invalid_token));
         let c = &mut self.calls[at];
         if refused && !c.replayed {
             c.replayed = true;
@@ -508,7 +508,7 @@ impl Machine {
         let c = &self.calls[at];
         let status = c.status;
         let result = match body {
-            Ok(shape) if self.config.oauth.is_some() => crate::core::oauth::api_json(status, shape),
+            Ok(shape) if self.config.oauth_api => crate::core::oauth::api_json(status, shape),
             Ok(shape) => crate::core::envelope::api_json(status, shape, &self.secrets()).map_err(|e| {
                 let ms = c.retry_after_ms;
                 e.with_retry_after_ms(ms)
