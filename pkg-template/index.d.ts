@@ -70,10 +70,12 @@ export class AuthSession {
 
   /**
    * Like {@link AuthSession.fetch}, then parses the body and unwraps the API envelope
-   * `{ "success": true, "data": X }` to `X`.
+   * `{ "success": true, "data": X }` to `X`. With the `oauth` option: the API's JSON as is
+   * (no envelope), `undefined` for an empty 2xx body.
    * @throws {AuthError} the server's code for an error envelope; `SERVER_ERROR` or
    * `HTTP_ERROR` for a non-2xx status without one; `INVALID_RESPONSE` for a body that is
-   * not the envelope.
+   * not the envelope. With `oauth`: `SERVER_ERROR`, `RATE_LIMITED` or `HTTP_ERROR` for a
+   * non-2xx status.
    */
   json<T = unknown>(input: string | URL | Request, init?: AuthRequestInit): Promise<T>;
 
@@ -181,7 +183,8 @@ export interface AuthSessionOptions {
 
   /**
    * Credentials for `login()` without arguments, and for a transparent new login when the
-   * refresh token is rejected or has expired.
+   * refresh token is rejected or has expired. With `oauth`: the resource owner's, for the
+   * `password` grant.
    */
   credentials?: { username: string; password: string };
 
@@ -215,8 +218,21 @@ export interface AuthSessionOptions {
   /** A `Retry-After` longer than this fails at once with `RATE_LIMITED`. Default 30. */
   maxRetryAfterSeconds?: number;
 
-  /** Endpoint paths, appended to `host`. Defaults: `/auth/login`, `/auth/refresh`, `/auth/revoke`. */
+  /**
+   * Endpoint paths, appended to `host`. Defaults: `/auth/login`, `/auth/refresh`,
+   * `/auth/revoke`. Cannot be combined with `oauth`.
+   */
   paths?: { login?: string; refresh?: string; revoke?: string };
+
+  /**
+   * OAuth 2.0 mode: the tokens come from an OAuth 2.0 token endpoint (RFC 6749) instead of
+   * the provider protocol's `/auth/*` paths, and `json()` resolves to the API's JSON as is.
+   * `host` stays the API's base URL, the only origin (with `allowedOrigins`) that receives
+   * the access token. Everything else (single-flight refresh, refresh ahead of expiry, the
+   * replay after a 401, `storage` and its lease, `encryptionKey`, `logger`) works the same.
+   * Cannot be combined with `paths`.
+   */
+  oauth?: OAuthOptions;
 
   /**
    * The fetch to use: a function called like `fetch(input, init)`, or an object with a
@@ -284,6 +300,107 @@ export interface AuthSessionOptions {
    * started it ends. Per call: `session.json(url, { waitUntil: ctx })`.
    */
   waitUntil?: WaitUntil;
+}
+
+/**
+ * The `oauth` option of {@link AuthSessionOptions}: where the token endpoint is, how the
+ * client authenticates, and which grant gets the first tokens. Give `issuer` or
+ * `tokenEndpoint`, and `clientId`.
+ *
+ * Token requests are `POST`s, form-encoded, asking for JSON, never following a redirect.
+ * A refresh sends `grant_type=refresh_token` when the session holds a refresh token (an
+ * answer without a new one keeps the old one); otherwise it runs the grant again.
+ *
+ * @example
+ * ```ts
+ * const session = new AuthSession({
+ *   host: "https://api.example.com",
+ *   oauth: {
+ *     tokenEndpoint: "https://auth.example.com/oauth2/token",
+ *     clientId: "reports-service",
+ *     clientSecret: process.env.OAUTH_CLIENT_SECRET!,
+ *     scope: "reports:read",
+ *   },
+ * });
+ * const report = await session.json<Report>("/reports/42"); // the API's JSON as is
+ * ```
+ */
+export interface OAuthOptions {
+  /**
+   * The authorization server's issuer identifier, for discovery: the first auth operation
+   * reads `<origin>/.well-known/oauth-authorization-server<issuer path>` (RFC 8414) and, on
+   * a 404, `<issuer>/.well-known/openid-configuration`. The document's `issuer` must equal
+   * this exactly; its `token_endpoint` (and `revocation_endpoint`) are used for the
+   * session's life. A bad document fails that operation with `INVALID_RESPONSE`.
+   */
+  issuer?: string;
+
+  /**
+   * The token endpoint, an absolute `https://` URL (`http://` only for localhost and
+   * 127.0.0.1, unless `allowInsecureHttp`). Default: discovered from `issuer`.
+   */
+  tokenEndpoint?: string;
+
+  /**
+   * The revocation endpoint (RFC 7009) that `revoke()` calls. Default: discovered from
+   * `issuer`, else none: `revoke()` then clears the session and the stored record only.
+   */
+  revocationEndpoint?: string;
+
+  /** The client identifier registered with the authorization server. */
+  clientId: string;
+
+  /** The client secret, for `client_secret_basic` (the default with it) or `client_secret_post`. */
+  clientSecret?: string;
+
+  /**
+   * For `private_key_jwt` (RFC 7523), the default with it: a private JWK (RSA: RS256;
+   * EC P-256: ES256) or a `CryptoKey`. Each token request carries a fresh assertion signed
+   * with the runtime's WebCrypto: `iss` and `sub` the client id, `aud` the token endpoint,
+   * a random `jti`, `exp` 60 seconds after `iat`.
+   */
+  privateKey?: JsonWebKey | CryptoKey;
+
+  /** The `kid` of the assertion's header. Default: the JWK's `kid`. */
+  keyId?: string;
+
+  /**
+   * How the client authenticates at the token and revocation endpoints. Default:
+   * `private_key_jwt` with `privateKey`, `client_secret_basic` with `clientSecret`, else
+   * `none` (`client_id` in the body: a public client).
+   */
+  clientAuth?: "client_secret_basic" | "client_secret_post" | "private_key_jwt" | "none";
+
+  /**
+   * `client_secret_basic` only. `"form"` (default): the id and the secret are form-encoded
+   * before Base64, as RFC 6749 §2.3.1 says; `"plain"`: used raw, for servers that expect that.
+   */
+  basicEncoding?: "form" | "plain";
+
+  /**
+   * The grant that gets the first tokens (`login()`, or the first call that needs a token).
+   * Default: `refresh_token` with `refreshToken`, `password` with `credentials`, else
+   * `client_credentials`. A refresh answered `invalid_grant` ends the session
+   * (`SESSION_EXPIRED`), except that `client_credentials`, and `password` with
+   * `credentials`, run the grant again.
+   */
+  grant?: "refresh_token" | "client_credentials" | "password";
+
+  /**
+   * A refresh token the application already holds (one consent, obtained elsewhere): the
+   * seed of the `refresh_token` grant. A session sends it at most once; with `storage`, a
+   * stored pair is adopted instead, so a newer, rotated token wins over the seed.
+   */
+  refreshToken?: string;
+
+  /** The `scope` parameter (space-separated), sent with the grant (not with a refresh). */
+  scope?: string;
+
+  /** The `resource` parameter (RFC 8707), repeated for an array; sent with the grant. */
+  resource?: string | string[];
+
+  /** An `audience` parameter, for servers that take one; sent with the grant. */
+  audience?: string;
 }
 
 /**

@@ -287,7 +287,7 @@ impl Options {
                         "paths are the provider protocol's; with oauth, set oauth.tokenEndpoint or oauth.issuer",
                     ));
                 }
-                Some(Box::new(o.validate(allow_insecure_http)?))
+                Some(Box::new(o.validate(allow_insecure_http, credentials.is_some())?))
             }
         };
         // In OAuth mode a grant without a user still "logs in": the machine's credentials
@@ -373,7 +373,8 @@ fn endpoint(field: &str, value: Option<String>, allow_insecure_http: bool) -> Re
 
 impl OAuthOptions {
     #[inline(never)]
-    fn validate(self, allow_insecure_http: bool) -> Result<OAuth, AuthError> {
+    /// `has_credentials`: `credentials` were given, which makes the password grant the default.
+    fn validate(self, allow_insecure_http: bool, has_credentials: bool) -> Result<OAuth, AuthError> {
         let issuer = endpoint("oauth.issuer", self.issuer, allow_insecure_http)?;
         let token_endpoint = endpoint("oauth.tokenEndpoint", self.token_endpoint, allow_insecure_http)?;
         let revocation_endpoint = endpoint(
@@ -440,6 +441,7 @@ impl OAuthOptions {
         )? {
             Some(i) => GRANTS[i],
             None if seed.is_some() => Grant::RefreshToken,
+            None if has_credentials => Grant::Password,
             None => Grant::ClientCredentials,
         };
         if grant == Grant::RefreshToken && seed.is_none() {
