@@ -456,10 +456,15 @@ impl Machine {
             ));
         };
         self.log(Log::Login { why: Why::Manual });
+        // The application's refresh token is a grant that can be spent: a login with it looks
+        // at the stored record first (and runs under the lease), like the session's own, so
+        // that it never sends a seed another instance already exchanged (a reuse the server
+        // would punish by revoking the grant).
+        let quiet = self.config.oauth.as_deref().is_some_and(|o| o.grant == Grant::RefreshToken);
         let kind = OpKind::Login {
             creds,
             relogin: false,
-            quiet: false,
+            quiet,
         };
         // A login replaces a login or refresh in progress; it waits for a revoke.
         match &self.op {
