@@ -427,8 +427,11 @@ export interface AuthRequestInit extends RequestInit {
 export interface LogRecord {
   time: Date;
   event: "refresh" | "login" | "request" | "response" | "retry" | "redirect";
-  /** The auth endpoint, or `"api"` for an API call (`fetch`/`json`). */
-  endpoint?: "login" | "refresh" | "revoke" | "api";
+  /** The auth endpoint, `"api"` for an API call (`fetch`/`json`), or `"discovery"` for the
+   *  authorization server's metadata (OAuth 2.0 mode with `issuer`). In OAuth 2.0 mode
+   *  `"login"` is the session's grant and `"refresh"` a refresh_token grant, both at the token
+   *  endpoint. */
+  endpoint?: "login" | "refresh" | "revoke" | "api" | "discovery";
   attempt?: number;
   status?: number;
   delayMs?: number;
