@@ -293,9 +293,8 @@ impl Options {
         // In OAuth mode a grant without a user still "logs in": the machine's credentials
         // stand for the grant (the username, when there is one, names the account).
         let credentials = match (&oauth, credentials) {
-            (Some(o), c) if o.grant == Grant::Password => Some(c.ok_or_else(|| {
-                AuthError::config("oauth.grant \"password\" needs credentials { username, password }")
-            })?),
+            // Without credentials, `login(username, password)` runs the grant.
+            (Some(o), c) if o.grant == Grant::Password => c,
             (Some(_), Some(_)) => return Err(AuthError::config("credentials are for oauth.grant \"password\" only")),
             (Some(_), None) => Some(Credentials {
                 username: String::new(),
@@ -329,8 +328,9 @@ impl Options {
 }
 
 /// The fingerprint of an account: the username in provider mode; in OAuth mode the
-/// authorization server, the client and the user (if any), so two clients of one API never
-/// share a record.
+/// authorization server, the client, whose tokens the grant gets (the client's own, a user's
+/// by a refresh token, a named user's) and the username, so that two clients of one API,
+/// or one client's own token and a user's, never share a record.
 fn account_of(oauth: Option<&OAuth>, username: &str) -> String {
     match oauth {
         None => crate::core::fingerprint::account(username),
@@ -338,7 +338,11 @@ fn account_of(oauth: Option<&OAuth>, username: &str) -> String {
             o.issuer.as_deref().or(o.token_endpoint.as_deref()).unwrap_or(""),
             "\n",
             &o.client_id,
-            "\n",
+            match o.grant {
+                Grant::ClientCredentials => "\nclient\n",
+                Grant::RefreshToken => "\ndelegated\n",
+                Grant::Password => "\nuser\n",
+            },
             username,
         ])),
     }

@@ -34,7 +34,8 @@
 //   that the API verifies against the provider's JWKS (those stay valid until they expire).
 // - clients, one per client authentication method: `basic` (client_secret_basic), `special`
 //   (client_secret_basic with a secret full of characters RFC 6749 §2.3.1 form-encodes),
-//   `post` (client_secret_post), `jwt` (private_key_jwt, ES256 and RS256 keys generated with
+//   `post` (client_secret_post), `scoped` (client_secret_basic with a registered scope
+//   allow-list, for invalid_scope), `jwt` (private_key_jwt, ES256 and RS256 keys generated with
 //   node:crypto; the private JWKs are in `clients.jwt.keys`), `public` (none). All but
 //   `public` may use client_credentials.
 // - login and consent are this file's own interaction pages (HTML forms, a real password
@@ -329,6 +330,15 @@ export async function startProvider(options = {}) {
       token_endpoint_auth_method: "client_secret_basic",
     },
     post: { client_id: "post-client", client_secret: secret(), token_endpoint_auth_method: "client_secret_post" },
+    // Registered with a `scope` allow-list (oidc-provider checks it against its own scopes
+    // only, so "openid"; the API's scopes pass unchecked): client_credentials asking for
+    // offline_access is `invalid_scope`, which no other client here can get.
+    scoped: {
+      client_id: "scoped-client",
+      client_secret: secret(),
+      token_endpoint_auth_method: "client_secret_basic",
+      scope: "openid",
+    },
     jwt: { client_id: "jwt-client", token_endpoint_auth_method: "private_key_jwt", keys: jwtKeys },
     public: { client_id: "public-client", token_endpoint_auth_method: "none" },
   };
@@ -348,10 +358,11 @@ export async function startProvider(options = {}) {
   }
 
   const providerClients = [
-    ...["basic", "special", "post"].map((name) => ({
+    ...["basic", "special", "post", "scoped"].map((name) => ({
       client_id: clients[name].client_id,
       client_secret: clients[name].client_secret,
       token_endpoint_auth_method: clients[name].token_endpoint_auth_method,
+      ...(clients[name].scope ? { scope: clients[name].scope } : {}),
       grant_types: confidential,
       response_types: ["code"],
       redirect_uris: [redirectUri],

@@ -185,7 +185,11 @@ impl Machine {
             spent_next: 0,
             newest: i64::MIN,
             expiry_reported: false,
-            rng: seed | 1,
+            // xorshift needs a state other than 0; every seed gives its own stream.
+            rng: match seed ^ 0x9e37_79b9_7f4a_7c15 {
+                0 => 1,
+                s => s,
+            },
             outputs: VecDeque::new(),
             last_error: None,
             reply_status: 0,
@@ -460,7 +464,11 @@ impl Machine {
         // at the stored record first (and runs under the lease), like the session's own, so
         // that it never sends a seed another instance already exchanged (a reuse the server
         // would punish by revoking the grant).
-        let quiet = self.config.oauth.as_deref().is_some_and(|o| o.grant == Grant::RefreshToken);
+        let quiet = self
+            .config
+            .oauth
+            .as_deref()
+            .is_some_and(|o| o.grant == Grant::RefreshToken);
         let kind = OpKind::Login {
             creds,
             relogin: false,
@@ -820,6 +828,21 @@ impl Machine {
 
     /// Takes a pair into the state, arms the auto-refresh and tells listeners.
     fn install(&mut self, now: i64, pair: TokenPair, reason: Reason, version: u64, account: Option<String>) {
+        if matches!(reason, Reason::Restore | Reason::Adopt) {
+            // A stored pair of a session seeded with a refresh token descends from a seed
+            // that some instance exchanged: ours, most likely. It is never sent again (a
+            // reuse the server would punish by revoking the grant), unless it is still the
+            // pair's own refresh token (a server that does not rotate).
+            let seed = self
+                .config
+                .oauth
+                .as_deref()
+                .filter(|o| o.grant == Grant::RefreshToken)
+                .and_then(|o| o.seed.clone());
+            if let Some(seed) = seed.filter(|s| pair.refresh_token.as_ref() != Some(s)) {
+                self.mark_spent(&seed);
+            }
+        }
         self.newest = self.newest.max(pair.access_expires_at);
         self.expiry_reported = false;
         let access_local = pair.access_expires_at - self.skew_ms;

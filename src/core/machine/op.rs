@@ -89,6 +89,11 @@ pub(super) struct Op {
     /// OAuth 2.0 discovery in progress for this op: 1 RFC 8414's document asked, 2 OpenID
     /// Connect's (after a 404); 0 none.
     pub(super) discovery: u8,
+    /// OAuth 2.0: the server's `invalid_grant` that ended the grant this op sent, for the
+    /// SESSION_EXPIRED it ends with (its status and words, redacted).
+    pub(super) rejection: Option<Box<AuthError>>,
+    /// OAuth 2.0: the server's time of the last answer, which `expires_in` counts from.
+    pub(super) anchor: i64,
 }
 
 impl Op {
@@ -105,6 +110,8 @@ impl Op {
             manual: false,
             unauthorized: false,
             discovery: 0,
+            rejection: None,
+            anchor: 0,
         }
     }
 
@@ -181,6 +188,11 @@ impl Machine {
             _ => String::new(),
         };
         let c = &self.config;
+        if let OpKind::Revoke { pair: None, .. } = op.kind {
+            // Nothing to tell the server: only the storage delete remains.
+            op.stage = Stage::Finishing;
+            return;
+        }
         let (endpoint, url, wire, body, authorization, sign) = if let Some(o) = c.oauth.as_deref() {
             let Some(token_endpoint) = o.token_endpoint.clone() else {
                 // The endpoints are not known yet: the issuer's metadata first.
@@ -369,7 +381,8 @@ impl Machine {
         if op.discovery > 0 {
             return self.discovered(now, op, reply);
         }
-        let (result, retry_after) = self.read_reply(now, &op, reply);
+        let mut op = op;
+        let (result, retry_after) = self.read_reply(now, &mut op, reply);
         let endpoint = op.endpoint();
         let error = match result {
             Ok(data) => {
@@ -391,6 +404,9 @@ impl Machine {
             Some(_) => self.reply_rejected,
             None => error.is_unauthorized(),
         };
+        if rejected && self.config.oauth.is_some() {
+            op.rejection = Some(Box::new(error.clone()));
+        }
         if let (OpKind::Refresh { .. }, true) = (&op.kind, rejected) {
             return self.refresh_rejected(now, op);
         }
@@ -401,18 +417,10 @@ impl Machine {
             .filter(|o| o.grant == Grant::RefreshToken)
             .and_then(|o| o.seed.clone());
         if let (OpKind::Login { .. }, true, Some(seed)) = (&op.kind, rejected, seed) {
-            // The application's refresh token is dead (spent or revoked): never sent again.
+            // The application's refresh token is dead (spent or revoked): it is never sent
+            // again, and the session ends as after a rejected refresh.
             self.mark_spent(&seed);
-            let e = AuthError::new(
-                ErrorCode::SessionExpired,
-                crate::core::text::cat(&[
-                    "the refresh token given as oauth.refreshToken was rejected (",
-                    error.message(),
-                    ")",
-                ]),
-            )
-            .with_status(error.status());
-            return self.op_failed(op, e);
+            return self.session_over(now, op);
         }
         self.attempt_failed(now, op, error, retry_after.as_deref())
     }
@@ -438,7 +446,7 @@ impl Machine {
     pub(super) fn read_reply(
         &mut self,
         now: i64,
-        op: &Op,
+        op: &mut Op,
         reply: Result<AuthReply, IoFailure>,
     ) -> (Result<Json, AuthError>, Option<String>) {
         self.reply_status = 0;
@@ -480,8 +488,17 @@ impl Machine {
             .with_status(reply.status);
             return (Err(e), None);
         }
+        // OAuth 2.0's `expires_in` counts from the answer: its `Date` when sane (whole
+        // seconds, so never later than the server's instant), else our clock corrected by
+        // the skew known so far.
+        op.anchor = now + self.skew_ms;
         if let Some(skew) = clock_skew(reply.date.as_deref(), now) {
             self.skew_ms = skew;
+            op.anchor = reply
+                .date
+                .as_deref()
+                .and_then(|d| crate::core::http_date::parse_http_date(d.trim()))
+                .unwrap_or(now + skew);
         }
         // A bad token pair is judged later; it keeps the status it came with (and the
         // logger shows it).
@@ -541,7 +558,7 @@ impl Machine {
                 )
             }
             other => {
-                let (result, retry_after) = self.read_reply(now, &op, other);
+                let (result, retry_after) = self.read_reply(now, &mut op, other);
                 (
                     result.and(Err(AuthError::invalid_response("the metadata request failed"))),
                     retry_after,
@@ -630,7 +647,7 @@ impl Machine {
             None => envelope::parse_token_pair(&data),
             Some(o) => {
                 let body = envelope::AuthBody::Json(data);
-                oauth::read_token_response(self.reply_status, &body, now + self.skew_ms).map(|mut p| {
+                oauth::read_token_response(self.reply_status, &body, op.anchor).map(|mut p| {
                     // No new refresh token: the one sent stays valid (RFC 6749 §6).
                     let sent = match &op.kind {
                         OpKind::Refresh { token } => Some(token.clone()),
@@ -731,11 +748,17 @@ impl Machine {
                 if !reported {
                     self.report_expired()
                 }
-                let e = AuthError::new(
-                    ErrorCode::SessionExpired,
-                    "the refresh token was rejected; the session has ended",
-                )
-                .with_status(401);
+                let e = match op.rejection.take() {
+                    // OAuth 2.0: the server's invalid_grant, its status and words kept.
+                    Some(r) => {
+                        AuthError::new(ErrorCode::SessionExpired, r.message().to_owned()).with_status(r.status())
+                    }
+                    None => AuthError::new(
+                        ErrorCode::SessionExpired,
+                        "the refresh token was rejected; the session has ended",
+                    )
+                    .with_status(401),
+                };
                 Next::Done(op, Outcome::Failed(e))
             }
         }

@@ -1,0 +1,258 @@
+// A fleet in OAuth 2.0 mode: four Node processes (tests/oauth/fixtures/fleet-worker.mjs), each
+// with an AuthSession on one shared Redis record (the package's redisStorage, with its lease;
+// two processes on node-redis, two on ioredis), against oidc-provider (tests/oauth/provider.mjs,
+// in this process) with rotating refresh tokens and a short access-token lifetime.
+//
+// 1. All four are seeded with the same refresh token (from the authorization code flow) and
+//    call the API continuously for 5+ access-token lifetimes: 0 reuses and no invalid_grant
+//    at the provider, 0 failed calls, and as many refresh requests as rotations — one per
+//    refresh interval for the whole fleet, not one per process.
+// 2. Client credentials: 4 processes × 25 concurrent json() calls on a cold start make one
+//    token request.
+//
+// Needs redis-server on PATH (started here on a free port) and the built package (pkg/, or
+// AUTH_SESSION_PKG_DIR). Run: node --test tests/oauth/fleet-redis.test.mjs (about 25 s).
+
+import assert from "node:assert/strict";
+import { fork } from "node:child_process";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, test } from "node:test";
+
+import { sleep, startRedis, within } from "../redis/harness.mjs";
+import { startProvider, obtainRefreshToken } from "./provider.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+const pkg = resolve(process.env.AUTH_SESSION_PKG_DIR || join(root, "pkg"));
+
+const INSTANCES = 4;
+const TTL_S = 3;
+const LIFETIME_MS = TTL_S * 1000;
+const TIMEOUT_MS = 4000;
+const RETRIES = 1;
+const LOAD = { concurrency: 2, pauseMs: 40 };
+
+class Fleet {
+  children = [];
+  messages = [];
+  #waiters = new Set();
+
+  spawn(index, env) {
+    const child = fork(join(here, "fixtures", "fleet-worker.mjs"), [], {
+      env: { ...process.env, ...env, FLEET_INDEX: String(index) },
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    });
+    child.output = "";
+    const keep = (chunk) => (child.output = (child.output + chunk).slice(-4000));
+    child.stdout.on("data", keep);
+    child.stderr.on("data", keep);
+    child.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+    child.on("message", (m) => {
+      this.messages.push({ ...m, receivedAt: Date.now() });
+      for (const w of this.#waiters) w();
+    });
+    child.on("error", () => {});
+    this.children[index] = child;
+  }
+
+  /** The first message at or after `from` matching `pred`, waiting up to `ms`. */
+  waitFor(pred, ms, what, from = 0) {
+    const find = () => this.messages.slice(from).find(pred);
+    const found = find();
+    if (found) return Promise.resolve(found);
+    let waiter;
+    const p = new Promise((resolve) => {
+      waiter = () => {
+        const m = find();
+        if (m) resolve(m);
+      };
+      this.#waiters.add(waiter);
+    });
+    return within(p, ms, what).finally(() => this.#waiters.delete(waiter));
+  }
+
+  /** One message per instance (type `type`, session `id`) after `from`; a `fatal` fails at once. */
+  async each(type, id, ms, from) {
+    const out = [];
+    for (let i = 0; i < INSTANCES; i++) {
+      const m = await this.waitFor(
+        (x) => x.index === i && ((x.type === type && x.id === id) || x.type === "fatal"),
+        ms,
+        `${type} ${id} from instance ${i}`,
+        from,
+      );
+      assert.notEqual(m.type, "fatal", `instance ${i}: ${JSON.stringify(m)}\n${this.children[i].output}`);
+      out.push(m);
+    }
+    return out;
+  }
+
+  sendAll(message) {
+    for (const child of this.children) if (child?.connected) child.send(message);
+  }
+
+  since(from, pred = () => true) {
+    return this.messages.slice(from).filter(pred);
+  }
+
+  async stopAll() {
+    this.sendAll({ type: "stop" });
+    await Promise.race([Promise.all(this.children.map((c) => c.exited)), sleep(6000)]);
+    for (const c of this.children) if (c && c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    await Promise.race([Promise.all(this.children.map((c) => c?.exited)), sleep(3000)]);
+  }
+}
+
+async function until(check, ms, step = 20) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (check()) return true;
+    await sleep(step);
+  }
+  return check();
+}
+
+/** A pair the instance got from the token endpoint itself (not adopted from the record). */
+const fromServer = (m) => m.type === "tokens" && m.reason !== "adopt" && m.reason !== "restore";
+
+describe("a fleet of Node processes in OAuth 2.0 mode on one Redis record", { timeout: 55_000 }, () => {
+  let redis;
+  let as;
+  const fleet = new Fleet();
+
+  before(async () => {
+    redis = await within(startRedis(), 20_000, "start redis-server");
+    as = await startProvider({ accessTokenTtl: TTL_S });
+    for (let i = 0; i < INSTANCES; i++) {
+      fleet.spawn(i, {
+        AUTH_SESSION_PKG_DIR: pkg,
+        FLEET_REDIS: redis.url,
+        FLEET_CLIENT: i % 2 === 0 ? "node-redis" : "ioredis",
+      });
+    }
+    for (let i = 0; i < INSTANCES; i++) {
+      const m = await fleet
+        .waitFor((x) => x.index === i && (x.type === "ready" || x.type === "fatal"), 20_000, `instance ${i} ready`)
+        .catch((err) => {
+          throw new Error(`${err.message}\n${fleet.children[i].output}`);
+        });
+      assert.equal(m.type, "ready", `instance ${i}: ${JSON.stringify(m)}\n${fleet.children[i].output}`);
+    }
+  });
+
+  after(async () => {
+    await fleet.stopAll();
+    await as?.close();
+    await redis?.stop();
+  });
+
+  /** Creates session `id` in every instance and waits until all have it. */
+  async function sessions(id, oauth, prefix) {
+    const from = fleet.messages.length;
+    fleet.sendAll({
+      type: "session",
+      id,
+      host: as.api.url,
+      oauth: { tokenEndpoint: as.tokenEndpoint, revocationEndpoint: as.revocationEndpoint, ...oauth },
+      prefix,
+      timeoutMs: TIMEOUT_MS,
+      retries: RETRIES,
+    });
+    await fleet.each("session-ready", id, 10_000, from);
+  }
+
+  test("one seeded refresh token, 5+ lifetimes of continuous calls: 0 reuses, 0 failures, one refresh per rotation", { timeout: 45_000 }, async (t) => {
+    const client = as.clients.basic;
+    const seed = await obtainRefreshToken(as, { client: "basic" });
+    as.resetStats();
+    await sessions("rt", { clientId: client.client_id, clientSecret: client.client_secret, refreshToken: seed.refresh_token }, "oauth-fleet-rt:");
+
+    const durationMs = Math.ceil(5.3 * LIFETIME_MS);
+    const from = fleet.messages.length;
+    const startedAt = Date.now();
+    fleet.sendAll({ type: "run", id: "rt", durationMs, path: "/api/me", ...LOAD });
+    const done = await fleet.each("run-done", "rt", durationMs + 20_000, from);
+    const elapsed = Date.now() - startedAt;
+
+    // The provider counts a refresh when it answers; the instance reports the pair once it is
+    // stored: let one in flight land.
+    const obtained = () => fleet.since(from, fromServer);
+    await until(() => as.stats.tokenIssued.refresh_token === obtained().length, 3000);
+    const pairs = obtained();
+    const stats = as.stats;
+    const failures = done.flatMap((d) => d.failures);
+    const figures = {
+      instances: INSTANCES,
+      seconds: +(elapsed / 1000).toFixed(1),
+      ttlSeconds: TTL_S,
+      calls: done.reduce((n, d) => n + d.calls, 0),
+      failedCalls: done.reduce((n, d) => n + (d.calls - d.ok), 0),
+      failureCodes: [...new Set(failures.map((f) => f.code))],
+      refreshRequests: stats.tokenRequests.refresh_token,
+      refreshes: stats.refreshes,
+      pairsFromServer: pairs.length,
+      pairsByInstance: Array.from({ length: INSTANCES }, (_, i) => pairs.filter((m) => m.index === i).length),
+      adoptions: fleet.since(from, (m) => m.type === "tokens" && m.reason === "adopt").length,
+      reuseDetected: stats.reuseDetected,
+      tokenErrors: { ...stats.tokenErrors },
+      api: { ...stats.api },
+      errorEvents: fleet.since(from, (m) => m.type === "error-event").map((m) => m.code),
+      expiredEvents: fleet.since(from, (m) => m.type === "expired").length,
+    };
+    t.diagnostic(`fleet rotation: ${JSON.stringify(figures)}`);
+
+    assert.deepEqual(failures, [], "no json() call failed");
+    assert.equal(stats.reuseDetected, 0, "no rotated refresh token was presented again");
+    assert.deepEqual(stats.tokenErrors, {}, "no invalid_grant (nor any other token error)");
+    assert.equal(stats.tokenRequests.refresh_token, stats.refreshes, "every refresh request rotated");
+    assert.equal(stats.tokenRequests.client_credentials + stats.tokenRequests.other, 0);
+    assert.ok(elapsed >= 5 * LIFETIME_MS, `ran ${elapsed} ms, 5+ lifetimes`);
+    // The seed exchange, then at least one refresh per lifetime...
+    assert.ok(stats.refreshes >= 6, `refreshes ${stats.refreshes}`);
+    // ...for the fleet, not per process: about one per half lifetime (the session's margin is
+    // capped at half the token's life; whole-second expiry times can make an interval
+    // shorter), far from 4 processes' worth.
+    const bound = Math.ceil(elapsed / (LIFETIME_MS / 3)) + 3;
+    assert.ok(stats.refreshes <= bound, `refreshes ${stats.refreshes} <= ${bound}`);
+    // Each pair the provider issued reached exactly one instance from the server; the others adopted it.
+    assert.equal(pairs.length, stats.tokenIssued.refresh_token, "refresh requests = rotations");
+    const times = pairs.map((m) => m.at).sort((a, b) => a - b);
+    const gaps = times.slice(1).map((x, i) => x - times[i]);
+    assert.ok(gaps.every((g) => g >= LIFETIME_MS / 12), `refreshes spread out, not racing: gaps ${gaps.join(", ")} ms`);
+    assert.ok(figures.adoptions >= INSTANCES - 1, `the others adopted stored pairs (${figures.adoptions})`);
+    for (let i = 0; i < INSTANCES; i++) assert.ok(done[i].calls > 30, `instance ${i} kept calling (${done[i].calls})`);
+    assert.equal(stats.api.refused, 0, "no expired or revoked token was sent to the API");
+    assert.deepEqual(figures.errorEvents, []);
+    assert.equal(figures.expiredEvents, 0);
+  });
+
+  test("client credentials: 4 processes × 25 concurrent calls on a cold start make one token request", { timeout: 20_000 }, async (t) => {
+    const client = as.clients.post;
+    as.resetStats();
+    await sessions("cc", { clientId: client.client_id, clientSecret: client.client_secret, clientAuth: "client_secret_post", scope: "api:read" }, "oauth-fleet-cc:");
+    const from = fleet.messages.length;
+    fleet.sendAll({ type: "burst", id: "cc", n: 25, path: "/api/me" });
+    const done = await fleet.each("burst-done", "cc", 15_000, from);
+    const failures = done.flatMap((d) => d.failures);
+    const figures = {
+      ok: done.reduce((n, d) => n + d.ok, 0),
+      failureCodes: failures.map((f) => f.code),
+      tokenRequests: { ...as.stats.tokenRequests },
+      // This test's sessions only: the rotating sessions of the test before still live in
+      // the same processes (and still refresh).
+      pairsFromServer: fleet.since(from, (m) => m.id === "cc" && fromServer(m)).map((m) => m.index),
+      adoptions: fleet.since(from, (m) => m.id === "cc" && m.type === "tokens" && m.reason === "adopt").length,
+      api: { ...as.stats.api },
+    };
+    t.diagnostic(`fleet client credentials: ${JSON.stringify(figures)}`);
+    assert.deepEqual(failures, [], "no call failed");
+    assert.equal(figures.ok, INSTANCES * 25);
+    assert.equal(as.stats.tokenRequests.client_credentials, 1, "one token request for the fleet");
+    assert.equal(as.stats.tokenIssued.client_credentials, 1);
+    assert.equal(figures.pairsFromServer.length, 1, "one instance got the token from the server");
+    assert.equal(figures.adoptions, INSTANCES - 1, "the others adopted it from the record");
+    assert.deepEqual(as.stats.api, { accepted: INSTANCES * 25, refused: 0, forbidden: 0 });
+    assert.deepEqual(as.stats.tokenErrors, {});
+  });
+});
