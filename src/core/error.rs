@@ -129,6 +129,7 @@ const MAX_SERVER_MESSAGE: usize = 300;
 impl AuthError {
     /// A client-side error; `retryable` follows from the code (network trouble, timeouts,
     /// 5xx and rate limits may pass; everything else will not without a change).
+    #[inline(never)]
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let retryable = matches!(
             code,
@@ -189,10 +190,12 @@ impl AuthError {
         .with_status(status)
     }
 
+    #[inline(never)]
     pub fn config(message: impl Into<String>) -> Self {
         AuthError::new(ErrorCode::Config, message)
     }
 
+    #[inline(never)]
     pub fn invalid_response(message: impl Into<String>) -> Self {
         AuthError::new(ErrorCode::InvalidResponse, message)
     }
