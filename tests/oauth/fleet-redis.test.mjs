@@ -147,8 +147,15 @@ describe("a fleet of Node processes in OAuth 2.0 mode on one Redis record", { ti
     await redis?.stop();
   });
 
+  /** Disposes session `id` in every instance and waits until all have. */
+  async function dispose(id) {
+    const from = fleet.messages.length;
+    fleet.sendAll({ type: "dispose", id });
+    await fleet.each("disposed", id, 10_000, from);
+  }
+
   /** Creates session `id` in every instance and waits until all have it. */
-  async function sessions(id, oauth, prefix) {
+  async function sessions(id, oauth, prefix, extra = {}) {
     const from = fleet.messages.length;
     fleet.sendAll({
       type: "session",
@@ -158,6 +165,7 @@ describe("a fleet of Node processes in OAuth 2.0 mode on one Redis record", { ti
       prefix,
       timeoutMs: TIMEOUT_MS,
       retries: RETRIES,
+      ...extra,
     });
     await fleet.each("session-ready", id, 10_000, from);
   }
@@ -230,6 +238,7 @@ describe("a fleet of Node processes in OAuth 2.0 mode on one Redis record", { ti
   test("client credentials: 4 processes × 25 concurrent calls on a cold start make one token request", { timeout: 20_000 }, async (t) => {
     const client = as.clients.post;
     as.resetStats();
+    await dispose("rt");
     await sessions("cc", { clientId: client.client_id, clientSecret: client.client_secret, clientAuth: "client_secret_post", scope: "api:read" }, "oauth-fleet-cc:");
     const from = fleet.messages.length;
     fleet.sendAll({ type: "burst", id: "cc", n: 25, path: "/api/me" });
@@ -239,8 +248,6 @@ describe("a fleet of Node processes in OAuth 2.0 mode on one Redis record", { ti
       ok: done.reduce((n, d) => n + d.ok, 0),
       failureCodes: failures.map((f) => f.code),
       tokenRequests: { ...as.stats.tokenRequests },
-      // This test's sessions only: the rotating sessions of the test before still live in
-      // the same processes (and still refresh).
       pairsFromServer: fleet.since(from, (m) => m.id === "cc" && fromServer(m)).map((m) => m.index),
       adoptions: fleet.since(from, (m) => m.id === "cc" && m.type === "tokens" && m.reason === "adopt").length,
       api: { ...as.stats.api },
@@ -254,5 +261,35 @@ describe("a fleet of Node processes in OAuth 2.0 mode on one Redis record", { ti
     assert.equal(figures.adoptions, INSTANCES - 1, "the others adopted it from the record");
     assert.deepEqual(as.stats.api, { accepted: INSTANCES * 25, refused: 0, forbidden: 0 });
     assert.deepEqual(as.stats.tokenErrors, {});
+  });
+  test("client credentials: 100 concurrent calls on an expired token make one token request for the fleet", { timeout: 20_000 }, async (t) => {
+    const client = as.clients.basic;
+    // No timer: the token is renewed only when calls find it expired, so the burst is what
+    // asks for it.
+    await dispose("cc");
+    await sessions("cc-expired", { clientId: client.client_id, clientSecret: client.client_secret, scope: "api:read" }, "oauth-fleet-cc-expired:", { autoRefresh: false });
+    const burst = async () => {
+      const from = fleet.messages.length;
+      fleet.sendAll({ type: "burst", id: "cc-expired", n: 25, path: "/api/me" });
+      const done = await fleet.each("burst-done", "cc-expired", 15_000, from);
+      return {
+        ok: done.reduce((n, d) => n + d.ok, 0),
+        failures: done.flatMap((d) => d.failures),
+        fromServer: fleet.since(from, (m) => m.id === "cc-expired" && fromServer(m)).length,
+      };
+    };
+    as.resetStats();
+    const cold = await burst();
+    assert.equal(as.stats.tokenRequests.client_credentials, 1, "one token request on the cold start");
+    // Past the token's life (whole seconds at the provider): every instance holds it expired.
+    await sleep(TTL_S * 1000 + 1200);
+    as.resetStats();
+    const expired = await burst();
+    t.diagnostic(`fleet client credentials, expired: ${JSON.stringify({ cold, expired, tokenRequests: as.stats.tokenRequests, api: as.stats.api })}`);
+    assert.deepEqual([...cold.failures, ...expired.failures], [], "no call failed");
+    assert.equal(cold.ok + expired.ok, 2 * INSTANCES * 25);
+    assert.equal(as.stats.tokenRequests.client_credentials, 1, "one token request for the fleet on the expired token");
+    assert.equal(expired.fromServer, 1, "one instance got it from the server, the others adopted it");
+    assert.equal(as.stats.api.refused, 0, "no expired token reached the API");
   });
 });
