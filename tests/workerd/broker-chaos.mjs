@@ -59,6 +59,9 @@ export const CALL_BOUND_MS = 4 * ISOLATE_ATTEMPTS_MS + 5000;
 /** After a refresh fault's last use (or its cancellation), how long its failures may surface:
  *  a call's attempts that started in it, + slack. */
 const WINDOW_MS = ISOLATE_ATTEMPTS_MS + 2500;
+/** After an api-401 fault, how long an isolate's call may fail UNAUTHORIZED: its one replay
+ *  used the broker's newest pair, which the fault killed too (a few calls, ~25 ms, seen). */
+const API_401_WINDOW_MS = 2500;
 /** A refresh fault nobody used is cancelled after this long. */
 const FAULT_LIFE_MS = 8000;
 const BROKER_NAME = "acct";
@@ -104,6 +107,7 @@ export async function runBrokerChaos({ seed, seconds, clients = 4, streams = 6, 
   const calls = [];
   const faults = [];
   const revokedWindows = [];
+  const api401Windows = [];
   const refreshWindows = [];
   const violations = [];
   let explicitLogins = 0;
@@ -256,10 +260,17 @@ export async function runBrokerChaos({ seed, seconds, clients = 4, streams = 6, 
             );
             break;
           }
-          case "api-401":
+          case "api-401": {
             server.expireAccessTokens();
-            faults.push({ kind, at: now() });
+            const at = now();
+            faults.push({ kind, at });
+            // Every token dies at once, the broker's newest too (it may have rotated a moment
+            // before): an isolate that held an older pair is handed that newest one after
+            // its 401, and its one replay gets a 401 as well (the contract's single replay).
+            // Its next call presents the newest version, which the broker then refreshes.
+            api401Windows.push({ kind, from: at, to: at + API_401_WINDOW_MS });
             break;
+          }
         }
         await sleep(between(1000, 3000));
       }
@@ -292,6 +303,7 @@ export async function runBrokerChaos({ seed, seconds, clients = 4, streams = 6, 
     const failed = calls.filter((c) => c.code !== "ok");
     const documented = (c) => {
       if (c.code === "NOT_AUTHENTICATED") return revokedWindows.some((w) => overlaps(c, w));
+      if (c.code === "UNAUTHORIZED") return api401Windows.some((w) => overlaps(c, w));
       if (["TIMEOUT", "SERVER_ERROR", "NETWORK_ERROR"].includes(c.code)) return refreshWindows.some((w) => overlaps(c, w));
       return false;
     };
@@ -349,7 +361,7 @@ export async function runBrokerChaos({ seed, seconds, clients = 4, streams = 6, 
     if (logBad.length) violations.push(`workerd reported: ${logBad.slice(0, 5).map((l) => l.message.split("\n")[0]).join(" | ")}`);
     if (calls.length < seconds * clients * 5) violations.push(`only ${calls.length} calls in ${seconds} s`);
     log(`seed ${seed}: ${calls.length} calls, ${failed.length} failed, ${faults.length} faults, ${runMs} ms`);
-    return { figures, violations, calls, faults, auth: authEntries.map(({ entry, at }) => ({ at, path: entry.path, status: entry.status })), windows: { revoked: revokedWindows, refresh: refreshWindows }, logs };
+    return { figures, violations, calls, faults, auth: authEntries.map(({ entry, at }) => ({ at, path: entry.path, status: entry.status })), windows: { revoked: revokedWindows, refresh: refreshWindows, api401: api401Windows }, logs };
   } finally {
     if (cluster) await within(30_000, cluster.mf.dispose(), "Miniflare dispose").catch(() => {});
     await within(10_000, server.close(), "server close").catch(() => {});

@@ -20,7 +20,11 @@
 //   - failed calls: NOT_AUTHENTICATED for a call overlapping [the /revoke request, the end of
 //     the next explicit /login] (README: isolates' quiet logins get NOT_AUTHENTICATED); TIMEOUT,
 //     SERVER_ERROR or NETWORK_ERROR for a call overlapping a refresh fault's window (install →
-//     last use + one call's attempts + 2.5 s). Nothing else, and no failure at all after the run.
+//     last use + one call's attempts + 2.5 s); UNAUTHORIZED for a call within 2.5 s after an
+//     api-401 fault (the server expired every token, the broker's newest too, which it may
+//     have rotated a moment before: an isolate holding an older pair is handed that newest one
+//     after its 401, and its single replay is refused as well; seen in CI at seed 1307, 3
+//     calls within 25 ms). Nothing else, and no failure at all after the run.
 //     In the runs so far the broker's retries (2) and the isolates' early margin absorb every
 //     refresh fault: no TIMEOUT/SERVER_ERROR was seen.
 //   - every call settles within CALL_BOUND_MS (4 × the isolate's attempts + 5 s); max printed.
