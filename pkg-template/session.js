@@ -254,6 +254,16 @@ function seed() {
   }
 }
 
+/** An option's name the package does not know is a typo to report, not to ignore. */
+function checkKnown(options, known, prefix) {
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) {
+      const shown = String(key).replace(/[\u0000-\u001f\u007f-\u009f]/g, "").slice(0, 64);
+      throw configError(`unknown option "${prefix}${shown}"; known options: ${[...known].join(", ")}`);
+    }
+  }
+}
+
 /** The `oauth` option: its strings for the machine (which validates them) and, with a
  *  private key, the signer of client assertions. */
 function readOAuth(value) {
@@ -261,12 +271,7 @@ function readOAuth(value) {
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     throw configError('oauth must be an object, e.g. { tokenEndpoint: "https://auth.example.com/token", clientId: "…" }');
   }
-  for (const key of Object.keys(value)) {
-    if (!OAUTH_KNOWN.has(key)) {
-      const shown = String(key).replace(/[\u0000-\u001f\u007f-\u009f]/g, "").slice(0, 64);
-      throw configError(`unknown option "oauth.${shown}"; known options: ${[...OAUTH_KNOWN].join(", ")}`);
-    }
-  }
+  checkKnown(value, OAUTH_KNOWN, "oauth.");
   const o = { resources: [] };
   for (const k of OAUTH_FIELDS) {
     if (k === "alg" || k === "kid") continue;
@@ -476,12 +481,7 @@ export class AuthSession {
     if (options === null || typeof options !== "object" || Array.isArray(options)) {
       throw configError('options must be an object, e.g. { host: "https://api.example.com" }');
     }
-    for (const key of Object.keys(options)) {
-      if (!KNOWN.has(key)) {
-        const shown = String(key).replace(/[\u0000-\u001f\u007f-\u009f]/g, "").slice(0, 64);
-        throw configError(`unknown option "${shown}"; known options: ${[...KNOWN].join(", ")}`);
-      }
-    }
+    checkKnown(options, KNOWN, "");
     const o = options;
     checkType(o.host, "string", "host");
     let username, password;

@@ -14,11 +14,11 @@
 // AUTH_SESSION_PKG_DIR). Run: node --test tests/oauth/fleet-redis.test.mjs (about 25 s).
 
 import assert from "node:assert/strict";
-import { fork } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 
+import { Fleet } from "../redis/fleet.mjs";
 import { sleep, startRedis, within } from "../redis/harness.mjs";
 import { startProvider, obtainRefreshToken } from "./provider.mjs";
 
@@ -33,76 +33,6 @@ const TIMEOUT_MS = 4000;
 const RETRIES = 1;
 const LOAD = { concurrency: 2, pauseMs: 40 };
 
-class Fleet {
-  children = [];
-  messages = [];
-  #waiters = new Set();
-
-  spawn(index, env) {
-    const child = fork(join(here, "fixtures", "fleet-worker.mjs"), [], {
-      env: { ...process.env, ...env, FLEET_INDEX: String(index) },
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-    });
-    child.output = "";
-    const keep = (chunk) => (child.output = (child.output + chunk).slice(-4000));
-    child.stdout.on("data", keep);
-    child.stderr.on("data", keep);
-    child.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
-    child.on("message", (m) => {
-      this.messages.push({ ...m, receivedAt: Date.now() });
-      for (const w of this.#waiters) w();
-    });
-    child.on("error", () => {});
-    this.children[index] = child;
-  }
-
-  /** The first message at or after `from` matching `pred`, waiting up to `ms`. */
-  waitFor(pred, ms, what, from = 0) {
-    const find = () => this.messages.slice(from).find(pred);
-    const found = find();
-    if (found) return Promise.resolve(found);
-    let waiter;
-    const p = new Promise((resolve) => {
-      waiter = () => {
-        const m = find();
-        if (m) resolve(m);
-      };
-      this.#waiters.add(waiter);
-    });
-    return within(p, ms, what).finally(() => this.#waiters.delete(waiter));
-  }
-
-  /** One message per instance (type `type`, session `id`) after `from`; a `fatal` fails at once. */
-  async each(type, id, ms, from) {
-    const out = [];
-    for (let i = 0; i < INSTANCES; i++) {
-      const m = await this.waitFor(
-        (x) => x.index === i && ((x.type === type && x.id === id) || x.type === "fatal"),
-        ms,
-        `${type} ${id} from instance ${i}`,
-        from,
-      );
-      assert.notEqual(m.type, "fatal", `instance ${i}: ${JSON.stringify(m)}\n${this.children[i].output}`);
-      out.push(m);
-    }
-    return out;
-  }
-
-  sendAll(message) {
-    for (const child of this.children) if (child?.connected) child.send(message);
-  }
-
-  since(from, pred = () => true) {
-    return this.messages.slice(from).filter(pred);
-  }
-
-  async stopAll() {
-    this.sendAll({ type: "stop" });
-    await Promise.race([Promise.all(this.children.map((c) => c.exited)), sleep(6000)]);
-    for (const c of this.children) if (c && c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-    await Promise.race([Promise.all(this.children.map((c) => c?.exited)), sleep(3000)]);
-  }
-}
 
 async function until(check, ms, step = 20) {
   const end = Date.now() + ms;
@@ -119,7 +49,7 @@ const fromServer = (m) => m.type === "tokens" && m.reason !== "adopt" && m.reaso
 describe("a fleet of Node processes in OAuth 2.0 mode on one Redis record", { timeout: 55_000 }, () => {
   let redis;
   let as;
-  const fleet = new Fleet();
+  const fleet = new Fleet(join(here, "fixtures", "fleet-worker.mjs"));
 
   before(async () => {
     redis = await within(startRedis(), 20_000, "start redis-server");

@@ -12,6 +12,7 @@
 import { pathToFileURL } from "node:url";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { connectRedis } from "./fleet.mjs";
 
 const env = process.env;
 const pkg = env.AUTH_SESSION_PKG_DIR;
@@ -29,18 +30,7 @@ process.on("disconnect", () => process.exit(0));
 const { AuthSession } = await import(pathToFileURL(join(pkg, "node.mjs")).href);
 const { redisStorage } = await import(pathToFileURL(join(pkg, "redis.js")).href);
 
-let client;
-if (env.FLEET_CLIENT === "ioredis") {
-  const { default: Redis } = await import("ioredis");
-  client = new Redis(env.FLEET_REDIS, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  client.on("error", () => {});
-  await client.connect();
-} else {
-  const { createClient } = await import("redis");
-  client = createClient({ url: env.FLEET_REDIS });
-  client.on("error", () => {});
-  await client.connect();
-}
+const client = await connectRedis(env.FLEET_REDIS, env.FLEET_CLIENT);
 
 // The adapter, watched: the parent learns who holds the lease. With `stallPut` on, the
 // holder announces the write of the pair it just got and waits (the parent kills it there:

@@ -16,7 +16,7 @@
 // package (pkg/, or AUTH_SESSION_PKG_DIR): scripts/build-pkg.sh first.
 
 import assert from "node:assert/strict";
-import { fork, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -24,6 +24,7 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 
 import { startServer } from "../server/reference-server.mjs";
+import { Fleet } from "./fleet.mjs";
 import { sleep, startRedis, within } from "./harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -39,70 +40,6 @@ const LEASE_TTL_MS = TIMEOUT_MS * (RETRIES + 4) + Array.from({ length: RETRIES }
 const LOAD = { concurrency: 3, pauseMs: 20 };
 
 /** The processes, and every message they sent (in arrival order). */
-class Fleet {
-  children = [];
-  messages = [];
-  #waiters = new Set();
-
-  spawn(index, env) {
-    const child = fork(join(here, "fleet-worker.mjs"), [], {
-      env: { ...process.env, ...env, FLEET_INDEX: String(index) },
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-    });
-    child.output = "";
-    const keep = (chunk) => (child.output = (child.output + chunk).slice(-4000));
-    child.stdout.on("data", keep);
-    child.stderr.on("data", keep);
-    child.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
-    child.on("message", (m) => {
-      this.messages.push({ ...m, receivedAt: Date.now() });
-      for (const w of this.#waiters) w();
-    });
-    child.on("error", () => {});
-    this.children[index] = child;
-    return child;
-  }
-
-  /** The first message at or after `from` matching `pred`, waiting up to `ms`. */
-  waitFor(pred, ms, what, from = 0) {
-    const find = () => this.messages.slice(from).find(pred);
-    const found = find();
-    if (found) return Promise.resolve(found);
-    let waiter;
-    const p = new Promise((resolve) => {
-      waiter = () => {
-        const m = find();
-        if (m) resolve(m);
-      };
-      this.#waiters.add(waiter);
-    });
-    return within(p, ms, what).finally(() => this.#waiters.delete(waiter));
-  }
-
-  send(index, message) {
-    const child = this.children[index];
-    if (child?.connected) child.send(message);
-  }
-
-  alive(index) {
-    const c = this.children[index];
-    return c && c.exitCode === null && c.signalCode === null;
-  }
-
-  since(from, pred = () => true) {
-    return this.messages.slice(from).filter(pred);
-  }
-
-  async stopAll() {
-    const alive = this.children.map((_, i) => i).filter((i) => this.alive(i));
-    for (const i of alive) this.send(i, { type: "stop" });
-    await Promise.race([Promise.all(alive.map((i) => this.children[i].exited)), sleep(6000)]);
-    for (const c of this.children) {
-      if (c && c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-    }
-    await Promise.race([Promise.all(this.children.map((c) => c?.exited)), sleep(3000)]);
-  }
-}
 
 /** Waits until `check()` is true, polling; false after `ms`. */
 async function until(check, ms, step = 10) {
@@ -119,7 +56,7 @@ const isRefresh = (m) => m.type === "tokens" && m.reason === "refresh";
 describe("a fleet of Node processes on one Redis record", { timeout: 150_000 }, () => {
   let redis;
   let server;
-  const fleet = new Fleet();
+  const fleet = new Fleet(join(here, "fleet-worker.mjs"));
   const figures = {};
 
   before(async () => {

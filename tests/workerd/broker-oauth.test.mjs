@@ -2,7 +2,7 @@
 // authorization server: oidc-provider (tests/oauth/provider.mjs) with rotating refresh tokens
 // and reuse detection, and its protected API (opaque access tokens, introspected per call).
 // One broker script exports AuthBroker with `sessionOptions` returning `{ host, oauth }`
-// (fixtures/broker-oauth-worker.mjs); four client scripts (each its own isolate) call the API
+// (fixtures/broker-worker.mjs, in OAuth 2.0 mode by its bindings); four client scripts (each its own isolate) call the API
 // through `brokeredSession(namespace, { name, host, oauth: true })`.
 //
 // What must hold:
@@ -21,9 +21,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { obtainRefreshToken, startProvider } from "../oauth/provider.mjs";
-import { CROSS_CONTEXT_OR_HANG, Logs, bundleWorker, compatibilityDate, sleep, startBrokerCluster, tempDir, within } from "./harness.mjs";
+import { CROSS_CONTEXT_OR_HANG, Logs, bundleWorker, compatibilityDate, sleep, startBrokerCluster, tempDir, within, clientGet, clientGetJson } from "./harness.mjs";
 
-const fixture = fileURLToPath(new URL("./fixtures/broker-oauth-worker.mjs", import.meta.url));
+const fixture = fileURLToPath(new URL("./fixtures/broker-worker.mjs", import.meta.url));
 
 /** oidc-provider's access token lifetime (whole seconds: `exp` = floor(issue) + TTL, so a
  *  token lives TTL - 1 to TTL seconds; the package anchors `expires_in` to the whole-second
@@ -75,27 +75,14 @@ async function setup(t, { providerOptions, brokerVars }) {
     brokerMarginS: BROKER_MARGIN_S,
     clientMarginS: CLIENT_MARGIN_S,
     brokerVars: await brokerVars(as),
+    clientVars: { OAUTH_API: "1" },
     compatibilityDate: compat,
   });
   return env;
 }
 
-/** GET `pathname` from a client script; a client-side failure becomes a result too. */
-async function get(url, pathname = "/read") {
-  try {
-    const res = await fetch(new URL(pathname, url), { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-    const text = await res.text();
-    return { status: res.status, text, isolate: res.headers.get("x-isolate") };
-  } catch (e) {
-    return { status: `client ${e.name}`, text: String(e.message) };
-  }
-}
-
-async function getJson(url, pathname) {
-  const r = await get(url, pathname);
-  assert.equal(r.status, 200, `${pathname}: ${r.status} ${r.text.slice(0, 300)}`);
-  return JSON.parse(r.text);
-}
+const get = (url, pathname = "/read") => clientGet(url, pathname, REQUEST_TIMEOUT_MS);
+const getJson = (url, pathname) => clientGetJson(url, pathname, REQUEST_TIMEOUT_MS);
 
 const brokerStatus = (env) => getJson(env.cluster.urls[0], "/broker");
 

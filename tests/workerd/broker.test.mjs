@@ -16,7 +16,7 @@ import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startServer } from "../server/reference-server.mjs";
-import { CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, pkgDir, root, sleep, startBrokerCluster, tempDir, within, userCopy } from "./harness.mjs";
+import { CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, pkgDir, root, sleep, startBrokerCluster, tempDir, within, userCopy, clientGet, clientGetJson } from "./harness.mjs";
 
 const brokerExampleDir = path.join(root, "www-example/worker-broker");
 const fixture = fileURLToPath(new URL("./fixtures/broker-worker.mjs", import.meta.url));
@@ -87,22 +87,8 @@ async function setup(t, { modules = fixtureModules, brokerVars, clientVars, comp
   return env;
 }
 
-/** GET `path` from a client script; a client-side failure becomes a result too. */
-async function get(url, pathname = "/products") {
-  try {
-    const res = await fetch(new URL(pathname, url), { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-    const text = await res.text();
-    return { status: res.status, text, isolate: res.headers.get("x-isolate"), headers: res.headers };
-  } catch (e) {
-    return { status: `client ${e.name}`, text: String(e.message) };
-  }
-}
-
-async function getJson(url, pathname) {
-  const r = await get(url, pathname);
-  assert.equal(r.status, 200, `${pathname}: ${r.status} ${r.text.slice(0, 300)}`);
-  return JSON.parse(r.text);
-}
+const get = (url, pathname = "/products") => clientGet(url, pathname, REQUEST_TIMEOUT_MS);
+const getJson = (url, pathname) => clientGetJson(url, pathname, REQUEST_TIMEOUT_MS);
 
 /**
  * `STREAMS` request loops for `ms`, each going round the client scripts (so every isolate

@@ -7,6 +7,7 @@
 //
 // Needs Node >= 22.12 (Miniflare): scripts/test-workerd.sh runs it with the `node22`
 // devDependency. The package comes from AUTH_SESSION_PKG_DIR, default <repo>/pkg.
+import assert from "node:assert/strict";
 import { cp, mkdtemp, mkdir, readFile, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -292,3 +293,22 @@ export const PRODUCTS = [
   { id: 3, name: "Enterprise plan" },
   { id: 4, name: "Support add-on" },
 ];
+
+/** GET `pathname` from a client script within `timeoutMs`; a client-side failure becomes a
+ *  result too: { status, text, isolate, headers }. */
+export async function clientGet(url, pathname, timeoutMs = 10_000) {
+  try {
+    const res = await fetch(new URL(pathname, url), { signal: AbortSignal.timeout(timeoutMs) });
+    const text = await res.text();
+    return { status: res.status, text, isolate: res.headers.get("x-isolate"), headers: res.headers };
+  } catch (e) {
+    return { status: `client ${e.name}`, text: String(e.message) };
+  }
+}
+
+/** {@link clientGet}, which must answer 200 with JSON: the parsed body. */
+export async function clientGetJson(url, pathname, timeoutMs) {
+  const r = await clientGet(url, pathname, timeoutMs);
+  assert.equal(r.status, 200, `${pathname}: ${r.status} ${r.text.slice(0, 300)}`);
+  return JSON.parse(r.text);
+}

@@ -833,13 +833,7 @@ impl Machine {
             // that some instance exchanged: ours, most likely. It is never sent again (a
             // reuse the server would punish by revoking the grant), unless it is still the
             // pair's own refresh token (a server that does not rotate).
-            let seed = self
-                .config
-                .oauth
-                .as_deref()
-                .filter(|o| o.grant == Grant::RefreshToken)
-                .and_then(|o| o.seed.clone());
-            if let Some(seed) = seed.filter(|s| pair.refresh_token.as_ref() != Some(s)) {
+            if let Some(seed) = self.seed().filter(|s| pair.refresh_token.as_ref() != Some(s)) {
                 self.mark_spent(&seed);
             }
         }
@@ -1001,6 +995,15 @@ impl Machine {
             .oauth
             .as_deref()
             .is_some_and(|o| o.grant == Grant::RefreshToken && !o.seed.as_ref().is_some_and(|t| !self.is_spent(t)))
+    }
+
+    /// The application's refresh token, when it is the session's grant (OAuth 2.0).
+    pub(super) fn seed(&self) -> Option<RefreshToken> {
+        self.config
+            .oauth
+            .as_deref()
+            .filter(|o| o.grant == Grant::RefreshToken)
+            .and_then(|o| o.seed.clone())
     }
 }
 

@@ -410,13 +410,7 @@ impl Machine {
         if let (OpKind::Refresh { .. }, true) = (&op.kind, rejected) {
             return self.refresh_rejected(now, op);
         }
-        let seed = self
-            .config
-            .oauth
-            .as_deref()
-            .filter(|o| o.grant == Grant::RefreshToken)
-            .and_then(|o| o.seed.clone());
-        if let (OpKind::Login { .. }, true, Some(seed)) = (&op.kind, rejected, seed) {
+        if let (OpKind::Login { .. }, true, Some(seed)) = (&op.kind, rejected, self.seed()) {
             // The application's refresh token is dead (spent or revoked): it is never sent
             // again, and the session ends as after a rejected refresh.
             self.mark_spent(&seed);
@@ -671,12 +665,7 @@ impl Machine {
         // The token sent is spent, unless the answer kept it.
         let sent = match &op.kind {
             OpKind::Refresh { token } => Some(token.clone()),
-            OpKind::Login { .. } => self
-                .config
-                .oauth
-                .as_deref()
-                .filter(|o| o.grant == Grant::RefreshToken)
-                .and_then(|o| o.seed.clone()),
+            OpKind::Login { .. } => self.seed(),
             OpKind::Revoke { .. } => None,
         };
         if let Some(t) = sent.filter(|t| pair.refresh_token.as_ref() != Some(t)) {
