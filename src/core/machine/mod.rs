@@ -128,6 +128,10 @@ pub struct Machine {
     reply_status: u16,
     /// OAuth 2.0: that reply said `invalid_grant` (the grant sent is dead).
     reply_rejected: bool,
+    /// OAuth 2.0: the application's refresh token (the seed) was exchanged or rejected, or
+    /// a pair descending from it was restored: it is never sent again. A flag of its own, not
+    /// the ring of spent tokens, which forgets after a few rotations.
+    seed_used: bool,
     /// The highest record version read from storage: a pair of ours is stored above it.
     seen_version: u64,
     /// The API calls in flight (see `api.rs`).
@@ -194,6 +198,7 @@ impl Machine {
             last_error: None,
             reply_status: 0,
             reply_rejected: false,
+            seed_used: false,
             seen_version: 0,
             calls: Vec::new(),
             rejected: None,
@@ -427,6 +432,9 @@ impl Machine {
     }
 
     fn mark_spent(&mut self, token: &RefreshToken) {
+        if self.config.oauth.as_deref().and_then(|o| o.seed.as_ref()) == Some(token) {
+            self.seed_used = true;
+        }
         let f = fingerprint(token.expose());
         if !self.spent.contains(&f) {
             self.spent[self.spent_next] = f;
@@ -994,7 +1002,7 @@ impl Machine {
         self.config
             .oauth
             .as_deref()
-            .is_some_and(|o| o.grant == Grant::RefreshToken && !o.seed.as_ref().is_some_and(|t| !self.is_spent(t)))
+            .is_some_and(|o| o.grant == Grant::RefreshToken && (self.seed_used || o.seed.is_none()))
     }
 
     /// The application's refresh token, when it is the session's grant (OAuth 2.0).

@@ -348,7 +348,13 @@ impl Machine {
         self.push(Output::Settle(op.flight, outcome));
         if let Some(mut next) = self.queued.take().map(|o| *o) {
             self.epoch = self.epoch.wrapping_add(1);
-            self.send(now, &mut next);
+            if self.has_storage && matches!(next.kind, OpKind::Login { quiet: true, .. }) {
+                // A quiet login (a seeded one included) looks at the record first, and takes
+                // the lease, whether it starts at once or after the revoke it waited for.
+                next.stage = self.read_stage(now, Purpose::Look);
+            } else {
+                self.send(now, &mut next);
+            }
             self.apply(now, Next::Stay(next));
         }
     }

@@ -314,6 +314,16 @@ impl Machine {
             if !waited_out {
                 return self.acquire(now, op);
             }
+            if self.seed().is_some() {
+                // The grant is the application's refresh token, which the holder may well
+                // have exchanged already: sending it again would be a reuse (the server
+                // revokes the grant). This caller fails; the next one looks again.
+                let e = AuthError::new(
+                    ErrorCode::Timeout,
+                    "another instance held the lease for the seed refresh token for longer than timeoutMs",
+                );
+                return Next::Done(op, Outcome::Failed(e));
+            }
             // No holder's record within timeoutMs: log in without the lease (a second
             // login costs a token family, never a spent token).
             op.waiting = None;
