@@ -2,8 +2,9 @@
 # Every test, in the order a failure is cheapest to find: formatting and lints, the native
 # tests of the core and of the boundary, then the built package:
 # Node (ESM and CJS) against the local reference server, the packed tarball in every
-# runtime (Node, Deno, Bun, TypeScript, bundlers), Cloudflare's workerd, and the browser
-# example page. Installs what is missing first (scripts/ensure-tools.sh --browser --redis).
+# runtime (Node, Deno, Bun, TypeScript, bundlers), Cloudflare's workerd, the browser
+# pages, Redis fleets, and the OAuth 2.0 mode against oidc-provider. Installs what is
+# missing first (scripts/ensure-tools.sh --browser --redis).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -49,7 +50,7 @@ node --test tests/docs/*.test.mjs
 step "the ky and axios helpers (tests/js/clients.test.mjs) on Node 22, ky 2's floor"
 node_modules/node22/bin/node --test tests/js/clients.test.mjs
 
-step "a real OAuth 2.0 authorization server (oidc-provider) for the standards mode: the harness proves itself"
+step "OAuth 2.0 mode: the package against a real authorization server (oidc-provider) and the reference server's OAuth faults, a fleet of Node processes on Redis"
 node --test tests/oauth/*.test.mjs
 
 # Last, so the closing lines are the test runner's own summary.
