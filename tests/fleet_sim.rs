@@ -27,8 +27,24 @@
 //! `login()` abandoning a write, and no holder's lease may run out before it gives it back
 //! (see `Sim::lease_gaps`).
 //!
+//! The same simulation runs in OAuth 2.0 mode (`Mode`): the server reads form-encoded token
+//! requests (`grant_type`, `refresh_token`) and answers as an RFC 6749 token endpoint does
+//! (`{access_token, token_type, expires_in, refresh_token}` with a `Date`; `invalid_grant`
+//! with a 400 for a spent, revoked or expired refresh token, and, like oidc-provider, a spent
+//! one presented again revokes its whole family), and revocations (RFC 7009). Two grants:
+//! a rotating refresh token given to every instance as the same seed (pair 1 of the server:
+//! with a lease the fleet exchanges it exactly once, unless a documented fault loses the
+//! family), and client credentials (no refresh token: each renewal is the grant again, and
+//! the fleet's grants are bounded per access-token lifetime as logins are in provider mode).
+//! The fault schedule, the scheduler and the invariants are shared; so is one more, checked
+//! in every mode: a call fails only inside a window a fault, a server error or a documented
+//! end (the family lost, this instance's own `revoke()`) opened (`Sim::failed`).
+//!
 //! `SIM_SEED=<n>` runs that one case (printing its trace), `SIM_CASES=<n>` that many cases
 //! (seeds 1..=n), `SIM_STEPS=<n>` steps per case. A failing case prints its seed and trace.
+//! The OAuth 2.0 variant reads `SIM_OAUTH_SEED`, `SIM_OAUTH_CASES`, `SIM_OAUTH_STEPS` and
+//! `SIM_OAUTH_MODE` (`seeded` or `cc`: only that grant; both by default); `SIM_PER_SEED=1`
+//! prints one line of figures per case.
 // Native only: the harness reads JSON with the core's native reader.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -37,15 +53,32 @@ mod common;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
+use auth_session::core::config::OAuthOptions;
 use auth_session::core::machine::{
     ApiStep, AuthRequest, Behind, CallId, Endpoint, Event, FlightId, IoId, Keep, Need, Outcome, Output, Persistence,
-    Reason, Step, StorageOp, StorageReply, TokenStep, Waited, Wake, Want, MAX_ROUNDS,
+    Reason, Step, StorageOp, StorageReply, TokenStep, Waited, Wake, Want, Wire, MAX_ROUNDS,
 };
+use auth_session::core::secret::Password;
+use auth_session::core::AuthError;
 use common::*;
 
 /// Cases and steps by default: about 7 s in a debug build on a 2-core machine.
 const DEFAULT_CASES: u64 = 2000;
 const DEFAULT_STEPS: usize = 300;
+/// OAuth 2.0 cases by default, per grant.
+const DEFAULT_OAUTH_CASES: u64 = 600;
+
+// ----- OAuth 2.0 -------------------------------------------------------------------------------
+
+const TOKEN_URL: &str = "https://as.test/oauth/token";
+const REVOKE_URL: &str = "https://as.test/oauth/revoke";
+const CLIENT: &str = "fleet-client";
+const SECRET: &str = "cs-CANARY-fleet";
+/// The seed: the server's pair 1, whose refresh token every instance is given.
+const SEED: u32 = 1;
+/// How long the server's refresh tokens live (oidc-provider's default): a fleet asleep for
+/// 8 days keeps its grant.
+const OAUTH_REFRESH_TTL: i64 = 14 * DAY;
 
 // ----- the scheduler's randomness ------------------------------------------------------------
 
@@ -103,8 +136,26 @@ enum Flavour {
     Plain,
 }
 
+/// The protocol the fleet speaks, and its grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// The provider's protocol, with `credentials` (a rejected refresh token: a quiet login).
+    Provider,
+    /// OAuth 2.0, grant `refresh_token`: every instance holds the same seed, spent once.
+    Seeded,
+    /// OAuth 2.0, grant `client_credentials`: no refresh token; the grant runs when due.
+    ClientCredentials,
+}
+
+impl Mode {
+    fn oauth(self) -> bool {
+        self != Mode::Provider
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Setup {
+    mode: Mode,
     machines: usize,
     flavour: Flavour,
     retries: u8,
@@ -114,10 +165,14 @@ struct Setup {
 }
 
 impl Setup {
-    fn draw(rng: &mut Rng) -> Setup {
+    fn draw(rng: &mut Rng, mode: Mode) -> Setup {
+        // A seeded fleet on a plain store collides at its first exchange most of the time
+        // (documented; the family is lost): most seeded cases have the lease.
+        let lease = if mode == Mode::Seeded { 850 } else { 650 };
         Setup {
+            mode,
             machines: 2 + rng.below(5),
-            flavour: if rng.chance(650) {
+            flavour: if rng.chance(lease) {
                 Flavour::LeaseCas
             } else {
                 Flavour::Plain
@@ -137,6 +192,14 @@ type Taint = &'static str;
 
 /// A pair whose write an explicit `login()` cancelled.
 const EXPLICIT: Taint = "an explicit login() abandoned its write";
+/// A pair whose write a `revoke()` cancelled.
+const REVOKED: Taint = "a revoke() abandoned its write";
+/// A pair whose record a `revoke()` deleted from the store.
+const DELETED: Taint = "its record was deleted by a revoke()";
+/// What an API call that got a 401 to its replay is failed with (as `Sim::failed` sees it),
+/// and its message when the token's family was revoked.
+const API_401: &str = "API_401";
+const FAMILY_REVOKED: &str = "its family was revoked";
 /// See [`Sim::lease_gaps`].
 const GAP: Taint = "its holder's lease ran out before the write (a stalled or late call)";
 
@@ -174,6 +237,24 @@ struct Server {
     /// Refreshes refused for a revoked family or an expired token (not reuses).
     refused: u32,
     errors_served: u32,
+    /// How long a refresh token lives.
+    refresh_ttl: i64,
+    /// Per family: revoked by a revocation request (RFC 7009), not by reuse detection.
+    revoked_by_request: Vec<bool>,
+    /// Revocation requests that revoked something.
+    revocations: u32,
+    /// OAuth 2.0 seeded: requests with the seed the server processed.
+    seed_presentations: u32,
+    /// Client credentials: quiet grants served while the fleet's newest token was due for
+    /// renewal (or revoked, or there was none), and quiet grants served before it was.
+    due_grants: u32,
+    early_grants: u32,
+    /// Grants a user's `refresh()` asked for (client credentials).
+    manual_grants: u32,
+    /// Rotations of a refresh token whose access token was not due, asked by no `refresh()`.
+    early_rotations: u32,
+    /// `invalid_grant` / 401 answers to refresh tokens (reuses and refusals).
+    rejections: u32,
 }
 
 impl Server {
@@ -188,7 +269,7 @@ impl Server {
     fn issue(&mut self, now: i64, family: usize) -> u32 {
         let n = self.issued.len() as u32 + 1;
         self.issued.push(Issued {
-            pair: Pair::issued(n, now),
+            pair: Pair::with_ttl(n, now, HOUR, self.refresh_ttl),
             family,
             child: None,
             rejected: false,
@@ -207,6 +288,74 @@ impl Server {
     fn descends(&self, p: u32, m: u32) -> bool {
         p > m && self.get(p).family == self.get(m).family
     }
+
+    /// Opens a token family (a login or a grant).
+    fn family(&mut self) -> usize {
+        self.revoked.push(false);
+        self.revoked_by_request.push(false);
+        self.revoked.len() - 1
+    }
+
+    /// Whether pair `n` is due for renewal at `now`: within the refresh margin of its
+    /// access token's expiry (the machine counts from the answer's `Date`, whole seconds:
+    /// up to a second early), or its family revoked.
+    fn due(&self, n: u32, now: i64) -> bool {
+        let p = self.get(n);
+        self.revoked[p.family] || now >= p.pair.access_expires_at - MARGIN - SECOND
+    }
+}
+
+/// What a request asks of the server, as the server reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ask {
+    /// A new token family: the provider's login, the client credentials grant.
+    Grant,
+    /// A refresh token presented: the provider's refresh, OAuth's `grant_type=refresh_token`
+    /// (the seed's exchange included).
+    Present(u32),
+    /// A revocation of the token of this pair, if the server knows it.
+    Revoke(Option<u32>),
+    Metadata,
+}
+
+/// An RFC 6749 token response with `pair` (its refresh token if `refresh`), answered at
+/// `now` (its `Date`).
+fn oauth_token(pair: &Pair, refresh: bool, now: i64) -> Reply {
+    let mut text = format!(
+        r#"{{"access_token":"{}","token_type":"Bearer","expires_in":{}"#,
+        pair.access,
+        (pair.access_expires_at - now) / SECOND
+    );
+    if refresh {
+        let _ = write!(text, r#","refresh_token":"{}""#, pair.refresh);
+    }
+    text.push('}');
+    reply(200, &text).date(&http_date(now))
+}
+
+/// The value of field `name` in a form body, decoded.
+fn form_field(body: &str, name: &str) -> Option<String> {
+    body.split('&').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k == name).then(|| {
+            let b = v.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                match b[i] {
+                    b'+' => out.push(b' '),
+                    b'%' => {
+                        let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("ASCII");
+                        out.push(u8::from_str_radix(hex, 16).expect("a percent escape"));
+                        i += 2;
+                    }
+                    c => out.push(c),
+                }
+                i += 1;
+            }
+            String::from_utf8(out).expect("UTF-8")
+        })
+    })
 }
 
 /// The number of a token (`at.CANARY.7`, `rt.CANARY.7`: 7).
@@ -250,6 +399,11 @@ struct AuthIo {
     waited_out: bool,
     /// Sent after the sender's look at the record timed out.
     blind: bool,
+    /// Sent without the lease because of a fault (its acquire timed out, or a late answer
+    /// found the lease run out), not because its holder was waited out.
+    fault_excused: bool,
+    /// Part of an op a user's `refresh()` started.
+    manual: bool,
     served: Option<(Reply, Option<u32>)>,
     cancelled: bool,
 }
@@ -318,15 +472,47 @@ struct Inst {
     stalled: bool,
     /// Pairs this machine got from the server and has not had written yet.
     unwritten: Vec<u32>,
+    /// The flight of a user's `refresh()` that started an op (not one it joined).
+    manual: Option<FlightId>,
+    /// This instance called `revoke()` and has not logged in since.
+    revoked_self: bool,
+    /// Seeded: it held a pair (the seed's, or one it restored or adopted): its seed is spent.
+    held_ever: bool,
+    /// Until when a failed call of this instance is explained by an error the server (or
+    /// the network) answered it.
+    error_until: i64,
+    /// When an acquire of this instance was last answered "taken" (another holder).
+    blocked_at: Option<i64>,
+    /// When the API last refused this instance's token (a 401).
+    refused_at: Option<i64>,
+    /// The flight of its last `revoke()`, and the pair it held then.
+    revoke: Option<(FlightId, Option<u32>)>,
+}
+
+/// The options of every instance of a fleet in `mode`.
+fn fleet_config(mode: Mode, auto_refresh: bool, retries: u8) -> auth_session::core::config::Config {
+    config(|o| {
+        o.auto_refresh = Some(auto_refresh);
+        o.retries = Some(retries as f64);
+        match mode {
+            Mode::Provider => with_credentials(o),
+            Mode::Seeded | Mode::ClientCredentials => {
+                o.oauth = Some(OAuthOptions {
+                    token_endpoint: Some(TOKEN_URL.into()),
+                    revocation_endpoint: Some(REVOKE_URL.into()),
+                    client_id: Some(CLIENT.into()),
+                    client_secret: Some(Password::new(SECRET)),
+                    refresh_token: (mode == Mode::Seeded).then(|| Password::new(rt(SEED))),
+                    ..OAuthOptions::default()
+                })
+            }
+        }
+    })
 }
 
 impl Inst {
     fn new(id: u32, setup: &Setup, seed: u64) -> Inst {
-        let cfg = config(|o| {
-            with_credentials(o);
-            o.auto_refresh = Some(setup.auto_refresh);
-            o.retries = Some(setup.retries as f64);
-        });
+        let cfg = fleet_config(setup.mode, setup.auto_refresh, setup.retries);
         let persistence = match setup.flavour {
             Flavour::LeaseCas => Persistence::StorageWithLease,
             Flavour::Plain => Persistence::Storage,
@@ -349,11 +535,22 @@ impl Inst {
             explicit: None,
             stalled: false,
             unwritten: Vec::new(),
+            manual: None,
+            revoked_self: false,
+            held_ever: false,
+            error_until: i64::MIN,
+            blocked_at: None,
+            refused_at: None,
+            revoke: None,
         }
     }
 
     fn explicit_open(&self) -> bool {
         self.explicit.is_some_and(|f| self.r.outcome(f).is_none())
+    }
+
+    fn manual_open(&self) -> bool {
+        self.manual.is_some_and(|f| self.r.outcome(f).is_none())
     }
 }
 
@@ -389,6 +586,72 @@ struct Figures {
     lease_gaps: u64,
     /// Reuses by what explained them (`fault-free` ones apart: cases with `faults: 0`).
     explained: std::collections::BTreeMap<String, u64>,
+    /// Requests the token endpoint processed (grants, refreshes, seed exchanges).
+    token_requests: u64,
+    seed_presentations: u64,
+    revocations: u64,
+    due_grants: u64,
+    early_grants: u64,
+    manual_grants: u64,
+    early_rotations: u64,
+    rejections: u64,
+    /// Calls (token(), API calls, login(), refresh()) that failed, and API attempts the
+    /// simulated API left unanswered past their deadline (not the session's doing).
+    failed_calls: u64,
+    api_timeouts: u64,
+    /// Failed calls by the window that explained them.
+    failures: std::collections::BTreeMap<String, u64>,
+    /// Seeded: cases whose seed was exchanged exactly once, and cases that ended with the
+    /// seed's family lost (by what explained its first reuse, or a revocation or expiry).
+    seed_once: u64,
+    lost: std::collections::BTreeMap<String, u64>,
+}
+
+impl Figures {
+    fn add(&mut self, f: Figures) {
+        self.cases += f.cases;
+        self.steps += f.steps;
+        self.faults += f.faults;
+        self.kills += f.kills;
+        self.lost_writes += f.lost_writes;
+        self.stalls += f.stalls;
+        self.late += f.late;
+        self.lost_answers += f.lost_answers;
+        self.timeouts += f.timeouts;
+        self.rotations += f.rotations;
+        self.refresh_requests += f.refresh_requests;
+        self.quiet_logins += f.quiet_logins;
+        self.explicit_logins += f.explicit_logins;
+        self.waited_out_logins += f.waited_out_logins;
+        self.reuses += f.reuses;
+        self.adoptions += f.adoptions;
+        self.refused_writes += f.refused_writes;
+        self.rollbacks += f.rollbacks;
+        self.api_calls += f.api_calls;
+        self.api_401 += f.api_401;
+        self.logins_outside_lease += f.logins_outside_lease;
+        self.lease_gaps += f.lease_gaps;
+        self.token_requests += f.token_requests;
+        self.seed_presentations += f.seed_presentations;
+        self.revocations += f.revocations;
+        self.due_grants += f.due_grants;
+        self.early_grants += f.early_grants;
+        self.manual_grants += f.manual_grants;
+        self.early_rotations += f.early_rotations;
+        self.rejections += f.rejections;
+        self.failed_calls += f.failed_calls;
+        self.api_timeouts += f.api_timeouts;
+        for (why, n) in f.explained {
+            *self.explained.entry(why).or_default() += n;
+        }
+        for (why, n) in f.failures {
+            *self.failures.entry(why).or_default() += n;
+        }
+        self.seed_once += f.seed_once;
+        for (why, n) in f.lost {
+            *self.lost.entry(why).or_default() += n;
+        }
+    }
 }
 
 struct Sim {
@@ -409,7 +672,17 @@ struct Sim {
     late_input: bool,
     fig: Figures,
     step: usize,
+    /// Explicit `login()`s and `revoke()`s so far.
+    user_events: u32,
+    /// Until when a failed call anywhere is explained by a fault (see `Sim::failed`), and
+    /// what opened that window last.
+    window_until: i64,
+    window_why: &'static str,
 }
+
+/// How long a fault explains failed calls after it: a lease (at most `timeoutMs × 6` and
+/// the backoffs) waited out twice, and a last attempt.
+const WINDOW: i64 = 2 * 63 * SECOND + TIMEOUT;
 
 /// What a fault did, for the trace and the figures.
 macro_rules! trace {
@@ -421,16 +694,20 @@ macro_rules! trace {
 }
 
 impl Sim {
-    fn new(seed: u64) -> Sim {
+    fn new(seed: u64, mode: Mode) -> Sim {
         let mut rng = Rng(seed);
-        let setup = Setup::draw(&mut rng);
+        let setup = Setup::draw(&mut rng, mode);
+        let server = Server {
+            refresh_ttl: if mode.oauth() { OAUTH_REFRESH_TTL } else { 7 * DAY },
+            ..Server::default()
+        };
         let mut sim = Sim {
             slots: Vec::new(),
             setup,
             rng,
             now: EPOCH,
             next_inst: 0,
-            server: Server::default(),
+            server,
             store: Store::default(),
             auth: Vec::new(),
             storage: Vec::new(),
@@ -439,7 +716,16 @@ impl Sim {
             late_input: false,
             fig: Figures::default(),
             step: 0,
+            user_events: 0,
+            window_until: i64::MIN,
+            window_why: "",
         };
+        if mode == Mode::Seeded {
+            // The consent the application holds: the seed, a pair of the server's own.
+            let family = sim.server.family();
+            let n = sim.server.issue(EPOCH, family);
+            assert_eq!(n, SEED);
+        }
         for _ in 0..sim.setup.machines {
             let inst = sim.spawn();
             sim.slots.push(Some(inst));
@@ -468,6 +754,16 @@ impl Sim {
     fn fault(&mut self) {
         self.fig.faults += 1;
         self.excuses += 1;
+        self.open_window("a fault");
+    }
+
+    /// A fault (or a call that timed out, a clock jump) explains the calls that fail for a
+    /// while.
+    fn open_window(&mut self, why: &'static str) {
+        if self.now + WINDOW >= self.window_until {
+            self.window_until = self.now + WINDOW;
+            self.window_why = why;
+        }
     }
 
     // ----- the driver: outputs, callers, API calls ----------------------------------------------
@@ -488,6 +784,10 @@ impl Sim {
             let (f, caller) = m.callers.swap_remove(i);
             let outcome = m.r.outcome(f).unwrap();
             let now = self.now;
+            let error = match &outcome {
+                Outcome::Failed(e) => Some(e.clone()),
+                _ => None,
+            };
             match caller {
                 Caller::Session => {
                     if outcome == Outcome::Again {
@@ -497,12 +797,25 @@ impl Sim {
                             m.callers.push((f, Caller::Session));
                         }
                     }
+                    if let Some(e) = error {
+                        self.failed(s, e.code(), e.message(), "login()/refresh()/revoke()");
+                    }
+                    // INVARIANT (RFC 7009): a revoke() that succeeded ended, at the server, the
+                    // family of the pair it held.
+                    let revoked = self.slots[s].as_ref().unwrap().revoke;
+                    if let Some((_, Some(n))) = revoked.filter(|(r, _)| *r == f && outcome == Outcome::Done) {
+                        let family = self.server.get(n).family;
+                        assert!(
+                            self.server.revoked[family],
+                            "m{s}: revoke() of pair {n} left its family live"
+                        );
+                    }
                 }
                 Caller::Token { need, round } => {
                     let step = m.r.token(now, need, waited(&outcome), round + 1);
-                    self.on_token(s, step, need, round + 1);
+                    self.on_token(s, step, need, round + 1, error);
                 }
-                Caller::Api { call, round } => self.api_token(s, call, waited(&outcome), round + 1),
+                Caller::Api { call, round } => self.api_token(s, call, waited(&outcome), round + 1, error),
             }
         }
     }
@@ -535,9 +848,31 @@ impl Sim {
                     if pending {
                         self.excuses += 1;
                         self.fig.timeouts += 1;
+                        // Past its deadline (not superseded by a login or revoke): the
+                        // network or the store was slow, a fault whose calls may fail.
+                        let overdue = self
+                            .storage
+                            .iter()
+                            .filter(|st| st.inst == inst && st.io == io)
+                            .map(|st| st.deadline)
+                            .chain(
+                                self.auth
+                                    .iter()
+                                    .filter(|a| a.inst == inst && a.io == io)
+                                    .map(|a| a.deadline),
+                            )
+                            .any(|d| now >= d);
+                        if overdue {
+                            self.open_window("a call that timed out");
+                        }
                     }
                     let m = self.slots[s].as_mut().unwrap();
-                    for st in self.storage.iter().filter(|st| st.inst == inst && st.io == io) {
+                    // (A call superseded by a login or revoke did not time out.)
+                    for st in self
+                        .storage
+                        .iter()
+                        .filter(|st| st.inst == inst && st.io == io && now >= st.deadline)
+                    {
                         match st.op {
                             StorageOp::Acquire { .. } => m.acquire_late = true,
                             StorageOp::Get { .. } => m.blind = true,
@@ -582,6 +917,9 @@ impl Sim {
                     if reason == Reason::Adopt {
                         self.fig.adoptions += 1;
                     }
+                    let m = self.slots[s].as_mut().unwrap();
+                    m.revoked_self = false;
+                    m.held_ever = true;
                 }
                 Output::Call(call, wake) => self.slots[s].as_mut().unwrap().wakes.push((call, wake)),
                 Output::Settle(..) | Output::Event(_) | Output::Log(_) => {}
@@ -592,26 +930,37 @@ impl Sim {
     /// A machine sends an auth request. For a refresh: the first global invariant.
     fn on_send(&mut self, s: usize, req: AuthRequest, deadline: i64) {
         let now = self.now;
+        let ask = self.ask(&req);
         let m = self.slots[s].as_ref().unwrap();
         let under_lease = match &self.store.lease {
             Some((id, until)) => *until > now && m.granted.contains(id),
             None => false,
         };
         let explicit = req.endpoint == Endpoint::Login && m.explicit_open();
+        let manual = !explicit && m.manual_open();
         // A late answer (past its deadline, its timer not run yet) may find the lease run out.
-        let excuse = m.acquire_late || self.late_input || (req.endpoint == Endpoint::Login && m.acquire_refused);
+        let fault_excused = m.acquire_late || self.late_input;
+        let excuse = fault_excused || (req.endpoint == Endpoint::Login && m.acquire_refused);
         let (inst, last_read, blind) = (m.id, m.last_read, m.blind);
-        match req.endpoint {
-            Endpoint::Refresh => {
-                let t = number(&body_token(&req).unwrap());
-                trace!(
-                    self,
-                    "m{s} SEND refresh rt{t}{}",
-                    if under_lease { " (lease)" } else { "" }
-                );
+        let lease = if under_lease { " (lease)" } else { "" };
+        // INVARIANT (the seed once): a session that held a pair (the seed's, or one it
+        // restored or adopted) never sends its seed again (README: "A session sends its seed
+        // at most once").
+        assert!(
+            !(self.setup.mode == Mode::Seeded && ask == Ask::Present(SEED) && m.held_ever),
+            "m{s} sends its seed again after holding a pair"
+        );
+        match ask {
+            Ask::Present(t) => {
+                let what = if req.endpoint == Endpoint::Login {
+                    "seed"
+                } else {
+                    "refresh"
+                };
+                trace!(self, "m{s} SEND {what} rt{t}{lease}");
                 // INVARIANT (look before refresh): a machine never refreshes with a token
-                // whose successor it has just read in the record. This is what adoption
-                // is for; no fault excuses it.
+                // (the seed included) whose successor it has just read in the record. This
+                // is what adoption is for; no fault excuses it.
                 if let Some(p) = last_read {
                     assert!(
                         !(self.server.get(t).child.is_some() && self.server.descends(p, t)),
@@ -620,20 +969,22 @@ impl Sim {
                     );
                 }
             }
-            Endpoint::Login => trace!(
+            Ask::Grant => trace!(
                 self,
-                "m{s} SEND login{}{}",
+                "m{s} SEND {}{}{lease}",
+                if self.setup.mode.oauth() { "grant" } else { "login" },
                 if explicit { " (explicit)" } else { "" },
-                if under_lease { " (lease)" } else { "" }
             ),
-            Endpoint::Revoke | Endpoint::Discovery => trace!(self, "m{s} SEND revoke"),
+            Ask::Revoke(_) => trace!(self, "m{s} SEND revoke"),
+            Ask::Metadata => trace!(self, "m{s} SEND discovery"),
         }
         // INVARIANT (one holder): with a lease, a refresh goes out under this instance's
         // lease, unless it could not get one (its acquire timed out) or a late answer found
         // it run out. A quiet login outside the lease costs at most a second login, never a
         // token, and is only counted: the re-login after a rejected refresh (`session_over`)
         // and the login after a late second look (`looked_before_login`) do not check that
-        // the lease still runs, as `looked` does for a refresh.
+        // the lease still runs, as `looked` does for a refresh. (A seed goes out as a login:
+        // a reuse it causes must be explained by a fault, see `reuse`.)
         if self.setup.flavour == Flavour::LeaseCas && !explicit && !under_lease {
             match req.endpoint {
                 Endpoint::Refresh => assert!(
@@ -654,12 +1005,81 @@ impl Sim {
             explicit,
             waited_out: !under_lease && excuse,
             blind,
+            fault_excused,
+            manual,
             served: None,
             cancelled: false,
         });
     }
 
-    fn on_token(&mut self, s: usize, step: TokenStep, need: Need, round: u32) {
+    /// What the server reads in a request. OAuth 2.0: the form, whatever the machine calls
+    /// the request (the seed's exchange is a refresh token presented).
+    fn ask(&self, req: &AuthRequest) -> Ask {
+        if !self.setup.mode.oauth() {
+            return match req.endpoint {
+                Endpoint::Login => Ask::Grant,
+                Endpoint::Refresh => Ask::Present(number(&body_token(req).expect("a refresh token"))),
+                Endpoint::Revoke => Ask::Revoke(body_token(req).map(|t| number(&t))),
+                Endpoint::Discovery => Ask::Metadata,
+            };
+        }
+        assert_eq!(req.wire, Wire::Form, "{:?}", req.endpoint);
+        assert!(
+            req.authorization.as_deref().is_some_and(|a| a.starts_with("Basic ")),
+            "no client authentication"
+        );
+        let field = |name| form_field(&req.body, name);
+        match req.url.as_str() {
+            TOKEN_URL => match field("grant_type").as_deref() {
+                Some("client_credentials") => {
+                    assert_eq!(self.setup.mode, Mode::ClientCredentials, "a client credentials grant");
+                    assert_eq!(req.endpoint, Endpoint::Login);
+                    Ask::Grant
+                }
+                Some("refresh_token") => {
+                    let t = number(&field("refresh_token").expect("a refresh_token"));
+                    // The seed goes out with the grant only, never as a refresh.
+                    assert_eq!(
+                        req.endpoint == Endpoint::Login,
+                        t == SEED,
+                        "rt{t} sent as {:?}",
+                        req.endpoint
+                    );
+                    Ask::Present(t)
+                }
+                other => panic!("grant_type {other:?}"),
+            },
+            REVOKE_URL => {
+                assert_eq!(req.endpoint, Endpoint::Revoke);
+                Ask::Revoke(field("token").map(|t| number(&t)))
+            }
+            other => panic!("a request to {other}"),
+        }
+    }
+
+    /// A token endpoint's answer with pair `n`.
+    fn token_reply(&self, n: u32) -> Reply {
+        let p = &self.server.get(n).pair;
+        if !self.setup.mode.oauth() {
+            return ok(p);
+        }
+        oauth_token(p, self.setup.mode == Mode::Seeded, self.now)
+    }
+
+    /// A refresh token refused: spent, of a revoked family, or expired.
+    fn rejected_reply(&self) -> Reply {
+        if !self.setup.mode.oauth() {
+            return unauthorized();
+        }
+        reply(
+            400,
+            r#"{"error":"invalid_grant","error_description":"grant request is invalid"}"#,
+        )
+        .date(&http_date(self.now))
+    }
+
+    /// What a `token()` call got. `waited`: the error of the flight it waited for, if it failed.
+    fn on_token(&mut self, s: usize, step: TokenStep, need: Need, round: u32, waited: Option<AuthError>) {
         let m = self.slots[s].as_mut().unwrap();
         match step {
             TokenStep::Ready { background, .. } => {
@@ -672,7 +1092,11 @@ impl Sim {
                 m.handed_out.push(f);
                 m.callers.push((f, Caller::Token { need, round }));
             }
-            TokenStep::Fail(_) | TokenStep::Rethrow => {}
+            TokenStep::Fail(e) => self.failed(s, e.code(), e.message(), "token()"),
+            TokenStep::Rethrow => {
+                let e = waited.expect("a rethrow follows a failed flight");
+                self.failed(s, e.code(), e.message(), "token()");
+            }
         }
     }
 
@@ -690,7 +1114,7 @@ impl Sim {
         m.calls[i].1 = at;
     }
 
-    fn api_token(&mut self, s: usize, call: CallId, waited: Waited, round: u32) {
+    fn api_token(&mut self, s: usize, call: CallId, waited: Waited, round: u32, error: Option<AuthError>) {
         let now = self.now;
         let deadline = now + self.timeout();
         let m = self.slots[s].as_mut().unwrap();
@@ -710,7 +1134,15 @@ impl Sim {
                 m.callers.push((f, Caller::Api { call, round }));
                 self.set_call(s, call, CallAt::Token);
             }
-            TokenStep::Fail(_) | TokenStep::Rethrow => self.end_call(s, call),
+            TokenStep::Fail(e) => {
+                self.end_call(s, call);
+                self.failed(s, e.code(), e.message(), "API call");
+            }
+            TokenStep::Rethrow => {
+                self.end_call(s, call);
+                let e = error.expect("a rethrow follows a failed flight");
+                self.failed(s, e.code(), e.message(), "API call");
+            }
         }
     }
 
@@ -727,10 +1159,17 @@ impl Sim {
             }
             Wake::Send => {
                 assert_eq!(at, Some(CallAt::Backoff), "m{s}: {call} woken to send in {at:?}");
-                self.api_token(s, call, Waited::Nothing, 0);
+                self.api_token(s, call, Waited::Nothing, 0, None);
             }
-            Wake::Fail(_) => {
+            Wake::Fail(e) => {
                 assert!(at.is_some(), "m{s}: {call} failed after it ended");
+                // The simulated API left the attempt unanswered past its deadline: the
+                // API's doing, not the session's.
+                assert!(
+                    matches!(at, Some(CallAt::Sending { .. })) && e.code() == "TIMEOUT",
+                    "m{s}: {call} failed in {at:?}: {e}"
+                );
+                self.fig.api_timeouts += 1;
                 self.end_call(s, call);
             }
         }
@@ -766,6 +1205,11 @@ impl Sim {
             f,
             f, // faults
         ];
+        // OAuth 2.0: one more user event, revoke() (the provider's stream stays as it was).
+        let mut weights = weights.to_vec();
+        if self.setup.mode.oauth() {
+            weights.push(1);
+        }
         match self.rng.weighted(&weights) {
             0 => self.user_token(),
             1 => self.api_open(),
@@ -796,6 +1240,13 @@ impl Sim {
             17 => self.stall(),
             18 => self.lose_write(),
             19 => self.zombie_serve(),
+            20 => {
+                // Rare: a seeded fleet does not outlive it.
+                let per_mille = if self.setup.mode == Mode::Seeded { 40 } else { 150 };
+                if self.rng.chance(per_mille) {
+                    self.user_revoke()
+                }
+            }
             _ => unreachable!(),
         }
     }
@@ -811,7 +1262,7 @@ impl Sim {
         trace!(self, "m{s} token({need:?})");
         let now = self.now;
         let step = self.slots[s].as_mut().unwrap().r.token(now, need, Waited::Nothing, 0);
-        self.on_token(s, step, need, 0);
+        self.on_token(s, step, need, 0, None);
         self.settle(s);
     }
 
@@ -830,7 +1281,7 @@ impl Sim {
                 .api_open("GET", "/v1/items", Want::Response, behind)
                 .expect("open");
         m.calls.push((call, CallAt::Token));
-        self.api_token(s, call, Waited::Nothing, 0);
+        self.api_token(s, call, Waited::Nothing, 0, None);
         self.settle(s);
     }
 
@@ -860,12 +1311,30 @@ impl Sim {
         }
         trace!(self, "m{s} api {call} answered {status} (at{})", number(&token));
         let m = self.slots[s].as_mut().unwrap();
+        if !ok {
+            m.refused_at = Some(now);
+        }
         let step = m.r.m.api_response(now, call, status, false, None);
         m.r.drain();
         match step {
-            ApiStep::Return => self.end_call(s, call),
-            ApiStep::Token => self.api_token(s, call, Waited::Nothing, 0),
-            ApiStep::Fail(_) => self.end_call(s, call),
+            ApiStep::Return => {
+                self.end_call(s, call);
+                if status == 401 {
+                    // The replay was refused too: the caller gets the 401.
+                    let family = self.server.get(number(&token)).family;
+                    let why = if self.server.revoked[family] {
+                        FAMILY_REVOKED
+                    } else {
+                        "refused"
+                    };
+                    self.failed(s, API_401, why, "API call");
+                }
+            }
+            ApiStep::Token => self.api_token(s, call, Waited::Nothing, 0, None),
+            ApiStep::Fail(e) => {
+                self.end_call(s, call);
+                self.failed(s, e.code(), e.message(), "API call");
+            }
             other => panic!("m{s}: API call {call} answered {status}: unexpected {other:?}"),
         }
         self.settle(s);
@@ -876,9 +1345,17 @@ impl Sim {
         trace!(self, "m{s} refresh()");
         let now = self.now;
         let m = self.slots[s].as_mut().unwrap();
-        if let Step::Wait(f) = m.r.refresh(now) {
-            m.handed_out.push(f);
-            m.callers.push((f, Caller::Session));
+        match m.r.refresh(now) {
+            Step::Wait(f) => {
+                if !m.handed_out.contains(&f) {
+                    // A new op: its requests are this user's, not the fleet's own.
+                    m.manual = Some(f);
+                }
+                m.handed_out.push(f);
+                m.callers.push((f, Caller::Session));
+            }
+            Step::Fail(e) => self.failed(s, e.code(), e.message(), "refresh()"),
+            Step::Ready => {}
         }
         self.settle(s);
     }
@@ -886,25 +1363,91 @@ impl Sim {
     fn user_login(&mut self) {
         let Some(s) = self.pick_live() else { return };
         trace!(self, "m{s} login()");
-        // It supersedes whatever op the machine had: a pair that op got goes unwritten (its
-        // write is cancelled and its lease given back: the next holder may reuse the token
-        // that pair replaced; see the report of `abandon_op`).
-        self.excuses += 1;
-        for n in self.slots[s].as_ref().unwrap().unwritten.clone() {
-            self.server.taint(n, EXPLICIT);
-        }
+        self.login_now(s, EXPLICIT);
+        self.settle(s);
+    }
+
+    /// An explicit `login()` on slot `s`. It supersedes whatever op the machine had: a pair
+    /// that op got goes unwritten (its write is cancelled and its lease given back: the next
+    /// holder may reuse the token that pair replaced; see the report of `abandon_op`), so
+    /// those pairs get `taint`.
+    fn login_now(&mut self, s: usize, taint: Taint) {
         let now = self.now;
         let m = self.slots[s].as_mut().unwrap();
-        // A lease held for a refresh on the wire or a write in flight is left to run out by
-        // design (the server may have rotated, the write may still land): not a gap.
+        let step = m.r.m.login(now, None);
+        m.r.drain();
+        match step {
+            Step::Wait(f) => {
+                m.explicit = Some(f);
+                m.handed_out.push(f);
+                m.callers.push((f, Caller::Session));
+                // A lease held for a refresh on the wire or a write in flight is left to run
+                // out by design (the server may have rotated, the write may still land): not
+                // a gap.
+                if let Some((_, counted)) = m.holding.as_mut() {
+                    *counted = true;
+                }
+                self.excuses += 1;
+                self.user_events += 1;
+                for n in self.slots[s].as_ref().unwrap().unwritten.clone() {
+                    self.server.taint(n, taint);
+                }
+                self.taint_in_flight(s, taint);
+            }
+            // A seeded session whose seed is spent (documented: "give the session a new one").
+            Step::Fail(e) => self.failed(s, e.code(), e.message(), "login()"),
+            Step::Ready => {}
+        }
+    }
+
+    /// OAuth 2.0: `revoke()` (RFC 7009), then `login()` at once, as an application that
+    /// rotates its client's token. A seeded session cannot log in again (its seed is spent:
+    /// documented); the revocation ends the grant for the whole fleet.
+    fn user_revoke(&mut self) {
+        let Some(s) = self.pick_live() else { return };
+        trace!(self, "m{s} revoke()");
+        // The record is deleted: one more grant (or the seed's family) is its cost.
+        self.excuses += 1;
+        self.user_events += 1;
+        for n in self.slots[s].as_ref().unwrap().unwritten.clone() {
+            self.server.taint(n, REVOKED);
+        }
+        self.taint_in_flight(s, REVOKED);
+        let now = self.now;
+        let m = self.slots[s].as_mut().unwrap();
         if let Some((_, counted)) = m.holding.as_mut() {
             *counted = true;
         }
-        let f = m.r.login_with(now, None);
-        m.explicit = Some(f);
-        m.handed_out.push(f);
-        m.callers.push((f, Caller::Session));
+        let held = m.r.m.access_token().map(|t| number(t.expose()));
+        let step = m.r.revoke(now);
+        m.revoked_self = true;
+        match step {
+            Step::Wait(f) => {
+                m.revoke = Some((f, held));
+                m.handed_out.push(f);
+                m.callers.push((f, Caller::Session));
+            }
+            Step::Fail(e) => self.failed(s, e.code(), e.message(), "revoke()"),
+            Step::Ready => {}
+        }
+        trace!(self, "m{s} login()");
+        self.login_now(s, REVOKED);
         self.settle(s);
+    }
+
+    /// Pairs the server issued to slot `s` whose answers are still on their way: the user's
+    /// login() or revoke() abandons them with the op that asked (the machine ignores them).
+    fn taint_in_flight(&mut self, s: usize, taint: Taint) {
+        let inst = self.slots[s].as_ref().unwrap().id;
+        let issued: Vec<u32> = self
+            .auth
+            .iter()
+            .filter(|a| a.inst == inst && !a.cancelled)
+            .filter_map(|a| a.served.as_ref().and_then(|(_, n)| *n))
+            .collect();
+        for n in issued {
+            self.server.taint(n, taint);
+        }
     }
 
     /// An auth request the server has not answered and nobody cancelled, at random.
@@ -931,6 +1474,10 @@ impl Sim {
         self.server.errors_served += 1;
         let reply = if self.rng.chance(500) { status(503) } else { network() };
         self.auth[k].served = Some((reply, None));
+        // The call this answer fails (after its retries) is explained.
+        if let Some(s) = self.slot_of(self.auth[k].inst) {
+            self.slots[s].as_mut().unwrap().error_until = self.now + WINDOW;
+        }
         self.deliver(k);
     }
 
@@ -950,14 +1497,15 @@ impl Sim {
         self.drop_auth(k);
     }
 
-    /// The server processes request `k`: a login opens a family, a refresh rotates its
-    /// token, or is a reuse (the family is revoked) or refused.
+    /// The server processes request `k`: a login (a grant) opens a family, a refresh (the
+    /// seed's exchange too) rotates its token, or is a reuse (the family is revoked) or
+    /// refused; a revocation revokes the family of its token.
     fn serve(&mut self, k: usize) {
         self.lease_gaps();
         let now = self.now;
         let a = &self.auth[k];
-        let (endpoint, explicit, waited_out, under_lease) = (a.req.endpoint, a.explicit, a.waited_out, a.under_lease);
-        let token = body_token(&a.req);
+        let (explicit, manual, waited_out, under_lease) = (a.explicit, a.manual, a.waited_out, a.under_lease);
+        let ask = self.ask(&a.req);
         // A request that reaches the server after its deadline (cancelled, or its sender
         // dead or its timer late): the network held it; whatever it does is a fault's.
         let late = a.cancelled || now > a.deadline || self.slot_of(a.inst).is_none();
@@ -969,33 +1517,64 @@ impl Sim {
         let s = self
             .slot_of(self.auth[k].inst)
             .map_or("dead".to_owned(), |s| format!("m{s}"));
-        let (reply, issued) = match endpoint {
-            Endpoint::Login => {
-                let family = self.server.revoked.len();
-                self.server.revoked.push(false);
+        let cc = self.setup.mode == Mode::ClientCredentials;
+        let (reply, issued) = match ask {
+            Ask::Grant => {
+                // Was the fleet's newest token due for renewal (or revoked, or none)?
+                let newest = self.server.issued.len() as u32;
+                let due = newest == 0 || self.server.due(newest, now);
+                let family = self.server.family();
                 let n = self.server.issue(now, family);
                 if explicit {
                     self.server.explicit_logins += 1;
                 } else if waited_out {
                     self.server.waited_out_logins += 1;
+                    if cc {
+                        // Documented ("the others wait up to timeoutMs for its record"), and
+                        // the token it costs may be the holder's, which goes on.
+                        self.excuses += 1;
+                    }
+                } else if cc && manual {
+                    self.server.manual_grants += 1;
                 } else {
                     self.server.quiet_logins += 1;
+                    if cc && due {
+                        self.server.due_grants += 1;
+                    } else if cc {
+                        self.server.early_grants += 1;
+                    }
                 }
-                trace!(self, "server: login by {s} -> pair {n}");
-                (ok(&self.server.get(n).pair), Some(n))
+                let early = if cc && !due { " (newest token not due)" } else { "" };
+                trace!(
+                    self,
+                    "server: {} by {s} -> pair {n}{early}",
+                    if cc { "grant" } else { "login" }
+                );
+                (self.token_reply(n), Some(n))
             }
-            Endpoint::Refresh => {
-                let t = number(&token.unwrap());
-                self.server.refresh_requests += 1;
+            Ask::Present(t) => {
+                let seed = self.setup.mode == Mode::Seeded && t == SEED;
+                if seed {
+                    self.server.seed_presentations += 1;
+                } else {
+                    self.server.refresh_requests += 1;
+                }
                 let p = self.server.get(t).clone();
                 if p.child.is_some() || p.rejected {
                     self.reuse(t, k, late);
-                    (unauthorized(), None)
+                    self.server.rejections += 1;
+                    (self.rejected_reply(), None)
                 } else if self.server.revoked[p.family] || now >= p.pair.refresh_expires_at {
                     self.server.refused += 1;
+                    self.server.rejections += 1;
                     trace!(self, "server: refresh rt{t} by {s} refused (family revoked or expired)");
-                    (unauthorized(), None)
+                    (self.rejected_reply(), None)
                 } else {
+                    if !seed && !manual && !self.server.due(t, now) {
+                        // Nobody asked for it and its access token had time left.
+                        self.server.early_rotations += 1;
+                        trace!(self, "server: EARLY rotation of rt{t}");
+                    }
                     let n = self.server.issue(now, p.family);
                     self.server.get_mut(t).child = Some(n);
                     self.server.rotations += 1;
@@ -1006,10 +1585,24 @@ impl Sim {
                         self.server.taint(n, "rotated by a request held past its deadline");
                     }
                     trace!(self, "server: refresh rt{t} by {s} -> pair {n}");
-                    (ok(&self.server.get(n).pair), Some(n))
+                    (self.token_reply(n), Some(n))
                 }
             }
-            Endpoint::Revoke | Endpoint::Discovery => (status(200), None),
+            Ask::Revoke(t) => {
+                // RFC 7009 (OAuth 2.0 only; the provider's revoke is not modelled): the
+                // token's family ends, whatever it was.
+                if let Some(t) = t.filter(|_| self.setup.mode.oauth()) {
+                    let family = self.server.get(t).family;
+                    if !self.server.revoked[family] {
+                        self.server.revoked[family] = true;
+                        self.server.revoked_by_request[family] = true;
+                        self.server.revocations += 1;
+                    }
+                    trace!(self, "server: revoke pair {t} by {s}: family {family} revoked");
+                }
+                (status(200), None)
+            }
+            Ask::Metadata => (status(200), None),
         };
         self.auth[k].served = Some((reply, issued));
     }
@@ -1021,7 +1614,8 @@ impl Sim {
     /// the same moment (the README documents the first and the last).
     fn reuse(&mut self, t: u32, k: usize, late: bool) {
         self.server.reuses += 1;
-        let (inst, under_lease, blind) = (self.auth[k].inst, self.auth[k].under_lease, self.auth[k].blind);
+        let a = &self.auth[k];
+        let (inst, under_lease, blind, fault_excused) = (a.inst, a.under_lease, a.blind, a.fault_excused);
         let p = self.server.get(t).clone();
         self.server.get_mut(t).rejected = true;
         let family_was_revoked = self.server.revoked[p.family];
@@ -1036,11 +1630,16 @@ impl Sim {
         self.lease_gaps();
         let by_taint = p.child.and_then(|n| self.server.get(n).taint);
         let by_rejection = (p.child.is_none() && p.rejected).then_some("already rejected: its family was revoked");
-        let race =
-            (self.setup.flavour == Flavour::Plain || !under_lease).then_some("two refreshes at once without a lease");
+        // Without the lease for a fault (its acquire timed out, a late answer): not for a
+        // holder waited out, whose refresh or seed may be on the wire.
+        let race = (self.setup.flavour == Flavour::Plain || (!under_lease && fault_excused))
+            .then_some("two refreshes at once without a lease");
         let held = late.then_some("the reusing request reached the server after its deadline");
         let blind = blind.then_some("the reuser's look timed out: it refreshed without looking");
-        let why = by_taint.or(by_rejection).or(race).or(held).or(blind);
+        // OAuth 2.0: a family a revocation request ended is dead already; presenting one of
+        // its tokens again costs nothing more.
+        let revoked = self.server.revoked_by_request[p.family].then_some("its family was revoked by revoke()");
+        let why = by_taint.or(by_rejection).or(race).or(held).or(blind).or(revoked);
         trace!(
             self,
             "server: REUSE of rt{t} (rotated into {:?}) by {}: {}",
@@ -1061,12 +1660,17 @@ impl Sim {
                 self.store.lease
             );
         };
-        // INVARIANT: without faults, a lease means no reuse but for the two known causes.
+        // INVARIANT: without faults, a lease means no reuse but for what a user did (an
+        // explicit login(), a revoke()) and the known gap.
         if self.setup.faults == 0 && self.setup.flavour == Flavour::LeaseCas {
+            let user = [EXPLICIT, GAP, REVOKED, DELETED, "its family was revoked by revoke()"];
             assert!(
-                why == EXPLICIT || why == GAP,
+                user.contains(&why),
                 "a refresh token reused in a fault-free case with a lease: {why}"
             );
+        }
+        if t == SEED && self.setup.mode == Mode::Seeded {
+            trace!(self, "server: the seed presented again ({why})");
         }
         self.server.explained.push(why);
     }
@@ -1215,7 +1819,15 @@ impl Sim {
                 StorageReply::Empty
             }
             StorageOp::Delete { .. } => {
-                self.store.record = None;
+                // A revoke(): the family's pairs are as good as unwritten now (a cold
+                // instance has only the spent seed left).
+                if let Some((_, _, n)) = self.store.record.take() {
+                    let family = self.server.get(n).family;
+                    for p in self.server.issued.iter_mut().filter(|p| p.family == family) {
+                        p.taint.get_or_insert(DELETED);
+                    }
+                }
+                trace!(self, "{who} delete");
                 StorageReply::Empty
             }
             StorageOp::Acquire { ttl_ms, .. } => {
@@ -1259,7 +1871,10 @@ impl Sim {
                     m.acquire_late = false;
                     m.acquire_refused = false;
                 }
-                (StorageOp::Acquire { .. }, _) => m.acquire_refused = true,
+                (StorageOp::Acquire { .. }, _) => {
+                    m.acquire_refused = true;
+                    m.blocked_at = Some(now);
+                }
                 (StorageOp::Put { value, .. }, _) => {
                     let n = number(&record_access_token(value));
                     m.unwritten.retain(|u| *u != n);
@@ -1489,6 +2104,8 @@ impl Sim {
         trace!(self, "JUMP {} min", dt / MINUTE);
         self.asleep();
         self.advance(dt);
+        // Every wait in progress (for a holder, a backoff) ran past its bound at once.
+        self.open_window("a clock jump");
     }
 
     /// Every lease held now runs out while its holder is asleep: no machine can keep a lease
@@ -1507,6 +2124,7 @@ impl Sim {
         self.excuses += 1;
         self.asleep();
         self.advance(8 * DAY);
+        self.open_window("a clock jump");
     }
 
     // ----- invariants -------------------------------------------------------------------------
@@ -1521,16 +2139,103 @@ impl Sim {
         // apart). Only with a lease; a plain store documents that instances may collide.
         if self.setup.flavour == Flavour::LeaseCas {
             assert!(
-                self.server.quiet_logins <= 1 + self.excuses,
+                self.server.quiet_logins <= 1 + self.excuses + self.server.due_grants,
                 "{} quiet logins with {} excuses",
                 self.server.quiet_logins,
                 self.excuses
+            );
+            // INVARIANT (client credentials): token requests per access-token lifetime are
+            // bounded as logins are: a quiet grant while the fleet's newest token is not due
+            // (nor revoked) needs a fault, an explicit login or a revocation to excuse it.
+            assert!(
+                self.server.early_grants <= self.excuses,
+                "{} grants before the newest token was due, with {} excuses",
+                self.server.early_grants,
+                self.excuses
+            );
+        }
+        // INVARIANT: a refresh token is rotated only when its access token is due (or its
+        // family revoked), unless a user's refresh() asked for it.
+        assert_eq!(self.server.early_rotations, 0, "a rotation nobody needed");
+        // INVARIANT (the seed once, fleet-wide): with a lease and no fault, the fleet exchanges
+        // the seed exactly once, unless a user's login() or revoke() lost the pair it got.
+        if self.setup.mode == Mode::Seeded && self.setup.flavour == Flavour::LeaseCas && self.setup.faults == 0 {
+            assert!(
+                self.server.seed_presentations <= 1 + self.user_events,
+                "the seed was presented {} times without a fault",
+                self.server.seed_presentations
             );
         }
         for s in self.live() {
             let m = self.slots[s].as_ref().unwrap();
             assert!(!m.r.m.is_disposed());
         }
+    }
+
+    /// A call failed (`code`: the error's, or [`API_401`]). INVARIANT: only inside a window
+    /// that explains it: a fault not long before (any instance's: a dead lease holder, a
+    /// stalled store, a late answer hold the others up), an error the server answered this
+    /// instance, a call with an expired token that waited `timeoutMs` for another holder
+    /// (documented), the seed's family lost (revoked or expired: the fleet's grant is over,
+    /// documented), this instance's own `revoke()`, or a `login()` with a spent seed.
+    fn failed(&mut self, s: usize, code: &str, message: &str, what: &str) {
+        self.fig.failed_calls += 1;
+        let why = self.explain_failure(s, code, message, what);
+        trace!(
+            self,
+            "m{s} {what} FAILED {code} {message:?}: {}",
+            why.unwrap_or("UNEXPLAINED")
+        );
+        let Some(why) = why else {
+            panic!("m{s}: {what} failed with {code} ({message}) outside any fault window");
+        };
+        let clean = if self.setup.faults == 0 { "fault-free, " } else { "" };
+        *self.fig.failures.entry(format!("{clean}{code}: {why}")).or_default() += 1;
+    }
+
+    fn explain_failure(&self, s: usize, code: &str, message: &str, what: &str) -> Option<&'static str> {
+        let m = self.slots[s].as_ref().unwrap();
+        let now = self.now;
+        // An ended session has its own causes, never a fault: the revoke, the lost family.
+        match code {
+            "NOT_AUTHENTICATED" => return m.revoked_self.then_some("this instance revoked its session"),
+            "SESSION_EXPIRED" if what == "login()" && message.contains("oauth.refreshToken was used already") => {
+                return Some("login() with a spent seed")
+            }
+            "SESSION_EXPIRED" => return self.family_lost().then_some("the seed's family is lost"),
+            _ => {}
+        }
+        if code == API_401 && self.family_lost() {
+            return Some("the seed's family is lost");
+        }
+        if code == API_401 && message == FAMILY_REVOKED {
+            return Some("its replay carried a token of a family just revoked");
+        }
+        if now <= m.error_until {
+            return Some("the server answered an error");
+        }
+        if now <= self.window_until {
+            return Some(self.window_why);
+        }
+        // README: "a call whose token has expired waits timeoutMs for the holder's record,
+        // then fails with TIMEOUT" (so does one whose token the API refused).
+        let lease_wait = message.contains("another instance held the") && message.contains("lease");
+        let recent = |t: Option<i64>| t.is_some_and(|t| now - t <= WINDOW);
+        let expired = m.r.m.info().access_expires_at.map_or(true, |x| x <= now);
+        if code == "TIMEOUT" && lease_wait && recent(m.blocked_at) && (expired || recent(m.refused_at)) {
+            return Some("an expired or refused token waited timeoutMs for another holder");
+        }
+        None
+    }
+
+    /// Seeded: the family of the seed is over (revoked by reuse detection or a revocation,
+    /// or its newest refresh token expired), and with it the fleet's grant.
+    fn family_lost(&self) -> bool {
+        if self.setup.mode != Mode::Seeded {
+            return false;
+        }
+        let newest = self.server.issued.iter().rev().find(|p| p.family == 0).unwrap();
+        self.server.revoked[0] || self.now >= newest.pair.refresh_expires_at
     }
 
     // ----- the case --------------------------------------------------------------------------------
@@ -1625,6 +2330,35 @@ impl Sim {
 
     fn figures(&mut self) {
         let f = &mut self.fig;
+        f.token_requests = (self.server.quiet_logins
+            + self.server.explicit_logins
+            + self.server.waited_out_logins
+            + self.server.manual_grants
+            + self.server.refresh_requests
+            + self.server.seed_presentations) as u64;
+        f.seed_presentations = self.server.seed_presentations as u64;
+        f.revocations = self.server.revocations as u64;
+        f.due_grants = self.server.due_grants as u64;
+        f.early_grants = self.server.early_grants as u64;
+        f.manual_grants = self.server.manual_grants as u64;
+        f.early_rotations = self.server.early_rotations as u64;
+        f.rejections = self.server.rejections as u64;
+        if self.setup.mode == Mode::Seeded {
+            f.seed_once = (self.server.seed_presentations == 1) as u64;
+        }
+        let lost = self.family_lost();
+        let f = &mut self.fig;
+        if lost {
+            let clean = if self.setup.faults == 0 { "fault-free, " } else { "" };
+            let why = match self.server.explained.first() {
+                _ if self.server.revoked_by_request[0] => "revoke()",
+                Some(why) => why,
+                None => "its refresh token expired",
+            };
+            *f.lost
+                .entry(format!("{clean}{:?}: {why}", self.setup.flavour))
+                .or_default() += 1;
+        }
         f.cases = 1;
         f.steps = self.step as u64;
         f.rotations = self.server.rotations as u64;
@@ -1659,12 +2393,12 @@ fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-/// Runs the case of `seed`; on failure prints its seed and trace and panics.
-fn run_case(seed: u64, steps: usize, print: bool) -> Figures {
-    let mut sim = Sim::new(seed);
+/// Runs the case of `seed` in `mode`; on failure prints its seed and trace and panics.
+fn run_case(seed: u64, steps: usize, print: bool, mode: Mode) -> Figures {
+    let mut sim = Sim::new(seed, mode);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run(steps)));
     if print || result.is_err() {
-        eprintln!("----- fleet_sim seed {seed}: trace -----");
+        eprintln!("----- fleet_sim {mode:?} seed {seed}: trace -----");
         for line in &sim.trace {
             eprintln!("{line}");
         }
@@ -1675,10 +2409,56 @@ fn run_case(seed: u64, steps: usize, print: bool) -> Figures {
             .cloned()
             .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default();
-        panic!("fleet_sim failed at seed {seed} (replay: SIM_SEED={seed}): {msg}");
+        let replay = match mode {
+            Mode::Provider => format!("SIM_SEED={seed}"),
+            Mode::Seeded => format!("SIM_OAUTH_MODE=seeded SIM_OAUTH_SEED={seed}"),
+            Mode::ClientCredentials => format!("SIM_OAUTH_MODE=cc SIM_OAUTH_SEED={seed}"),
+        };
+        panic!("fleet_sim {mode:?} failed at seed {seed} (replay: {replay}): {msg}");
     }
     sim.figures();
     sim.fig
+}
+
+/// Runs `seeds` in `mode` and prints the figures (one line per case when there are few).
+fn run_cases(mode: Mode, seeds: &[u64], steps: usize) {
+    let print = seeds.len() == 1;
+    let started = std::time::Instant::now();
+    let mut total = Figures::default();
+    for &seed in seeds {
+        let f = run_case(seed, steps, print, mode);
+        if seeds.len() <= 20 || env("SIM_PER_SEED") == Some(1) {
+            eprintln!(
+                "fleet_sim {mode:?} seed {seed}: {} token requests ({} seed, {} grants due, {} early, {} refreshes), \
+                 {} rotations, {} reuses, {} rejections, {} failed calls, {} faults{}",
+                f.token_requests,
+                f.seed_presentations,
+                f.due_grants,
+                f.early_grants,
+                f.refresh_requests,
+                f.rotations,
+                f.reuses,
+                f.rejections,
+                f.failed_calls,
+                f.faults,
+                if f.lost.is_empty() { "" } else { ", family lost" },
+            );
+        }
+        total.add(f);
+    }
+    let explained = std::mem::take(&mut total.explained);
+    let failures = std::mem::take(&mut total.failures);
+    let lost = std::mem::take(&mut total.lost);
+    eprintln!("fleet_sim {mode:?}: {total:?} in {:.1?}", started.elapsed());
+    for (why, n) in explained {
+        eprintln!("  reuses explained by {why}: {n}");
+    }
+    for (why, n) in failures {
+        eprintln!("  failed calls, {why}: {n}");
+    }
+    for (why, n) in lost {
+        eprintln!("  the seed's family lost, {why}: {n} cases");
+    }
 }
 
 #[test]
@@ -1688,41 +2468,26 @@ fn a_fleet_sharing_one_store_and_one_server_never_reuses_a_token_without_a_fault
         Some(seed) => vec![seed],
         None => (1..=env("SIM_CASES").unwrap_or(DEFAULT_CASES)).collect(),
     };
-    let print = seeds.len() == 1;
-    let started = std::time::Instant::now();
-    let mut total = Figures::default();
-    for seed in seeds {
-        let f = run_case(seed, steps, print);
-        total.cases += f.cases;
-        total.steps += f.steps;
-        total.faults += f.faults;
-        total.kills += f.kills;
-        total.lost_writes += f.lost_writes;
-        total.stalls += f.stalls;
-        total.late += f.late;
-        total.lost_answers += f.lost_answers;
-        total.timeouts += f.timeouts;
-        total.rotations += f.rotations;
-        total.refresh_requests += f.refresh_requests;
-        total.quiet_logins += f.quiet_logins;
-        total.explicit_logins += f.explicit_logins;
-        total.waited_out_logins += f.waited_out_logins;
-        total.reuses += f.reuses;
-        total.adoptions += f.adoptions;
-        total.refused_writes += f.refused_writes;
-        total.rollbacks += f.rollbacks;
-        total.api_calls += f.api_calls;
-        total.api_401 += f.api_401;
-        total.logins_outside_lease += f.logins_outside_lease;
-        total.lease_gaps += f.lease_gaps;
-        for (why, n) in f.explained {
-            *total.explained.entry(why).or_default() += n;
-        }
-    }
-    let explained = std::mem::take(&mut total.explained);
-    eprintln!("fleet_sim: {total:?} in {:.1?}", started.elapsed());
-    for (why, n) in explained {
-        eprintln!("  reuses explained by {why}: {n}");
+    run_cases(Mode::Provider, &seeds, steps);
+}
+
+/// The OAuth 2.0 fleet: a seeded rotating refresh token (exchanged once by the fleet) and
+/// client credentials (grants bounded per lifetime), on the provider's fault schedule.
+#[test]
+fn an_oauth_fleet_exchanges_its_seed_once_and_bounds_its_grants() {
+    let steps = env("SIM_OAUTH_STEPS").map_or(DEFAULT_STEPS, |n| n as usize);
+    let seeds: Vec<u64> = match env("SIM_OAUTH_SEED") {
+        Some(seed) => vec![seed],
+        None => (1..=env("SIM_OAUTH_CASES").unwrap_or(DEFAULT_OAUTH_CASES)).collect(),
+    };
+    let modes = match std::env::var("SIM_OAUTH_MODE").as_deref() {
+        Ok("seeded") => vec![Mode::Seeded],
+        Ok("cc") => vec![Mode::ClientCredentials],
+        Ok(other) if !other.is_empty() => panic!("SIM_OAUTH_MODE is seeded or cc, not {other}"),
+        _ => vec![Mode::Seeded, Mode::ClientCredentials],
+    };
+    for mode in modes {
+        run_cases(mode, &seeds, steps);
     }
 }
 
@@ -1783,5 +2548,156 @@ fn a_write_slower_than_the_old_lease_no_longer_lets_the_next_holder_reuse_the_to
         b.refresh_tokens_sent(),
         [] as [String; 0],
         "B sent rt1, which the server rotated into pair 2 under A's lease: a reuse"
+    );
+}
+
+/// FOUND by the OAuth 2.0 simulation (fault-free, with a lease), FIXED: a cold instance that
+/// finds the lease taken waits `timeoutMs` for the holder's record, then ran the grant itself
+/// without the lease (`looked_before_login`). With client credentials that costs one more
+/// token; with a seed it sent the seed the holder had just exchanged, and the server, seeing
+/// a spent refresh token, revoked the whole grant: every instance ended with SESSION_EXPIRED.
+/// Every call here is answered within `timeoutMs`. Now the waiting call fails with TIMEOUT
+/// and the next one looks again, and adopts the holder's pair.
+#[test]
+fn a_cold_instance_that_waited_out_the_holder_never_sends_the_seed_the_holder_exchanged() {
+    let cfg = fleet_config(Mode::Seeded, false, 0);
+    let mut store = MemoryStore::default();
+    let mut a = Run::with_persistence(cfg.clone(), Persistence::StorageWithLease, 1);
+    let mut b = Run::with_persistence(cfg, Persistence::StorageWithLease, 2);
+    // A's first call: the record is empty, A takes the lease, looks again, sends the seed.
+    let fa = wait_token(a.ask(EPOCH, Need::Strict));
+    a.serve(EPOCH, &mut store);
+    assert_eq!(form_field(&a.open_send().body, "refresh_token"), Some(rt(SEED)));
+    // B's first call: the record is empty, the lease is A's: B waits for A's record.
+    let fb = wait_token(b.ask(EPOCH, Need::Strict));
+    b.serve(EPOCH, &mut store);
+    assert!(!b.has_open_send());
+    // The server exchanges the seed; its answer reaches A after 9.9 s (in time).
+    let t = EPOCH + 9_900;
+    a.answer(t, oauth_token(&Pair::issued(2, EPOCH), true, EPOCH));
+    assert!(a.has_open_op("put"), "A writes the pair");
+    // B looks again and again while A's write is on its way (a write may take timeoutMs).
+    while b.outcome(fb).is_none() && !b.has_open_send() {
+        let now = b.fire();
+        assert!(now < t + TIMEOUT, "B waited past A's write deadline");
+        b.serve(now, &mut store);
+    }
+    assert!(
+        !b.has_open_send(),
+        "B sent the seed without the lease while A, which holds it, had exchanged the seed and was writing the pair"
+    );
+    let e = b.failure(fb);
+    assert_eq!(e.code(), "TIMEOUT", "{e}");
+    // A's write lands; B's next call adopts pair 2 and sends nothing.
+    let put = a.storage_ops()[0].clone();
+    let t = t + 5_000;
+    let reply = store.answer_at(t, &put);
+    a.answer_storage(t, op_id(&put), reply);
+    a.serve(t, &mut store);
+    assert_eq!(a.settled(fa), Outcome::Done);
+    let fb = wait_token(b.ask(t, Need::Strict));
+    b.serve(t, &mut store);
+    assert_eq!(b.settled(fb), Outcome::Done);
+    assert_eq!(ready(&b.token(t, Need::Strict, Waited::Done, 1)), at(2));
+    assert!(b.sends().is_empty());
+}
+
+/// FOUND by the OAuth 2.0 simulation, FIXED: `login()` with a seed reads the record under
+/// the lease before it sends the seed (README: "`login()` looks first too"), but a `login()`
+/// called while a `revoke()` ran was queued, and the revoke's end started it with its
+/// request at once. A cold instance's `revoke(); login()` thus sent the seed while another
+/// instance held the lease and was exchanging it: a reuse, and the server revoked the grant.
+#[test]
+fn a_login_queued_behind_a_revoke_looks_at_the_record_before_it_sends_the_seed() {
+    let cfg = fleet_config(Mode::Seeded, false, 0);
+    let mut r = Run::with_persistence(cfg, Persistence::StorageWithLease, 1);
+    // A cold instance: revoke() (nothing held: only the record is deleted), then login().
+    let revoke = wait(r.revoke(EPOCH));
+    let login = r.login_with(EPOCH, None);
+    assert_eq!(r.storage_ops().len(), 1, "the revoke's delete: {:?}", r.storage_ops());
+    r.answer_delete(EPOCH, StorageReply::Empty);
+    assert_eq!(r.settled(revoke), Outcome::Done);
+    assert_eq!(r.outcome(login), None);
+    assert!(
+        !r.has_open_send(),
+        "the queued login() sent the seed at once; it must read the record (and take the lease) first"
+    );
+    let kinds: Vec<&str> = r.storage_ops().iter().map(op_kind).collect();
+    assert_eq!(kinds, ["get"]);
+}
+
+/// FOUND by the OAuth 2.0 simulation, FIXED: the machine remembered spent refresh tokens in
+/// a ring of 4 fingerprints, the seed among them. After 4 rotations it had forgotten that its
+/// seed was spent: `login()` on the active session, which fails with SESSION_EXPIRED after 1
+/// to 3 rotations, sent the seed again (a reuse: the server revokes the grant), and so would
+/// a transparent re-login. README: "A session sends its seed at most once."
+#[test]
+fn a_session_never_sends_its_seed_again_however_many_rotations_followed() {
+    for rotations in 0..6u32 {
+        let mut r = Run::new(fleet_config(Mode::Seeded, false, 0));
+        let f = r.login_with(EPOCH, None);
+        assert_eq!(form_field(&r.open_send().body, "refresh_token"), Some(rt(SEED)));
+        r.answer(EPOCH, oauth_token(&Pair::issued(2, EPOCH), true, EPOCH));
+        assert_eq!(r.settled(f), Outcome::Done);
+        let mut t = EPOCH;
+        for n in 2..2 + rotations {
+            t += MINUTE;
+            let f = wait(r.refresh(t));
+            assert_eq!(form_field(&r.open_send().body, "refresh_token"), Some(rt(n)));
+            r.answer(t, oauth_token(&Pair::issued(n + 1, t), true, t));
+            assert_eq!(r.settled(f), Outcome::Done);
+        }
+        match r.m.login(t + MINUTE, None) {
+            Step::Fail(e) => assert_eq!(e.code(), "SESSION_EXPIRED", "after {rotations} rotations: {e}"),
+            other => {
+                r.drain();
+                let sent = r
+                    .has_open_send()
+                    .then(|| form_field(&r.open_send().body, "refresh_token"));
+                panic!("after {rotations} rotations, login() went on ({other:?}) and sent {sent:?}: the spent seed");
+            }
+        }
+    }
+}
+
+/// FOUND by the OAuth 2.0 simulation, OPEN (a gap next to the fix above, not a broken
+/// documented promise): an instance whose `acquire` times out (or throws) goes on without the
+/// lease ("a storage failure never blocks the protocol"). With a seed that means sending it
+/// while another instance may hold the lease and have exchanged it: the server revokes the
+/// grant. In the simulation's faulty seeded cases with a lease, about three in four losses of
+/// the seed's family begin this way (a slow store, then a second exchange). The fix above
+/// makes a waited-out instance fail instead of sending the seed; the same reasoning holds
+/// when the acquire's answer never came.
+#[test]
+
+fn an_instance_whose_acquire_timed_out_never_sends_the_seed_the_holder_exchanges() {
+    let cfg = fleet_config(Mode::Seeded, false, 0);
+    let mut store = MemoryStore::default();
+    let mut a = Run::with_persistence(cfg.clone(), Persistence::StorageWithLease, 1);
+    let mut b = Run::with_persistence(cfg, Persistence::StorageWithLease, 2);
+    // A: the record is empty, A takes the lease, looks again, sends the seed.
+    let fa = wait_token(a.ask(EPOCH, Need::Strict));
+    a.serve(EPOCH, &mut store);
+    assert_eq!(form_field(&a.open_send().body, "refresh_token"), Some(rt(SEED)));
+    // B: the record is empty; its acquire gets no answer within timeoutMs (a slow link).
+    let fb = wait_token(b.ask(EPOCH, Need::Strict));
+    b.answer_get(EPOCH, StorageReply::Empty);
+    assert!(b.has_open_op("acquire"));
+    // The server exchanges the seed for A (A writes the pair); B's acquire times out.
+    a.answer(
+        EPOCH + SECOND,
+        oauth_token(&Pair::issued(2, EPOCH + SECOND), true, EPOCH + SECOND),
+    );
+    let t = b.fire();
+    assert_eq!(t, EPOCH + TIMEOUT);
+    let seeds: Vec<String> = b
+        .sends()
+        .iter()
+        .filter_map(|q| form_field(&q.body, "refresh_token"))
+        .collect();
+    assert_eq!(
+        seeds,
+        [] as [String; 0],
+        "B sent the seed without the lease while A, which holds it, had exchanged it (flight {fb}, A's {fa})"
     );
 }

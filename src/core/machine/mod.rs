@@ -455,6 +455,13 @@ impl Machine {
                     "login(username, password) is for oauth.grant \"password\"; call login() to run the session's grant",
                 ));
             }
+            if o.grant == Grant::RefreshToken {
+                // There is one seed: a login() while its exchange runs joins it (replacing it
+                // would abandon an exchange the server may have made, and spend the seed).
+                if let Some(op) = self.op.as_ref().filter(|op| matches!(op.kind, OpKind::Login { .. })) {
+                    return Step::Wait(op.flight);
+                }
+            }
             if self.seed_spent() {
                 return Step::Fail(AuthError::new(
                     ErrorCode::SessionExpired,

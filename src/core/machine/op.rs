@@ -314,7 +314,16 @@ impl Machine {
                 // So is the lease of an op whose new pair is being written: the write goes on (the
                 // driver only stops waiting for it), and the others must not look before it lands.
                 keep_lease |= match p.purpose {
-                    Purpose::Attempt => matches!(op.kind, OpKind::Refresh { .. }),
+                    Purpose::Attempt => match op.kind {
+                        OpKind::Refresh { .. } => true,
+                        // So may an exchange of the application's refresh token, which this
+                        // session will never send again.
+                        OpKind::Login { .. } if self.seed().is_some() => {
+                            self.seed_used = true;
+                            true
+                        }
+                        _ => false,
+                    },
                     Purpose::Persist => true,
                     _ => false,
                 };

@@ -216,6 +216,11 @@ impl Machine {
     pub(super) fn looked(&mut self, now: i64, mut op: Op, reply: StorageReply) -> Next {
         let stored = match self.stored_record(now, &reply) {
             Ok(s) => s,
+            Err(e) if self.seed().is_some() && matches!(op.kind, OpKind::Login { .. }) => {
+                // The application's refresh token is sent only once the record says nobody
+                // exchanged it: an unreadable record says nothing. This caller fails.
+                return Next::Done(op, Outcome::Failed(e));
+            }
             Err(e) => {
                 // A storage failure never blocks the protocol: refresh as without storage.
                 self.emit(Event::Error(e));
@@ -370,10 +375,14 @@ impl Machine {
                     StorageReply::Failed(cause) => cause,
                     _ => None,
                 };
-                self.emit(Event::Error(storage_error(
-                    "the storage adapter failed to take the refresh lease",
-                    cause,
-                )));
+                let e = storage_error("the storage adapter failed to take the refresh lease", cause);
+                if self.seed().is_some() && matches!(op.kind, OpKind::Login { .. }) {
+                    // Except for the application's refresh token: another instance may hold
+                    // the lease and be exchanging it, and a second exchange is a reuse (the
+                    // server revokes the grant). This caller fails; the next one asks again.
+                    return Next::Done(op, Outcome::Failed(e));
+                }
+                self.emit(Event::Error(e));
                 op.waiting = None;
                 // As in `looked`: the refresh token may have run out while the acquire was
                 // out (up to timeoutMs); a dead token is not sent.
