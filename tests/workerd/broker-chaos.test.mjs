@@ -24,7 +24,7 @@
 //     api-401 fault (the server expired every token, the broker's newest too, which it may
 //     have rotated a moment before: an isolate holding an older pair is handed that newest one
 //     after its 401, and its single replay is refused as well; seen in CI at seed 1307, 3
-//     calls within 25 ms). Nothing else, and no failure at all after the run.
+//     calls within 25 ms; deterministic in broker.test.mjs, "the server refuses every token at once…"). Nothing else, and no failure at all after the run.
 //     In the runs so far the broker's retries (2) and the isolates' early margin absorb every
 //     refresh fault: no TIMEOUT/SERVER_ERROR was seen.
 //   - every call settles within CALL_BOUND_MS (4 × the isolate's attempts + 5 s); max printed.

@@ -377,6 +377,31 @@ describe("auth-session/workers: a Durable Object broker", () => {
     assertCleanLogs(env.logs);
   });
 
+  test("the server refuses every token at once after the broker rotated: an isolate with the older pair fails one call, then recovers", { timeout: 60_000 }, async (t) => {
+    // What the broker chaos documents after its api-401 fault (API_401_WINDOW_MS), made
+    // deterministic: the broker's newest pair dies with the older one, so the isolate that
+    // held the older pair is handed the newest after its 401, and its one replay is refused
+    // too (the contract: one refresh, one replay). Its next call presents the newest
+    // version, which the broker then refreshes.
+    const env = await setup(t);
+    const [c1] = env.cluster.urls;
+    assertAllProducts([await get(c1)], "before");
+    const { version } = await brokerStatus(env);
+    // Another caller rotates: the broker holds version + 1, c1's isolate still holds version.
+    assert.equal((await getJson(c1, `/rpc-refresh?version=${version}`)).answer?.ok, true);
+    assert.equal((await brokerStatus(env)).version, version + 1);
+    const refreshes = env.server.stats.refresh;
+    env.server.expireAccessTokens();
+    const failed = await get(c1);
+    assert.equal(failed.status, 502, failed.text);
+    assert.equal(JSON.parse(failed.text).error, "UNAUTHORIZED", failed.text);
+    assert.equal(env.server.stats.refresh, refreshes, "the older version causes no refresh");
+    assertAllProducts([await get(c1)], "the next call");
+    assert.equal(env.server.stats.refresh, refreshes + 1, "the newest version, refused, causes one");
+    assert.equal(env.server.stats.spentReuse, 0);
+    assertCleanLogs(env.logs);
+  });
+
   test("brokeredSession: custom paths, a stub, a stub factory; another host, an unreachable broker, bad options", { timeout: 60_000 }, async (t) => {
     const env = await setup(t);
     const [c1] = env.cluster.urls;
