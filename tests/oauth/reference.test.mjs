@@ -256,6 +256,64 @@ describe("OAuth 2.0 mode against the reference server", { timeout: 50_000 }, () 
     assert.equal(server.stats.faults, 1, "the revocation request was sent");
   });
 
+  describe("a hostile or broken authorization server", () => {
+    /** The demo client's grant, its token endpoint faulted with `action` (every request). */
+    async function grantUnder(path, action, oauth = {}) {
+      server.fault({ path }, action, Infinity);
+      const s = session(oauth, { timeoutMs: 1000, retries: 1 });
+      const started = Date.now();
+      const err = await s.json(PRODUCTS_PATH).then(
+        () => assert.fail("resolved"),
+        (e) => e,
+      );
+      return { err, ms: Date.now() - started, s };
+    }
+
+    it("a token answer larger than an auth answer may be is RESPONSE_TOO_LARGE, read no further", async () => {
+      const { err } = await grantUnder("/oauth/token", { hugeBody: 5 * 1024 * 1024 });
+      assert.equal(err.code, "RESPONSE_TOO_LARGE", err.message);
+    });
+
+    it("metadata larger than an auth answer may be is RESPONSE_TOO_LARGE too", async () => {
+      const { err } = await grantUnder("/.well-known/oauth-authorization-server", { hugeBody: 5 * 1024 * 1024 }, {
+        issuer: server.url,
+        tokenEndpoint: undefined,
+        revocationEndpoint: undefined,
+      });
+      assert.equal(err.code, "RESPONSE_TOO_LARGE", err.message);
+    });
+
+    it("a token endpoint that never answers: TIMEOUT after timeoutMs per attempt, nothing pending", async () => {
+      const { err, ms } = await grantUnder("/oauth/token", { hang: true });
+      assert.equal(err.code, "TIMEOUT", err.message);
+      // Two attempts of 1 s and a backoff of at most 0.2 s, plus scheduling slack.
+      assert.ok(ms < 4000, `settled after ${ms} ms`);
+    });
+
+    it("a token endpoint that redirects is REDIRECT_BLOCKED: the client's secret never follows", async () => {
+      const { err } = await grantUnder("/oauth/token", { redirect: "https://attacker.invalid/token", status: 307 });
+      assert.equal(err.code, "REDIRECT_BLOCKED", err.message);
+      assert.equal(err.status, 307);
+    });
+
+    it("an error_description with the client secret, control and bidi characters comes back scrubbed", async () => {
+      const secret = DEMO.clientSecret;
+      server.fault({ path: "/oauth/token" }, {
+        status: 401,
+        body: { error: "invalid_client", error_description: `bad ${secret}\u202e\u0007 ${"x".repeat(2000)}` },
+      });
+      const s = session({}, { retries: 0 });
+      const err = await s.json(PRODUCTS_PATH).then(() => assert.fail("resolved"), (e) => e);
+      assert.equal(err.code, "UNAUTHORIZED");
+      for (const text of errorTexts(err)) {
+        assert.ok(!text.includes(secret), text.slice(0, 200));
+        assert.ok(!/[\u202e\u0007]/.test(text), "control or bidi characters kept");
+      }
+      // Cut at 300 characters of the server's text, and an ellipsis.
+      assert.ok(err.message.length <= 301 && err.message.endsWith("…"), `message of ${err.message.length} characters`);
+    });
+  });
+
   describe("the error table", () => {
     const cases = [
       {
