@@ -21,7 +21,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { obtainRefreshToken, startProvider } from "../oauth/provider.mjs";
-import { CROSS_CONTEXT_OR_HANG, Logs, bundleWorker, compatibilityDate, sleep, startBrokerCluster, tempDir, within, clientGet, clientGetJson } from "./harness.mjs";
+import { Logs, bundleWorker, compatibilityDate, sleep, startBrokerCluster, tempDir, within, clientGet, clientGetJson, assertCleanLogs, loadStreams } from "./harness.mjs";
 
 const fixture = fileURLToPath(new URL("./fixtures/broker-worker.mjs", import.meta.url));
 
@@ -120,42 +120,13 @@ function assertAllRead(results, label, { clientId, sub }) {
   }
 }
 
-/** Lines of workerd's log that mean a broken single-flight, a hang or an uncaught error. */
-function assertCleanLogs(logs) {
-  const bad = logs.matching(CROSS_CONTEXT_OR_HANG);
-  assert.equal(
-    bad.length,
-    0,
-    `workerd/miniflare reported:\n${bad
-      .slice(0, 10)
-      .map((l) => `  [${l.source}:${l.level}] ${l.message.split("\n")[0]}`)
-      .join("\n")}`,
-  );
-}
-
 /** The broker's RPC answers that were not "ok" (for failure messages). */
 const brokerFailures = (logs) =>
   logs.lines
     .map((l) => /auth-broker: rpc (.*)/.exec(l.message)?.[1])
     .filter((c) => c && !c.endsWith("-> ok"));
 
-/** `STREAMS` request loops for `ms`, each going round the client scripts (every isolate
- *  serves every stream), with a short pause between requests. */
-async function load(env, ms) {
-  const results = [];
-  const started = Date.now();
-  const end = started + ms;
-  const streams = Array.from({ length: STREAMS }, async (_, s) => {
-    for (let i = 0; Date.now() < end; i++) {
-      const urls = env.cluster.urls;
-      const r = await get(urls[(s + i) % urls.length]);
-      results.push({ ...r, at: Date.now() - started, stream: s });
-      await sleep(20);
-    }
-  });
-  await within(ms + 60_000, Promise.all(streams), "load");
-  return results;
-}
+const load = (env, ms, during) => loadStreams({ urls: () => env.cluster.urls, get, streams: STREAMS, ms, during });
 
 function report(label, figures) {
   if (process.env.BROKER_TEST_FIGURES || process.env.WORKERD_TEST_VERBOSE) console.error(`broker-oauth figures (${label}): ${JSON.stringify(figures)}`);

@@ -16,7 +16,7 @@ import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startServer } from "../server/reference-server.mjs";
-import { CROSS_CONTEXT_OR_HANG, Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, pkgDir, root, sleep, startBrokerCluster, tempDir, within, userCopy, clientGet, clientGetJson } from "./harness.mjs";
+import { Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, pkgDir, root, sleep, startBrokerCluster, tempDir, within, userCopy, clientGet, clientGetJson, assertCleanLogs, loadStreams } from "./harness.mjs";
 
 const brokerExampleDir = path.join(root, "www-example/worker-broker");
 const fixture = fileURLToPath(new URL("./fixtures/broker-worker.mjs", import.meta.url));
@@ -90,26 +90,7 @@ async function setup(t, { modules = fixtureModules, brokerVars, clientVars, comp
 const get = (url, pathname = "/products") => clientGet(url, pathname, REQUEST_TIMEOUT_MS);
 const getJson = (url, pathname) => clientGetJson(url, pathname, REQUEST_TIMEOUT_MS);
 
-/**
- * `STREAMS` request loops for `ms`, each going round the client scripts (so every isolate
- * serves every stream), with a short pause between requests. `during(elapsedMs)` runs
- * alongside (e.g. restarts the broker).
- */
-async function load(env, ms, during) {
-  const results = [];
-  const started = Date.now();
-  const end = started + ms;
-  const streams = Array.from({ length: STREAMS }, async (_, s) => {
-    for (let i = 0; Date.now() < end; i++) {
-      const urls = env.cluster.urls;
-      const r = await get(urls[(s + i) % urls.length]);
-      results.push({ ...r, at: Date.now() - started, stream: s });
-      await sleep(20);
-    }
-  });
-  await within(ms + 60_000, Promise.all([...streams, during?.(started)]), "load");
-  return results;
-}
+const load = (env, ms, during) => loadStreams({ urls: () => env.cluster.urls, get, streams: STREAMS, ms, during });
 
 function tally(results) {
   const by = {};
@@ -129,19 +110,6 @@ function assertAllProducts(results, label) {
     assert.deepEqual(JSON.parse(r.text), PRODUCTS, label);
     assert.doesNotMatch(r.text, JWT, `${label}: a response holds a token`);
   }
-}
-
-/** Lines of workerd's log that mean a broken single-flight, a hang or an uncaught error. */
-function assertCleanLogs(logs, allowed = []) {
-  const bad = logs.matching(CROSS_CONTEXT_OR_HANG).filter((l) => !allowed.some((p) => p.test(l.message)));
-  assert.equal(
-    bad.length,
-    0,
-    `workerd/miniflare reported:\n${bad
-      .slice(0, 10)
-      .map((l) => `  [${l.source}:${l.level}] ${l.message.split("\n")[0]}`)
-      .join("\n")}`,
-  );
 }
 
 /** The RPC calls the fixture's broker logged after line `from`, with their outcome

@@ -312,3 +312,38 @@ export async function clientGetJson(url, pathname, timeoutMs) {
   assert.equal(r.status, 200, `${pathname}: ${r.status} ${r.text.slice(0, 300)}`);
   return JSON.parse(r.text);
 }
+
+/** Fails with the offending lines when workerd reported a cross-request promise, a hung
+ *  request or an uncaught error (`allowed`: patterns a test expects). */
+export function assertCleanLogs(logs, allowed = []) {
+  const bad = logs.matching(CROSS_CONTEXT_OR_HANG).filter((l) => !allowed.some((p) => p.test(l.message)));
+  assert.equal(
+    bad.length,
+    0,
+    `workerd/miniflare reported:\n${bad
+      .slice(0, 10)
+      .map((l) => `  [${l.source}:${l.level}] ${l.message.split("\n")[0]}`)
+      .join("\n")}${bad.length > 10 ? `\n  … ${bad.length - 10} more` : ""}`,
+  );
+}
+
+/**
+ * `streams` request loops for `ms`, each going round the client scripts `urls()` (so every
+ * isolate serves every stream) with `get`, 20 ms apart. `during(started)` runs alongside (e.g.
+ * restarts the broker). Each result gets `at` (ms since the start) and `stream`.
+ */
+export async function loadStreams({ urls, get, streams, ms, during }) {
+  const results = [];
+  const started = Date.now();
+  const end = started + ms;
+  const loops = Array.from({ length: streams }, async (_, s) => {
+    for (let i = 0; Date.now() < end; i++) {
+      const list = urls();
+      const r = await get(list[(s + i) % list.length]);
+      results.push({ ...r, at: Date.now() - started, stream: s });
+      await sleep(20);
+    }
+  });
+  await within(ms + 60_000, Promise.all([...loops, during?.(started)]), "load");
+  return results;
+}

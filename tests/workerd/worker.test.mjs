@@ -9,18 +9,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { startServer } from "../server/reference-server.mjs";
-import {
-  CROSS_CONTEXT_OR_HANG,
-  Logs,
-  PRODUCTS,
-  USER,
-  bundleWorker,
-  getProducts,
-  sleep,
-  startWorker,
-  tempDir,
-  until,
-} from "./harness.mjs";
+import { Logs, PRODUCTS, USER, bundleWorker, getProducts, sleep, startWorker, tempDir, until, assertCleanLogs } from "./harness.mjs";
 
 /** A JWT-shaped string: nothing the Worker answers may contain one. */
 const JWT = /eyJ[\w-]+\.[\w-]+\.[\w-]+/;
@@ -86,20 +75,6 @@ function tally(results) {
   const by = {};
   for (const r of results) by[r.status] = (by[r.status] ?? 0) + 1;
   return by;
-}
-
-/** Fails with the offending lines when workerd reported a cross-request promise, a hung
- *  request or an uncaught error. */
-function assertCleanLogs(logs) {
-  const bad = logs.matching(CROSS_CONTEXT_OR_HANG);
-  assert.equal(
-    bad.length,
-    0,
-    `workerd/miniflare reported:\n${bad
-      .slice(0, 10)
-      .map((l) => `  [${l.source}:${l.level}] ${l.message.split("\n")[0]}`)
-      .join("\n")}${bad.length > 10 ? `\n  … ${bad.length - 10} more` : ""}`,
-  );
 }
 
 /** The token record the session keeps in KV (its value is never printed). */
