@@ -821,7 +821,7 @@ export class AuthSession {
       const { status, headers: h, type } = parts;
       const redirected = type === "opaqueredirect" || (status >= 300 && status < 400);
       const date = header(h, "date");
-      const retryAfter = status === 429 || status >= 500 ? header(h, "retry-after") : undefined;
+      const retryAfter = header(h, "retry-after");
       let text;
       if (redirected) {
         discard(res);
@@ -1255,7 +1255,7 @@ export class AuthSession {
             status,
             type === "opaqueredirect",
             header(headers, "retry-after"),
-            status >= 400 ? header(headers, "www-authenticate") : undefined,
+            header(headers, "www-authenticate"),
           ),
         );
         if (step === LOCATE) {

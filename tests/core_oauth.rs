@@ -333,6 +333,11 @@ fn invalid_oauth_options_are_config_errors_that_never_echo_a_secret() {
     };
     let cases: Vec<Case> = vec![
         (
+            "a scope of a megabyte",
+            with_oauth(|a| a.scope = Some("s ".repeat(500_000))),
+            "oauth.scope is longer than 4096 bytes",
+        ),
+        (
             "no endpoint, no issuer",
             with_oauth(|a| a.token_endpoint = None),
             "oauth needs tokenEndpoint or issuer",
@@ -462,7 +467,7 @@ fn invalid_oauth_options_are_config_errors_that_never_echo_a_secret() {
         assert!(e.message().contains(expected), "{name}: {}", e.message());
         assert_no_secret(&format!("{e} {e:?}"));
     }
-    assert_eq!(n, 20);
+    assert_eq!(n, 21);
     // The same options without the fault are valid: each case failed for its own reason.
     options_with(basic, |_| {}).validate().expect("the base is valid");
 }

@@ -359,3 +359,20 @@ fn refresh_retries_keep_the_same_unspent_token() {
     assert_eq!(r.settled(f), Outcome::Done);
     assert_eq!(r.refresh_tokens_sent(), [rt(1), rt(1), rt(1)]);
 }
+
+#[test]
+fn retry_after_counts_on_a_429_or_5xx_only() {
+    // The driver hands every answer's Retry-After over; the machine decides where it counts:
+    // a 401 or 400 that carries one is neither delayed by it nor reports it.
+    for code in [400u16, 401, 403] {
+        let mut r = Run::new(config(|_| {}));
+        let f = r.login(EPOCH);
+        r.answer(EPOCH, status(code).retry_after("7"));
+        let e = r.failure(f);
+        assert_eq!((e.status(), e.retry_after()), (code, None), "{code}");
+        assert_eq!(r.count(Endpoint::Login), 1, "{code}: not retried");
+    }
+    let mut r = Run::new(config(|_| {}));
+    r.login(EPOCH);
+    assert_eq!(backoff_after(&mut r, EPOCH, status(503).retry_after("7")), 7_000);
+}

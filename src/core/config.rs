@@ -460,6 +460,10 @@ impl OAuthOptions {
             .filter_map(|(n, v)| Some((n, v.as_deref()?)))
             .chain(self.resources.iter().map(|r| ("resource", r.as_str())))
         {
+            if v.len() > 4096 {
+                // Sent with every grant: a parameter, not a document.
+                return Err(AuthError::config(cat(&["oauth.", name, " is longer than 4096 bytes"])));
+            }
             if name == "resource" {
                 // RFC 8707: an absolute URI without a fragment.
                 endpoint("oauth.resource", Some(v.to_owned()), true)?;

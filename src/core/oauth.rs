@@ -656,6 +656,11 @@ mod tests {
         ] {
             assert!(invalid_token(yes), "{yes}");
         }
+        // A megabyte of header is read once, linearly, and found or not.
+        let huge = cat(&["Bearer ", &"realm=\"x\", ".repeat(80_000), "error=\"invalid_token\""]);
+        assert!(invalid_token(&huge));
+        assert!(!invalid_token(&"\"".repeat(1_000_000)));
+        assert!(!invalid_token(&"Bearer error=\"".repeat(100_000)));
         for no in [
             "",
             "Bearer",

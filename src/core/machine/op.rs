@@ -517,6 +517,11 @@ impl Machine {
             // RFC 7009: a 2xx is success whatever the body says.
             return (Ok(Json::Null), None);
         }
+        // `Retry-After` counts on a 429 or 5xx only (RFC 9110: a wait for a busy server).
+        let mut reply = reply;
+        if !(reply.status == 429 || (500..600).contains(&reply.status)) {
+            reply.retry_after = None;
+        }
         let secrets = self.secrets_with(Some(op));
         if self.config.oauth.is_some() {
             if let Some((e, rejected)) = oauth::token_error(reply.status, &reply.body, &secrets) {
