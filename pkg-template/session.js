@@ -242,16 +242,20 @@ function readEncryptionKey(value, storage) {
   return bytes;
 }
 
-/** The seed of the machine's random stream (retry jitter, client assertions' `jti`): the
- *  platform's CSPRNG, so no two instances share a stream. (workerd refuses random values
- *  in a Worker's global scope: there, Math.random.) */
-function seed() {
-  try {
-    const [hi, lo] = globalThis.crypto.getRandomValues(new Uint32Array(2));
-    return ((hi & 0x1fffff) * 4294967296 + lo) / 9007199254740992;
-  } catch {
-    return Math.random();
+/** The seed of the machine's random stream: retry jitter and, when the session signs client
+ *  assertions, their `jti`. A signing session seeds from the platform's CSPRNG (it loads
+ *  WebCrypto to sign anyway); any other from Math.random, which V8 seeds per isolate from
+ *  the operating system: enough for jitter, and on Node 20 the first touch of
+ *  `globalThis.crypto` loads WebCrypto, 3-5 ms of a cold start. (workerd refuses random
+ *  values in a Worker's global scope: there, Math.random too.) */
+function seed(signs) {
+  if (signs) {
+    try {
+      const [hi, lo] = globalThis.crypto.getRandomValues(new Uint32Array(2));
+      return ((hi & 0x1fffff) * 4294967296 + lo) / 9007199254740992;
+    } catch {}
   }
+  return Math.random();
 }
 
 /** An option's name the package does not know is a typo to report, not to ignore. */
@@ -541,7 +545,7 @@ export class AuthSession {
         o.leaseMs,
         o.label,
         this.#storage === undefined ? 0 : typeof this.#storage.acquire === "function" ? 2 : 1,
-        seed(),
+        seed(signer !== undefined),
         oauth,
         o[OAUTH_API] === true || undefined,
       );

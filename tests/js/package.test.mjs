@@ -130,4 +130,43 @@ describe("package resolution by name", { concurrency: true }, () => {
     const unreached = declarations.filter((f) => !reached.has(f));
     assert.deepEqual(unreached, [], `packed declaration files no exports "types" entry reaches (reached: ${[...reached].join(", ")})`);
   });
+  // Start-up is paid on every cold start of a process or function. On Node 20 an ES import of
+  // "node:fs" loads Node's streams (fs's lazy ReadStream getters), and the first touch of
+  // globalThis.crypto loads WebCrypto: together about 8 ms, for one file read and a seed that
+  // only a session signing client assertions needs from a CSPRNG.
+  for (const [entry, code] of [
+    ["import", `const { AuthSession } = await import("auth-session");`],
+    ["require", `const { AuthSession } = require("auth-session");`],
+  ]) {
+    it(`${entry} and a session without a private key load neither Node's streams nor WebCrypto`, async () => {
+      const probe = `
+        const before = new Set(process.moduleLoadList);
+        ${code}
+        const session = new AuthSession({ host: "https://api.example.com", autoRefresh: false });
+        session.dispose();
+        const loaded = process.moduleLoadList.filter((m) => !before.has(m) && /crypto|stream/.test(m));
+        process.stdout.write(JSON.stringify(loaded));
+      `;
+      const { stdout } = await node([entry === "import" ? "--input-type=module" : "--input-type=commonjs", "-e", probe]);
+      assert.deepEqual(JSON.parse(stdout), []);
+    });
+  }
+
+  it("a session signing client assertions seeds its random stream from the CSPRNG", async () => {
+    const probe = `
+      import { AuthSession } from "auth-session";
+      const { privateKey } = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign"]);
+      let drawn = 0;
+      const real = crypto.getRandomValues.bind(crypto);
+      crypto.getRandomValues = (a) => (drawn++, real(a));
+      const session = new AuthSession({
+        host: "https://api.example.com", autoRefresh: false,
+        oauth: { tokenEndpoint: "https://as.example.com/token", clientId: "c", grant: "client_credentials", privateKey },
+      });
+      session.dispose();
+      process.stdout.write(String(drawn));
+    `;
+    const { stdout } = await node(["--input-type=module", "-e", probe]);
+    assert.equal(stdout, "1");
+  });
 });
