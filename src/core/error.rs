@@ -10,6 +10,8 @@ use crate::prelude::*;
 
 use ::core::fmt;
 
+use crate::core::text;
+
 /// What went wrong, as the stable `code` users branch on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -152,7 +154,7 @@ impl AuthError {
     /// cut by the shortening would leave its prefix behind. A name or code that held a
     /// secret is replaced by the client's generic one.
     pub fn from_server(status: u16, name: &str, code: &str, message: &str, secrets: &[&str]) -> Self {
-        let holds_secret = |s: &str| secrets.iter().any(|x| !x.is_empty() && s.contains(x));
+        let holds_secret = |s: &str| secrets.iter().any(|x| !x.is_empty() && text::contains(s, x));
         // Judged on the text as sent, before stripping or shortening could cut a secret.
         let tainted =
             holds_secret(name) || holds_secret(code) || holds_secret(&strip(name)) || holds_secret(&strip(code));
@@ -271,7 +273,7 @@ impl AuthError {
         if let ErrorCode::Server { name, code } = &mut self.code {
             if secrets
                 .iter()
-                .any(|s| !s.is_empty() && (name.contains(s) || code.contains(s)))
+                .any(|s| !s.is_empty() && (text::contains(name, s) || text::contains(code, s)))
             {
                 *name = "ServerError".into();
                 *code = "SERVER_ERROR".into();
@@ -295,8 +297,8 @@ fn scrub(text: &str, secrets: &[&str]) -> String {
     }
     let mut out = text.to_owned();
     for secret in sorted {
-        if out.contains(secret) {
-            out = out.replace(secret, "[redacted]");
+        if text::contains(&out, secret) {
+            out = text::replace_all(&out, secret, "[redacted]");
         }
     }
     out

@@ -13,7 +13,7 @@ use crate::core::envelope::{ApiBody, ApiJson, AuthBody, TokenPair};
 use crate::core::error::{AuthError, ErrorCode};
 use crate::core::json::{self, Json};
 use crate::core::secret::{AccessToken, Password, RefreshToken};
-use crate::core::text::{cat, int};
+use crate::core::text::{self, cat, int};
 
 /// An expiry the server did not state (no `expires_in`, no `refresh_token_expires_in`):
 /// JavaScript's largest `Date`, so it compares as "never" and stores as a number.
@@ -339,7 +339,7 @@ pub fn metadata_url(issuer: &str, openid: bool) -> String {
     if openid {
         return cat(&[issuer, "/.well-known/openid-configuration"]);
     }
-    let after_scheme = issuer.find("://").map_or(0, |i| i + 3);
+    let after_scheme = text::find(issuer, "://").map_or(0, |i| i + 3);
     let (origin, path) = match issuer[after_scheme..].find('/') {
         Some(i) => issuer.split_at(after_scheme + i),
         None => (issuer, ""),

@@ -12,7 +12,7 @@ use crate::prelude::*;
 
 use ::core::fmt;
 
-use crate::core::text::{cat, int};
+use crate::core::text::{self, cat, int};
 
 /// `scheme://host[:port]`, lowercase, default port omitted: the unit the bearer token is
 /// scoped to.
@@ -27,7 +27,7 @@ impl Origin {
     /// True for `localhost`, `127.0.0.1` and `[::1]`: the only hosts that may use plain
     /// `http://` without `allowInsecureHttp`.
     pub fn is_loopback(&self) -> bool {
-        let host = self.0.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+        let host = text::find(&self.0, "://").map_or("", |i| &self.0[i + 3..]);
         let host = match host.rfind(':') {
             Some(i) if !host.ends_with(']') => &host[..i],
             _ => host,
@@ -100,7 +100,8 @@ pub fn parse_absolute(input: &str) -> Result<AbsoluteUrl, UrlError> {
     if input.chars().any(|c| c.is_control() || c == ' ') {
         return Err(UrlError::BadCharacter);
     }
-    let (scheme, after) = input.split_once("://").ok_or(UrlError::NotAbsolute)?;
+    let i = text::find(input, "://").ok_or(UrlError::NotAbsolute)?;
+    let (scheme, after) = (&input[..i], &input[i + 3..]);
     if !has_scheme(input) {
         return Err(UrlError::NotAbsolute);
     }

@@ -26,7 +26,7 @@ use crate::core::envelope::{ApiBody, ApiJson};
 use crate::core::error::{AuthError, Cause, ErrorCode};
 use crate::core::http_date::parse_retry_after;
 use crate::core::retry::{self, backoff_ms, RetryAfter};
-use crate::core::text::{cat, int};
+use crate::core::text::{self, cat, int};
 
 /// Names an API call in the machine's table.
 pub type CallId = u32;
@@ -237,7 +237,7 @@ impl Machine {
             return error;
         }
         let secrets = self.secrets();
-        let tainted = secrets.iter().any(|s| !s.is_empty() && call.path.contains(s));
+        let tainted = secrets.iter().any(|s| !s.is_empty() && text::contains(&call.path, s));
         let path = if tainted { "(path withheld)" } else { call.path.as_str() };
         let message = cat(&[&call.method, " ", path, ": ", error.message()]);
         error.with_message(message).redact(&secrets)
