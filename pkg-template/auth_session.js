@@ -219,8 +219,8 @@ function read(d) {
     switch (tag) {
       case REC_SEND: {
         const io = rU32(), endpoint = rU8(), wire = rU8(), url = rStr(), body = rStr(), authorization = rStr();
-        const sign = rStr();
-        d.send(io, endpoint, wire, url, body, authorization, sign, rU32());
+        const sign = rStr(), signAlg = rStr();
+        d.send(io, endpoint, wire, url, body, authorization, sign, signAlg, rU32());
         break;
       }
       case REC_CANCEL:
@@ -290,7 +290,7 @@ function read(d) {
 
 /** The `oauth` option's strings, in the order src/boundary/mod.rs reads them. */
 export const OAUTH_FIELDS = ["issuer", "tokenEndpoint", "revocationEndpoint", "clientId", "clientSecret", "clientAuth",
-  "basicEncoding", "alg", "kid", "grant", "refreshToken", "scope", "audience"];
+  "basicEncoding", "keyType", "keyCurve", "keyHash", "keyAlg", "kid", "grant", "refreshToken", "scope", "audience"];
 
 // Opcodes (src/boundary/mod.rs `Op`).
 const NEW = 0, FREE = 1, LOGIN = 2, REFRESH = 3, REVOKE = 4, RESTORE = 5, REJOIN = 6, DISPOSE = 7, ACCOUNT = 8,

@@ -354,8 +354,10 @@ export interface OAuthOptions {
   clientSecret?: string;
 
   /**
-   * For `private_key_jwt` (RFC 7523), the default with it: a private JWK (RSA: RS256;
-   * EC P-256: ES256) or a `CryptoKey`. Each token request carries a fresh assertion signed
+   * For `private_key_jwt` (RFC 7523), the default with it: a private JWK (RSA: RS256, or
+   * PS256 if its `alg` says so; EC P-256: ES256, P-384: ES384; Ed25519: EdDSA) or a
+   * `CryptoKey` of one of these; a JWK whose `alg` names another algorithm is a
+   * `CONFIG_ERROR`. Each token request carries a fresh assertion signed
    * with the runtime's WebCrypto: `iss` and `sub` the client id, `aud` the token endpoint,
    * a random `jti`, `exp` 60 seconds after `iat`.
    */

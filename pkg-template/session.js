@@ -28,7 +28,7 @@ const KNOWN = new Set([
 /** An option of the Workers isolate session (auth-session/workers): its API is an OAuth 2.0
  *  resource server, while its auth calls go to a broker. Not a user option. */
 export const OAUTH_API = Symbol("auth-session.oauthApi");
-const OAUTH_KNOWN = new Set([...OAUTH_FIELDS.filter((k) => k !== "alg" && k !== "kid"), "privateKey", "keyId", "resource"]);
+const OAUTH_KNOWN = new Set([...OAUTH_FIELDS.filter((k) => !k.startsWith("key") && k !== "kid"), "privateKey", "keyId", "resource"]);
 const MAX_TIMER_MS = 2_147_483_647;
 
 // The small integers the boundary uses for the core's enums (src/boundary/mod.rs).
@@ -278,7 +278,7 @@ function readOAuth(value) {
   checkKnown(value, OAUTH_KNOWN, "oauth.");
   const o = { resources: [] };
   for (const k of OAUTH_FIELDS) {
-    if (k === "alg" || k === "kid") continue;
+    if (k.startsWith("key") || k === "kid") continue;
     o[k] = checkType(value[k], "string", `oauth.${k}`);
     if (o[k] !== undefined) checkWellFormed(o[k], `oauth.${k}`);
   }
@@ -296,7 +296,8 @@ function readOAuth(value) {
       if (e instanceof AuthError) throw e;
       throw configError(e.message);
     }
-    o.alg = signer.alg;
+    // What the key is; the machine picks the algorithm (or refuses the key).
+    Object.assign(o, signer.describe);
     o.kid = signer.kid;
   }
   return [o, signer];
@@ -576,8 +577,8 @@ export class AuthSession {
   // only start work: none calls the machine back.
   static {
     Object.assign(Core.prototype, {
-      send(io, endpoint, wire, url, body, authorization, sign, maxBytes) {
-        this.s.#send(io, wire, url, body, authorization, sign, maxBytes);
+      send(io, endpoint, wire, url, body, authorization, sign, signAlg, maxBytes) {
+        this.s.#send(io, wire, url, body, authorization, sign, signAlg, maxBytes);
       },
       cancel(io) {
         const s = this.s;
@@ -779,7 +780,7 @@ export class AuthSession {
   /** An auth request for the machine: no redirects, the machine's deadline. `wire`: 0 POST
    *  JSON, 1 POST form (OAuth 2.0), 2 GET (metadata). `sign`: a client assertion's signing
    *  input, whose JWT completes the body. */
-  #send(io, wire, url, body, authorization, sign, maxBytes) {
+  #send(io, wire, url, body, authorization, sign, signAlg, maxBytes) {
     const ctrl = new AbortController();
     (this.#io ??= new Map()).set(io, ctrl);
     const headers =
@@ -803,7 +804,7 @@ export class AuthSession {
       if (sign !== undefined) {
         try {
           if (signer === undefined) throw new TypeError("no private key");
-          init.body = `${body}${sign}.${await signer.sign(sign)}`;
+          init.body = `${body}${sign}.${await signer.sign(sign, signAlg)}`;
         } catch (e) {
           const [name, code] = causeOf(e);
           return report((c, d) => c.auth_failed(d, now(), io, 3, name, code));

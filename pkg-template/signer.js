@@ -1,9 +1,12 @@
 // private_key_jwt (RFC 7523): the signature of a client assertion, by the runtime's WebCrypto.
-// The machine writes the assertion (header and claims, a fresh jti, a short life); this
-// module only turns the key the user gave into a WebCrypto key once and signs what it is
-// handed. The key never leaves the closure: no error, log line or inspect shows it.
+// The machine picks the algorithm from what this module reads of the key (`describe`) and
+// writes the assertion (header and claims, a fresh jti, a short life); this module only
+// turns the key the user gave into a WebCrypto key once and signs what it is handed with
+// the algorithm it is told. The key never leaves the closure: no error, log line or inspect
+// shows it.
 
-// JWS algorithm -> [importKey parameters, sign parameters].
+// JWS algorithm -> [importKey parameters, sign parameters]: WebCrypto's names for the
+// algorithms the machine may pick.
 const ALGS = {
   RS256: [{ name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, { name: "RSASSA-PKCS1-v1_5" }],
   PS256: [{ name: "RSA-PSS", hash: "SHA-256" }, { name: "RSA-PSS", saltLength: 32 }],
@@ -17,22 +20,16 @@ const MATERIAL = ["kty", "crv", "n", "e", "d", "p", "q", "dp", "dq", "qi", "x", 
 const encoder = new TextEncoder();
 
 const tag = (value) => Object.prototype.toString.call(value);
+const text = (v) => (typeof v === "string" ? v : undefined);
 
-/** The JWS algorithm of a private JWK, or of a CryptoKey's WebCrypto algorithm. */
-function algorithmOf(key, isKey) {
+/** What the machine chooses the algorithm from: a private JWK's `kty`, `crv` and `alg`, or a
+ *  CryptoKey's algorithm `name`, `namedCurve` and `hash`. */
+function describe(key, isKey) {
   if (isKey) {
     const a = key.algorithm ?? {};
-    if (a.name === "RSASSA-PKCS1-v1_5" && a.hash?.name === "SHA-256") return "RS256";
-    if (a.name === "RSA-PSS" && a.hash?.name === "SHA-256") return "PS256";
-    if (a.name === "ECDSA") return a.namedCurve === "P-256" ? "ES256" : a.namedCurve === "P-384" ? "ES384" : undefined;
-    if (a.name === "Ed25519") return "EdDSA";
-    return undefined;
+    return { keyType: text(a.name) ?? "", keyCurve: text(a.namedCurve), keyHash: text(a.hash?.name) };
   }
-  if (typeof key.alg === "string" && key.alg in ALGS) return key.alg;
-  if (key.kty === "RSA") return "RS256";
-  if (key.kty === "EC") return key.crv === "P-256" ? "ES256" : key.crv === "P-384" ? "ES384" : undefined;
-  if (key.kty === "OKP" && key.crv === "Ed25519") return "EdDSA";
-  return undefined;
+  return { keyType: text(key.kty) ?? "", keyCurve: text(key.crv), keyAlg: text(key.alg) };
 }
 
 function base64url(bytes) {
@@ -43,8 +40,9 @@ function base64url(bytes) {
 
 /**
  * `oauth.privateKey` (a private JWK or a CryptoKey that can sign) and `oauth.keyId`:
- * `{ alg, kid, sign(input) }`, where `sign` resolves to the JWS signature in base64url.
- * Throws a TypeError naming what is wrong (never the key) for a key no runtime could use.
+ * `{ describe, kid, sign(input, alg) }`, where `sign` resolves to the JWS signature in
+ * base64url. Throws a TypeError naming what is wrong (never the key) for a value that is
+ * not a private key at all; which keys the package signs with is the machine's rule.
  */
 export function readPrivateKey(value, keyId) {
   const isKey = value !== null && typeof value === "object" && tag(value) === "[object CryptoKey]";
@@ -57,35 +55,25 @@ export function readPrivateKey(value, keyId) {
   if (!isKey && typeof value.d !== "string") {
     throw new TypeError("oauth.privateKey must be a private JWK (it has no \"d\")");
   }
-  const alg = algorithmOf(value, isKey);
-  if (alg === undefined) {
-    throw new TypeError(
-      "oauth.privateKey must be an RSA (RS256, PS256), EC P-256/P-384 (ES256, ES384) or Ed25519 (EdDSA) private key",
-    );
-  }
   const kid = keyId ?? (!isKey && typeof value.kid === "string" ? value.kid : undefined);
-  const [importParams, signParams] = ALGS[alg];
   let key;
-  if (isKey) key = Promise.resolve(value);
+  if (isKey) key = () => Promise.resolve(value);
   else {
     const jwk = {};
     for (const k of MATERIAL) if (value[k] !== undefined) jwk[k] = value[k];
     // Copied now: a later change to the caller's object changes nothing. Imported at the
-    // first assertion (an import error is that request's failure, as for a bad key).
+    // first assertion, with the algorithm the machine picked (an import error is that
+    // request's failure, as for a bad key).
     let imported;
-    key = {
-      then(resolve, reject) {
-        imported ??= Promise.resolve().then(() => crypto.subtle.importKey("jwk", jwk, importParams, false, ["sign"]));
-        return imported.then(resolve, reject);
-      },
-    };
+    key = (alg) => (imported ??= Promise.resolve().then(() => crypto.subtle.importKey("jwk", jwk, ALGS[alg][0], false, ["sign"])));
   }
   return {
-    alg,
+    describe: describe(value, isKey),
     kid,
-    async sign(input) {
-      const k = await key;
-      const signature = await crypto.subtle.sign(signParams, k, encoder.encode(input));
+    async sign(input, alg) {
+      if (!Object.hasOwn(ALGS, alg)) throw new TypeError("no WebCrypto algorithm for this assertion");
+      const k = await key(alg);
+      const signature = await crypto.subtle.sign(ALGS[alg][1], k, encoder.encode(input));
       return base64url(new Uint8Array(signature));
     },
   };

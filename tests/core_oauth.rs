@@ -72,9 +72,10 @@ fn post(o: &mut OAuthOptions) {
     o.client_auth = Some("client_secret_post".into());
 }
 
-/// private_key_jwt: the driver found an ES256 key with this kid.
+/// private_key_jwt: the driver read an EC P-256 JWK with this kid.
 fn jwt(o: &mut OAuthOptions) {
-    o.alg = Some("ES256".into());
+    o.key_type = Some("EC".into());
+    o.key_curve = Some("P-256".into());
     o.kid = Some("kid-1".into());
 }
 
@@ -243,7 +244,9 @@ fn b64url_decode(s: &str) -> Vec<u8> {
 
 /// The header and claims of a client assertion's signing input (`<header>.<claims>`).
 fn assertion(req: &AuthRequest) -> (serde_json::Value, serde_json::Value) {
-    let input = req.sign.as_deref().expect("a signing input");
+    let signing = req.sign.as_ref().expect("a signing input");
+    assert_eq!(signing.alg, "ES256");
+    let input = signing.input.as_str();
     let parts: Vec<&str> = input.split('.').collect();
     assert_eq!(parts.len(), 2, "{input}");
     let read = |p: &str| serde_json::from_slice::<serde_json::Value>(&b64url_decode(p)).expect("JSON");
@@ -389,8 +392,33 @@ fn invalid_oauth_options_are_config_errors_that_never_echo_a_secret() {
             "oauth.basicEncoding must be one of: form plain",
         ),
         (
-            "unknown key algorithm",
-            with_oauth(|a| a.alg = Some("HS256".into())),
+            "a secret key",
+            with_oauth(|a| a.key_type = Some("oct".into())),
+            "oauth.privateKey must be",
+        ),
+        (
+            "a JWK stating an algorithm the package does not sign with",
+            with_oauth(|a| {
+                a.key_type = Some("RSA".into());
+                a.key_alg = Some("RS512".into());
+            }),
+            "oauth.privateKey must be",
+        ),
+        (
+            "a JWK whose alg does not fit its type",
+            with_oauth(|a| {
+                a.key_type = Some("EC".into());
+                a.key_curve = Some("P-256".into());
+                a.key_alg = Some("ES384".into());
+            }),
+            "oauth.privateKey must be",
+        ),
+        (
+            "a CryptoKey with another hash",
+            with_oauth(|a| {
+                a.key_type = Some("RSASSA-PKCS1-v1_5".into());
+                a.key_hash = Some("SHA-512".into());
+            }),
             "oauth.privateKey must be",
         ),
         (
@@ -467,7 +495,7 @@ fn invalid_oauth_options_are_config_errors_that_never_echo_a_secret() {
         assert!(e.message().contains(expected), "{name}: {}", e.message());
         assert_no_secret(&format!("{e} {e:?}"));
     }
-    assert_eq!(n, 21);
+    assert_eq!(n, 24);
     // The same options without the fault are valid: each case failed for its own reason.
     options_with(basic, |_| {}).validate().expect("the base is valid");
 }
@@ -496,7 +524,7 @@ fn client_auth_and_grant_defaults_follow_what_is_given() {
         (ClientAuth::Basic, Grant::ClientCredentials, false)
     );
     let c = o(jwt);
-    assert_eq!((c.auth, c.alg.as_deref()), (ClientAuth::PrivateKeyJwt, Some("ES256")));
+    assert_eq!((c.auth, c.alg), (ClientAuth::PrivateKeyJwt, Some("ES256")));
     let c = o(seeded);
     assert_eq!((c.auth, c.grant), (ClientAuth::Basic, Grant::RefreshToken));
     // Without credentials the session's grant stands for the login: no username.
@@ -590,13 +618,25 @@ fn client_secret_post_and_none_put_the_client_in_the_body() {
         "grant_type=client_credentials&client_id=client%3A1+x&client_secret=cs-CANARY-s3cr%25t%2B%2F"
     );
     assert_eq!(field(&req, "client_secret").as_deref(), Some(SECRET));
-    assert_eq!((req.authorization.as_deref(), req.sign.as_deref()), (None, None));
+    assert_eq!(
+        (
+            req.authorization.as_deref(),
+            req.sign.as_ref().map(|s| s.input.as_str())
+        ),
+        (None, None)
+    );
 
     let mut r = Run::new(oconfig(|_| {}));
     r.login_with(EPOCH, None);
     let req = r.open_send();
     assert_eq!(req.body, "grant_type=client_credentials&client_id=client%3A1+x");
-    assert_eq!((req.authorization.as_deref(), req.sign.as_deref()), (None, None));
+    assert_eq!(
+        (
+            req.authorization.as_deref(),
+            req.sign.as_ref().map(|s| s.input.as_str())
+        ),
+        (None, None)
+    );
 }
 
 #[test]
@@ -1168,7 +1208,13 @@ fn discovery_asks_rfc_8414_first_and_keeps_the_endpoints() {
         (req.endpoint, req.wire, req.url.as_str(), req.body.as_str()),
         (Endpoint::Discovery, Wire::Get, RFC8414_URL, "")
     );
-    assert_eq!((req.authorization.as_deref(), req.sign.as_deref()), (None, None));
+    assert_eq!(
+        (
+            req.authorization.as_deref(),
+            req.sign.as_ref().map(|s| s.input.as_str())
+        ),
+        (None, None)
+    );
     r.answer(EPOCH, metadata(ISSUER, FOUND_TOKEN, Some(FOUND_REVOKE)));
     assert_eq!(r.outcome(f), None);
     let req = r.open_send();

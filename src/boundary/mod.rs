@@ -260,7 +260,7 @@ impl Boundary {
             0 => None,
             _ => {
                 // The `oauth` option's strings, in the glue's OAUTH_FIELDS order.
-                let mut f: [Option<String>; 13] = Default::default();
+                let mut f: [Option<String>; 16] = Default::default();
                 for v in &mut f {
                     *v = r.opt_str()?;
                 }
@@ -268,7 +268,7 @@ impl Boundary {
                 for _ in 0..r.u32()? {
                     resources.push(r.string()?);
                 }
-                let [issuer, token_endpoint, revocation_endpoint, client_id, client_secret, client_auth, basic_encoding, alg, kid, grant, refresh_token, scope, audience] =
+                let [issuer, token_endpoint, revocation_endpoint, client_id, client_secret, client_auth, basic_encoding, key_type, key_curve, key_hash, key_alg, kid, grant, refresh_token, scope, audience] =
                     f;
                 Some(OAuthOptions {
                     issuer,
@@ -278,7 +278,10 @@ impl Boundary {
                     client_secret: client_secret.map(Password::new),
                     client_auth,
                     basic_encoding,
-                    alg,
+                    key_type,
+                    key_curve,
+                    key_hash,
+                    key_alg,
                     kid,
                     grant,
                     refresh_token: refresh_token.map(Password::new),
@@ -733,7 +736,8 @@ impl Session {
                     w.str(&q.url);
                     w.str(&q.body);
                     w.opt_str(q.authorization.as_deref());
-                    w.opt_str(q.sign.as_deref());
+                    w.opt_str(q.sign.as_ref().map(|s| s.input.as_str()));
+                    w.opt_str(q.sign.as_ref().map(|s| s.alg));
                     w.u32(q.max_bytes as u32);
                 }
                 Output::Cancel(io) => {

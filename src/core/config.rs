@@ -8,7 +8,7 @@
 use crate::prelude::*;
 
 use crate::core::error::AuthError;
-use crate::core::oauth::{ClientAuth, Grant, OAuth, ALGORITHMS};
+use crate::core::oauth::{jws_alg, ClientAuth, Grant, OAuth};
 use crate::core::retry::{BACKOFF_BASE_MS, BACKOFF_CAP_MS};
 use crate::core::secret::{Password, RefreshToken};
 use crate::core::text::{cat, int};
@@ -52,8 +52,13 @@ pub struct OAuthOptions {
     pub client_secret: Option<Password>,
     pub client_auth: Option<String>,
     pub basic_encoding: Option<String>,
-    /// private_key_jwt: the JWS algorithm the driver found for the key, and its key id.
-    pub alg: Option<String>,
+    /// private_key_jwt: what the driver read of the private key — a JWK's `kty`, `crv` and
+    /// `alg`, or a CryptoKey's algorithm `name`, `namedCurve` and `hash` — and its key id.
+    /// The machine picks the JWS algorithm ([`jws_alg`]).
+    pub key_type: Option<String>,
+    pub key_curve: Option<String>,
+    pub key_hash: Option<String>,
+    pub key_alg: Option<String>,
     pub kid: Option<String>,
     pub grant: Option<String>,
     pub refresh_token: Option<Password>,
@@ -397,6 +402,18 @@ impl OAuthOptions {
             .filter(|c| !c.is_empty() && c.len() <= 1024)
             .ok_or_else(|| AuthError::config("oauth.clientId must be a non-empty string"))?;
         let client_secret = self.client_secret.filter(|s| !s.expose().is_empty());
+        let alg = match self.key_type.as_deref() {
+            None => None,
+            Some(kind) => Some(
+                jws_alg(kind, self.key_curve.as_deref(), self.key_hash.as_deref(), self.key_alg.as_deref()).ok_or_else(
+                    || {
+                        AuthError::config(
+                            "oauth.privateKey must be an RSA (RS256, PS256), EC P-256/P-384 (ES256, ES384) or Ed25519 (EdDSA) private key, and a JWK's \"alg\" one of these for its type",
+                        )
+                    },
+                )?,
+            ),
+        };
         const AUTHS: [ClientAuth; 4] = [
             ClientAuth::Basic,
             ClientAuth::Post,
@@ -409,23 +426,18 @@ impl OAuthOptions {
             &["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         )? {
             Some(i) => AUTHS[i],
-            None if self.alg.is_some() => ClientAuth::PrivateKeyJwt,
+            None if alg.is_some() => ClientAuth::PrivateKeyJwt,
             None if client_secret.is_some() => ClientAuth::Basic,
             None => ClientAuth::None,
         };
         let missing = match auth {
             ClientAuth::Basic | ClientAuth::Post => client_secret.is_none(),
-            ClientAuth::PrivateKeyJwt => self.alg.is_none(),
+            ClientAuth::PrivateKeyJwt => alg.is_none(),
             ClientAuth::None => false,
         };
         if missing {
             return Err(AuthError::config(
                 "oauth.clientAuth needs its credential: clientSecret for client_secret_basic and client_secret_post, privateKey for private_key_jwt",
-            ));
-        }
-        if self.alg.as_deref().is_some_and(|a| !ALGORITHMS.contains(&a)) {
-            return Err(AuthError::config(
-                "oauth.privateKey must be an RSA (RS256, PS256), EC P-256/P-384 (ES256, ES384) or Ed25519 (EdDSA) private key",
             ));
         }
         let basic_plain = choice(
@@ -484,7 +496,7 @@ impl OAuthOptions {
             client_secret,
             auth,
             basic_plain,
-            alg: self.alg,
+            alg,
             kid: self.kid.filter(|k| !k.is_empty()),
             grant,
             seed,

@@ -55,8 +55,9 @@ pub struct OAuth {
     pub client_secret: Option<Password>,
     pub auth: ClientAuth,
     pub basic_plain: bool,
-    /// The JWS algorithm of the private key (private_key_jwt), and its key id.
-    pub alg: Option<String>,
+    /// The JWS algorithm of the private key (private_key_jwt, from [`jws_alg`]), and its
+    /// key id.
+    pub alg: Option<&'static str>,
     pub kid: Option<String>,
     pub grant: Grant,
     /// The refresh token the application holds (grant `refresh_token`): used once.
@@ -65,8 +66,33 @@ pub struct OAuth {
     pub params: String,
 }
 
-/// The JWS algorithms the driver can sign with WebCrypto in every runtime.
-pub const ALGORITHMS: [&str; 5] = ["RS256", "PS256", "ES256", "ES384", "EdDSA"];
+/// The JWS algorithm a private key signs client assertions with, from what the driver read
+/// of the key: a private JWK's `kty`, `crv` and `alg`, or a WebCrypto `CryptoKey`'s algorithm
+/// `name`, `namedCurve` and `hash` (the two vocabularies do not overlap). `None`: not a key
+/// the package signs with in every runtime (RS256, PS256, ES256, ES384, EdDSA), or a JWK
+/// whose `alg` names another algorithm than its type and curve allow.
+///
+/// A JWK that states no `alg` is used with the algorithm its type implies (RSA: RS256); one
+/// that states an algorithm the package does not sign with (RS512) is refused, not signed with
+/// another the server would reject.
+pub fn jws_alg(kind: &str, curve: Option<&str>, hash: Option<&str>, declared: Option<&str>) -> Option<&'static str> {
+    let jwk = |implied: &'static str, allowed: &[&'static str]| match declared {
+        None => Some(implied),
+        Some(d) => allowed.iter().copied().find(|a| *a == d),
+    };
+    match (kind, curve, hash) {
+        ("RSA", _, _) => jwk("RS256", &["RS256", "PS256"]),
+        ("EC", Some("P-256"), _) => jwk("ES256", &["ES256"]),
+        ("EC", Some("P-384"), _) => jwk("ES384", &["ES384"]),
+        ("OKP", Some("Ed25519"), _) => jwk("EdDSA", &["EdDSA", "Ed25519"]).map(|_| "EdDSA"),
+        ("RSASSA-PKCS1-v1_5", _, Some("SHA-256")) => Some("RS256"),
+        ("RSA-PSS", _, Some("SHA-256")) => Some("PS256"),
+        ("ECDSA", Some("P-256"), _) => Some("ES256"),
+        ("ECDSA", Some("P-384"), _) => Some("ES384"),
+        ("Ed25519", _, _) => Some("EdDSA"),
+        _ => None,
+    }
+}
 
 /// `application/x-www-form-urlencoded` (the URL Standard's serializer): unreserved bytes as
 /// they are, space as `+`, everything else percent-encoded.
@@ -122,9 +148,18 @@ pub struct Form {
     pub body: String,
     /// The `Authorization` header (client_secret_basic): a secret.
     pub authorization: Option<String>,
-    /// private_key_jwt: the JWT's signing input. The driver signs it and appends
-    /// `<input>.<signature>` to the body, which ends with `client_assertion=`.
-    pub sign: Option<String>,
+    /// private_key_jwt: the assertion to sign.
+    pub sign: Option<Signing>,
+}
+
+/// A client assertion to sign (private_key_jwt): the driver signs `input` with the client's
+/// key by `alg` and appends `<input>.<signature>` to the body, which ends with
+/// `client_assertion=`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signing {
+    pub alg: &'static str,
+    /// The JWT's signing input: header and claims, base64url.
+    pub input: String,
 }
 
 impl OAuth {
@@ -161,8 +196,9 @@ impl OAuth {
                     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
                 );
                 body.push_str("&client_assertion=");
+                let alg = self.alg.unwrap_or("RS256");
                 let mut header = String::from("{\"alg\":");
-                json::write_string(&mut header, self.alg.as_deref().unwrap_or("RS256"));
+                json::write_string(&mut header, alg);
                 if let Some(kid) = &self.kid {
                     header.push_str(",\"kid\":");
                     json::write_string(&mut header, kid);
@@ -182,11 +218,10 @@ impl OAuth {
                 claims.push_str(",\"exp\":");
                 claims.push_str(&int(now_s + 60));
                 claims.push('}');
-                sign = Some(cat(&[
-                    &base64(header.as_bytes(), true),
-                    ".",
-                    &base64(claims.as_bytes(), true),
-                ]));
+                sign = Some(Signing {
+                    alg,
+                    input: cat(&[&base64(header.as_bytes(), true), ".", &base64(claims.as_bytes(), true)]),
+                });
             }
         }
         Form {
@@ -456,11 +491,50 @@ mod tests {
             client_secret: Some(Password::new("s3cr%t+/")),
             auth,
             basic_plain: false,
-            alg: Some("ES256".into()),
+            alg: Some("ES256"),
             kid: Some("k1".into()),
             grant: Grant::ClientCredentials,
             seed: None,
             params: "&scope=read+write".into(),
+        }
+    }
+
+    #[test]
+    fn the_signing_algorithm_follows_the_key() {
+        let some = |s: &'static str| Some(s);
+        for (kind, curve, hash, declared, alg) in [
+            // Private JWKs: kty, crv, alg.
+            ("RSA", None, None, None, some("RS256")),
+            ("RSA", None, None, some("RS256"), some("RS256")),
+            ("RSA", None, None, some("PS256"), some("PS256")),
+            ("RSA", None, None, some("RS512"), None),
+            ("RSA", None, None, some("ES256"), None),
+            ("EC", some("P-256"), None, None, some("ES256")),
+            ("EC", some("P-256"), None, some("ES256"), some("ES256")),
+            ("EC", some("P-256"), None, some("ES384"), None),
+            ("EC", some("P-384"), None, None, some("ES384")),
+            ("EC", some("P-521"), None, None, None),
+            ("EC", None, None, None, None),
+            ("OKP", some("Ed25519"), None, None, some("EdDSA")),
+            ("OKP", some("Ed25519"), None, some("EdDSA"), some("EdDSA")),
+            ("OKP", some("X25519"), None, None, None),
+            ("oct", None, None, some("HS256"), None),
+            // CryptoKeys: algorithm name, namedCurve, hash.
+            ("RSASSA-PKCS1-v1_5", None, some("SHA-256"), None, some("RS256")),
+            ("RSASSA-PKCS1-v1_5", None, some("SHA-384"), None, None),
+            ("RSA-PSS", None, some("SHA-256"), None, some("PS256")),
+            ("ECDSA", some("P-256"), None, None, some("ES256")),
+            ("ECDSA", some("P-384"), None, None, some("ES384")),
+            ("ECDSA", some("P-521"), None, None, None),
+            ("Ed25519", None, None, None, some("EdDSA")),
+            ("HMAC", None, some("SHA-256"), None, None),
+            ("", None, None, None, None),
+        ] {
+            assert_eq!(
+                jws_alg(kind, curve, hash, declared),
+                alg,
+                "{kind} {curve:?} {hash:?} {declared:?}"
+            );
         }
     }
 
@@ -520,8 +594,9 @@ mod tests {
         assert!(f
             .body
             .contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"));
-        let input = f.sign.unwrap();
-        let (h, c) = input.split_once('.').unwrap();
+        let signing = f.sign.unwrap();
+        assert_eq!(signing.alg, "ES256");
+        let (h, c) = signing.input.split_once('.').unwrap();
         let decode = |s: &str| String::from_utf8(base64_decode(s)).unwrap();
         assert_eq!(decode(h), r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#);
         assert_eq!(

@@ -133,6 +133,68 @@ async function introspect(as, clientName, token) {
 
 const zeroErrors = (as) => assert.deepEqual(as.stats.tokenErrors, {}, "no token endpoint error at all");
 
+// Every algorithm the machine may pick, signed by the runtime's WebCrypto and checked here
+// with the public half: no server is needed to verify a signature (oidc-provider's client
+// above has RS256 and ES256 keys only).
+describe("private_key_jwt: the machine picks the algorithm, WebCrypto signs it", () => {
+  const subtle = globalThis.crypto.subtle;
+  const generate = (params) => subtle.generateKey(params, true, ["sign", "verify"]);
+  const rsa = (name) => ({ name, modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" });
+  const VERIFY = {
+    RS256: { name: "RSASSA-PKCS1-v1_5" },
+    PS256: { name: "RSA-PSS", saltLength: 32 },
+    ES256: { name: "ECDSA", hash: "SHA-256" },
+    ES384: { name: "ECDSA", hash: "SHA-384" },
+    EdDSA: { name: "Ed25519" },
+  };
+  const cases = [
+    ["an RSA JWK without alg", rsa("RSASSA-PKCS1-v1_5"), "jwk", undefined, "RS256"],
+    ["an RSA JWK stating PS256", rsa("RSA-PSS"), "jwk", "PS256", "PS256"],
+    ["an EC P-384 JWK", { name: "ECDSA", namedCurve: "P-384" }, "jwk", undefined, "ES384"],
+    ["an Ed25519 JWK", { name: "Ed25519" }, "jwk", undefined, "EdDSA"],
+    ["an RSA-PSS CryptoKey", rsa("RSA-PSS"), "key", undefined, "PS256"],
+    ["an Ed25519 CryptoKey", { name: "Ed25519" }, "key", undefined, "EdDSA"],
+  ];
+  for (const [name, params, form, alg, expected] of cases) {
+    it(`${name} signs ${expected}`, async () => {
+      const { privateKey, publicKey } = await generate(params);
+      const privateJwk = await subtle.exportKey("jwk", privateKey);
+      delete privateJwk.alg;
+      if (alg !== undefined) privateJwk.alg = alg;
+      const bodies = [];
+      const fetch = async (url, init) => {
+        bodies.push(new URLSearchParams(init.body));
+        return new Response(JSON.stringify({ access_token: "at-1", token_type: "Bearer", expires_in: 300 }), {
+          headers: { "content-type": "application/json" },
+        });
+      };
+      const s = new AuthSession({
+        host: "https://api.example.com",
+        autoRefresh: false,
+        fetch,
+        oauth: {
+          tokenEndpoint: "https://as.example.com/token",
+          clientId: "client-1",
+          grant: "client_credentials",
+          privateKey: form === "jwk" ? privateJwk : privateKey,
+        },
+      });
+      try {
+        await s.login();
+      } finally {
+        s.dispose();
+      }
+      assert.equal(bodies.length, 1);
+      assert.equal(bodies[0].get("client_assertion_type"), ASSERTION_TYPE);
+      const [h, c, sig] = bodies[0].get("client_assertion").split(".");
+      assert.equal(decodeJwtPart(h).alg, expected);
+      assert.equal(decodeJwtPart(c).aud, "https://as.example.com/token");
+      const ok = await subtle.verify(VERIFY[expected], publicKey, Buffer.from(sig, "base64url"), new TextEncoder().encode(`${h}.${c}`));
+      assert.ok(ok, "the signature verifies with the public key");
+    });
+  }
+});
+
 describe("OAuth 2.0 mode against oidc-provider", { timeout: 90_000 }, () => {
   let as;
   /** Sessions of the running test: disposed after it, so no timer of one test runs into the next. */
@@ -670,6 +732,13 @@ describe("OAuth 2.0 mode against oidc-provider", { timeout: 90_000 }, () => {
       configError({ host: as.api.url, oauth: { ...base(), grant: "implicit" } }, "an unknown grant");
       const { d: _d, ...publicHalf } = as.clients.jwt.keys.ES256;
       configError({ host: as.api.url, oauth: { clientId: "jwt-client", tokenEndpoint: as.tokenEndpoint, privateKey: publicHalf } }, "a public JWK");
+      // A JWK that states an algorithm the package does not sign with, or one its type does
+      // not allow, is refused, not signed with another algorithm the server would reject.
+      const jwt = (privateKey) => ({ host: as.api.url, oauth: { clientId: "jwt-client", tokenEndpoint: as.tokenEndpoint, privateKey } });
+      configError(jwt({ ...as.clients.jwt.keys.RS256, alg: "RS512" }), "an RSA JWK for RS512");
+      configError(jwt({ ...as.clients.jwt.keys.ES256, alg: "ES384" }), "a P-256 JWK for ES384");
+      configError(jwt({ ...as.clients.jwt.keys.ES256, crv: "P-521" }), "an EC JWK on P-521");
+      configError(jwt({ kty: "oct", k: "c2VjcmV0", d: "x" }), "a symmetric JWK");
       assert.equal(as.stats.tokenRequests.client_credentials, 0);
     });
   });

@@ -9,6 +9,7 @@ use super::{CallId, Wake};
 use crate::core::envelope::AuthBody;
 use crate::core::error::{AuthError, Cause};
 use crate::core::json::Json;
+use crate::core::oauth::Signing;
 use crate::core::secret::AccessToken;
 /// Names a flight: one promise in the driver, any number of waiters.
 pub type FlightId = u32;
@@ -121,9 +122,9 @@ pub struct AuthRequest {
     pub body: String,
     /// The `Authorization` header (`Bearer …`, `Basic …`): a secret too.
     pub authorization: Option<String>,
-    /// private_key_jwt: the JWT's signing input; the driver appends `<input>.<signature>`
-    /// (signed with the client's key) to `body`, which ends with `client_assertion=`.
-    pub sign: Option<String>,
+    /// private_key_jwt: the client assertion for the driver to sign with the client's key
+    /// and append, `<input>.<signature>`, to `body`, which ends with `client_assertion=`.
+    pub sign: Option<Signing>,
     /// The largest body to read; over it the driver answers [`IoFailure::TooLarge`].
     pub max_bytes: usize,
 }

@@ -15,7 +15,7 @@ use crate::core::config::{Credentials, MAX_AUTH_RESPONSE_BYTES};
 use crate::core::envelope::{self, read_auth_response, TokenPair};
 use crate::core::error::{AuthError, ErrorCode};
 use crate::core::json::Json;
-use crate::core::oauth::{self, Grant};
+use crate::core::oauth::{self, Grant, Signing};
 use crate::core::retry::{self, backoff_ms, RetryAfter};
 use crate::core::secret::RefreshToken;
 use crate::core::timing::{clock_skew, retry_delay};
@@ -271,7 +271,7 @@ impl Machine {
         wire: Wire,
         body: String,
         authorization: Option<String>,
-        sign: Option<String>,
+        sign: Option<Signing>,
     ) {
         let io = self.id();
         self.log(Log::Request {
