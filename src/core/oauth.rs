@@ -76,22 +76,24 @@ pub struct OAuth {
 /// that states an algorithm the package does not sign with (RS512) is refused, not signed with
 /// another the server would reject.
 pub fn jws_alg(kind: &str, curve: Option<&str>, hash: Option<&str>, declared: Option<&str>) -> Option<&'static str> {
-    let jwk = |implied: &'static str, allowed: &[&'static str]| match declared {
-        None => Some(implied),
-        Some(d) => allowed.iter().copied().find(|a| *a == d),
-    };
-    match (kind, curve, hash) {
-        ("RSA", _, _) => jwk("RS256", &["RS256", "PS256"]),
-        ("EC", Some("P-256"), _) => jwk("ES256", &["ES256"]),
-        ("EC", Some("P-384"), _) => jwk("ES384", &["ES384"]),
-        ("OKP", Some("Ed25519"), _) => jwk("EdDSA", &["EdDSA", "Ed25519"]).map(|_| "EdDSA"),
-        ("RSASSA-PKCS1-v1_5", _, Some("SHA-256")) => Some("RS256"),
-        ("RSA-PSS", _, Some("SHA-256")) => Some("PS256"),
-        ("ECDSA", Some("P-256"), _) => Some("ES256"),
-        ("ECDSA", Some("P-384"), _) => Some("ES384"),
-        ("Ed25519", _, _) => Some("EdDSA"),
-        _ => None,
-    }
+    // (kind, curve, hash, algorithm); "" matches anything. The first row that fits wins: an
+    // RSA JWK stating no `alg` signs RS256.
+    const KEYS: [(&str, &str, &str, &str); 10] = [
+        ("RSA", "", "", "RS256"),
+        ("RSA", "", "", "PS256"),
+        ("EC", "P-256", "", "ES256"),
+        ("EC", "P-384", "", "ES384"),
+        ("OKP", "Ed25519", "", "EdDSA"),
+        ("RSASSA-PKCS1-v1_5", "", "SHA-256", "RS256"),
+        ("RSA-PSS", "", "SHA-256", "PS256"),
+        ("ECDSA", "P-256", "", "ES256"),
+        ("ECDSA", "P-384", "", "ES384"),
+        ("Ed25519", "", "", "EdDSA"),
+    ];
+    let fits = |want: &str, got: Option<&str>| want.is_empty() || got == Some(want);
+    KEYS.iter()
+        .find(|(k, c, h, a)| *k == kind && fits(c, curve) && fits(h, hash) && declared.map_or(true, |d| d == *a))
+        .map(|row| row.3)
 }
 
 /// `application/x-www-form-urlencoded` (the URL Standard's serializer): unreserved bytes as
@@ -517,6 +519,7 @@ mod tests {
             ("EC", None, None, None, None),
             ("OKP", some("Ed25519"), None, None, some("EdDSA")),
             ("OKP", some("Ed25519"), None, some("EdDSA"), some("EdDSA")),
+            ("OKP", some("Ed25519"), None, some("ES256"), None),
             ("OKP", some("X25519"), None, None, None),
             ("oct", None, None, some("HS256"), None),
             // CryptoKeys: algorithm name, namedCurve, hash.
