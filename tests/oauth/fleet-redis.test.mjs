@@ -9,9 +9,15 @@
 //    refresh interval for the whole fleet, not one per process.
 // 2. Client credentials: 4 processes × 25 concurrent json() calls on a cold start make one
 //    token request.
+// 3. The lease holder is killed (SIGKILL) while its refresh request is on its way, before the
+//    provider saw it: nothing is lost; the others refresh once its lease ran out.
+// 4. The lease holder is killed after the provider rotated, before it stored the pair: the
+//    documented cost of a rotating refresh token without credentials. The record's token is
+//    spent; the first survivor to send it makes the provider revoke the grant (one reuse),
+//    and every survivor's session ends with SESSION_EXPIRED; none retries it.
 //
 // Needs redis-server on PATH (started here on a free port) and the built package (pkg/, or
-// AUTH_SESSION_PKG_DIR). Run: node --test tests/oauth/fleet-redis.test.mjs (about 25 s).
+// AUTH_SESSION_PKG_DIR). Run: node --test tests/oauth/fleet-redis.test.mjs (about 50 s).
 
 import assert from "node:assert/strict";
 import { dirname, join, resolve } from "node:path";
@@ -46,7 +52,7 @@ async function until(check, ms, step = 20) {
 /** A pair the instance got from the token endpoint itself (not adopted from the record). */
 const fromServer = (m) => m.type === "tokens" && m.reason !== "adopt" && m.reason !== "restore";
 
-describe("a fleet of Node processes in OAuth 2.0 mode on one Redis record", { timeout: 55_000 }, () => {
+describe("a fleet of Node processes in OAuth 2.0 mode on one Redis record", { timeout: 120_000 }, () => {
   let redis;
   let as;
   const fleet = new Fleet(join(here, "fixtures", "fleet-worker.mjs"));
@@ -221,5 +227,144 @@ describe("a fleet of Node processes in OAuth 2.0 mode on one Redis record", { ti
     assert.equal(as.stats.tokenRequests.client_credentials, 1, "one token request for the fleet on the expired token");
     assert.equal(expired.fromServer, 1, "one instance got it from the server, the others adopted it");
     assert.equal(as.stats.api.refused, 0, "no expired token reached the API");
+  });
+  // The kill tests: a short lease (its floor, 4 × timeoutMs), so that a dead holder costs the
+  // others seconds, not the default's 20 s.
+  const KILL = { timeoutMs: 1500, retries: 1, leaseMs: 6000 };
+  const alive = () => Array.from({ length: INSTANCES }, (_, i) => i).filter((i) => fleet.alive(i));
+
+  /** A seeded session `id` in every live instance, calling continuously; resolves once a pair
+   *  from the provider is in and the fleet has called with it a while. */
+  async function seededRun(id, durationMs) {
+    const client = as.clients.basic;
+    const seed = await obtainRefreshToken(as, { client: "basic" });
+    const live = alive();
+    let from = fleet.messages.length;
+    for (const i of live) {
+      fleet.send(i, {
+        type: "session",
+        id,
+        host: as.api.url,
+        oauth: { tokenEndpoint: as.tokenEndpoint, clientId: client.client_id, clientSecret: client.client_secret, refreshToken: seed.refresh_token },
+        prefix: `oauth-fleet-${id}:`,
+        ...KILL,
+      });
+    }
+    for (const i of live) await fleet.waitFor((m) => m.index === i && m.type === "session-ready" && m.id === id, 10_000, `session ${id} in ${i}`, from);
+    from = fleet.messages.length;
+    for (const i of live) fleet.send(i, { type: "run", id, durationMs, path: "/api/me", ...LOAD });
+    await fleet.waitFor((m) => m.id === id && fromServer(m), 10_000, "the seed exchanged", from).catch((e) => {
+      throw new Error(`${e.message}: ${JSON.stringify(fleet.since(from).filter((m) => m.type !== "acquired" && m.type !== "released").slice(0, 12))}`);
+    });
+    await sleep(500);
+    return { from, live };
+  }
+
+  /** Kills the first live instance that announces `what` ("token-request" or "putting"). */
+  async function killAt(what, from, live) {
+    const m = await fleet.waitFor((x) => x.type === what, 4 * LIFETIME_MS, `a lease holder's ${what}`, from);
+    const killedAt = Date.now();
+    fleet.children[m.index].kill("SIGKILL");
+    const survivors = live.filter((i) => i !== m.index);
+    for (const i of survivors) fleet.send(i, { type: "stall" });
+    const exit = await within(fleet.children[m.index].exited, 5000, "holder exit");
+    assert.equal(exit.signal, "SIGKILL");
+    return { killed: m.index, killedAt, survivors };
+  }
+
+  test("the lease holder is killed before its refresh reached the provider: nothing is lost, the others take over", { timeout: 40_000 }, async (t) => {
+    for (const id of ["rt", "cc", "cc-expired"]) fleet.sendAll({ type: "dispose", id });
+    as.resetStats();
+    const durationMs = 4 * LIFETIME_MS + KILL.leaseMs;
+    const { from, live } = await seededRun("kill-token", durationMs);
+    for (const i of live) fleet.send(i, { type: "stall", token: true });
+    const { killed, killedAt, survivors } = await killAt("token-request", from, live);
+    // Counted from the kill (the dead holder's request never left it).
+    const before = { requests: as.stats.tokenRequests.refresh_token, refreshes: as.stats.refreshes };
+
+    const done = [];
+    for (const i of survivors) done.push(await fleet.waitFor((m) => m.index === i && m.type === "run-done" && m.id === "kill-token", durationMs + 20_000, `run ${i}`, from));
+    const obtained = () => fleet.since(from, (m) => m.id === "kill-token" && fromServer(m) && m.at > killedAt);
+    await until(() => as.stats.refreshes - before.refreshes === obtained().length, 3000);
+    const pairs = obtained();
+    const failures = done.flatMap((d) => d.failures);
+    // A dead holder's documented cost: while its lease lives, a call whose access token has
+    // expired waits timeoutMs for the holder's record, then fails with TIMEOUT.
+    const documented = (f) => f.code === "TIMEOUT" && f.at >= killedAt - 1000 && f.at <= killedAt + KILL.leaseMs + 2500;
+    const figures = {
+      killed,
+      recoveryMs: pairs.length ? pairs[0].at - killedAt : null,
+      calls: done.reduce((n, d) => n + d.calls, 0),
+      failed: failures.length,
+      timeoutsWhileLeaseHeld: failures.filter(documented).length,
+      refreshRequestsAfterKill: as.stats.tokenRequests.refresh_token - before.requests,
+      refreshesAfterKill: as.stats.refreshes - before.refreshes,
+      pairsFromServer: pairs.map((m) => m.index),
+      reuseDetected: as.stats.reuseDetected,
+      tokenErrors: { ...as.stats.tokenErrors },
+      states: done.map((d) => d.state),
+    };
+    t.diagnostic(`kill before the rotation: ${JSON.stringify(figures)}`);
+
+    assert.deepEqual(failures.filter((f) => !documented(f)), [], "no call failed otherwise");
+    assert.equal(as.stats.reuseDetected, 0, "no refresh token was presented twice");
+    assert.deepEqual(as.stats.tokenErrors, {}, "no invalid_grant");
+    // The dead holder's request never left it: every refresh request after the kill rotated,
+    // and each new pair reached one survivor from the provider (the others adopted it).
+    assert.equal(figures.refreshRequestsAfterKill, figures.refreshesAfterKill);
+    assert.equal(pairs.length, figures.refreshesAfterKill);
+    assert.ok(pairs.every((m) => survivors.includes(m.index)));
+    assert.ok(figures.refreshesAfterKill >= 2, `rotations after the kill: ${figures.refreshesAfterKill}`);
+    assert.ok(figures.recoveryMs !== null && figures.recoveryMs <= KILL.leaseMs + 2500, `recovered in ${figures.recoveryMs} ms`);
+    assert.deepEqual(figures.states, survivors.map(() => "active"));
+    assert.equal(fleet.since(from, (m) => m.id === "kill-token" && m.type === "expired").length, 0);
+  });
+
+  test("the lease holder is killed after the provider rotated, before the write: the grant is lost, once, cleanly", { timeout: 40_000 }, async (t) => {
+    for (const i of alive()) fleet.send(i, { type: "dispose", id: "kill-token" });
+    as.resetStats();
+    const durationMs = 2 * LIFETIME_MS + KILL.leaseMs;
+    const { from, live } = await seededRun("kill-put", durationMs);
+    assert.ok(live.length >= 3, "three instances left");
+    for (const i of live) fleet.send(i, { type: "stall", put: true });
+    const { killed, killedAt, survivors } = await killAt("putting", from, live);
+    // The dead holder's refresh was answered (the provider rotated) before it announced the
+    // write: every refresh request from here on presents a token of the lost grant.
+    const atKill = as.stats.tokenRequests.refresh_token;
+
+    const done = [];
+    for (const i of survivors) done.push(await fleet.waitFor((m) => m.index === i && m.type === "run-done" && m.id === "kill-put", durationMs + 20_000, `run ${i}`, from));
+    const failures = done.flatMap((d) => d.failures);
+    const expired = fleet.since(from, (m) => m.id === "kill-put" && m.type === "expired").map((m) => m.index);
+    const documented = (f) =>
+      (f.code === "TIMEOUT" && f.at >= killedAt - 1000 && f.at <= killedAt + KILL.leaseMs + 2500) ||
+      (f.code === "SESSION_EXPIRED" && f.at >= killedAt);
+    const figures = {
+      killed,
+      refreshRequestsAfterKill: as.stats.tokenRequests.refresh_token - atKill,
+      reuseDetected: as.stats.reuseDetected,
+      grantsRevoked: as.stats.grantsRevoked,
+      tokenErrors: { ...as.stats.tokenErrors },
+      failureCodes: [...new Set(failures.map((f) => f.code))],
+      expired,
+      states: done.map((d) => d.state),
+      newPairsAfterKill: fleet.since(from, (m) => m.id === "kill-put" && m.type === "tokens" && m.at > killedAt).length,
+    };
+    t.diagnostic(`kill after the rotation: ${JSON.stringify(figures)}`);
+
+    // The spent token was presented once by the first survivor to hold the lease: the
+    // provider revoked the grant. The others were refused too (the grant is gone), each at
+    // most once: no retries of a refused refresh token.
+    assert.equal(as.stats.reuseDetected, 1, "one reuse");
+    assert.equal(as.stats.grantsRevoked, 1);
+    assert.ok(figures.refreshRequestsAfterKill >= 1 && figures.refreshRequestsAfterKill <= survivors.length, `refused requests ${figures.refreshRequestsAfterKill}`);
+    assert.deepEqual(as.stats.tokenErrors, { invalid_grant: figures.refreshRequestsAfterKill });
+    assert.equal(figures.newPairsAfterKill, 0);
+    // Every survivor's session ended, once, and says so; its calls fail at once with
+    // SESSION_EXPIRED from then on (none hangs: every run ended).
+    assert.deepEqual([...expired].sort(), [...survivors].sort());
+    assert.deepEqual(figures.states, survivors.map(() => "expired"));
+    assert.deepEqual(failures.filter((f) => !documented(f)), [], "no other failure");
+    assert.ok(failures.some((f) => f.code === "SESSION_EXPIRED"));
   });
 });

@@ -12,7 +12,7 @@
 import { pathToFileURL } from "node:url";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { connectRedis } from "./fleet.mjs";
+import { connectRedis, watchedStorage } from "./fleet.mjs";
 
 const env = process.env;
 const pkg = env.AUTH_SESSION_PKG_DIR;
@@ -32,35 +32,10 @@ const { redisStorage } = await import(pathToFileURL(join(pkg, "redis.js")).href)
 
 const client = await connectRedis(env.FLEET_REDIS, env.FLEET_CLIENT);
 
-// The adapter, watched: the parent learns who holds the lease. With `stallPut` on, the
-// holder announces the write of the pair it just got and waits (the parent kills it there:
-// the server has rotated, the record still holds the spent pair).
-const inner = redisStorage(client, { prefix: env.FLEET_PREFIX });
-let holding = false;
-let stallPut = false;
-const storage = {
-  get: (key) => inner.get(key),
-  async put(key, value) {
-    if (stallPut && holding) {
-      await send({ type: "putting" });
-      await sleep(3000);
-    }
-    return inner.put(key, value);
-  },
-  delete: (key) => inner.delete(key),
-  async acquire(key, ttlMs) {
-    const lease = await inner.acquire(key, ttlMs);
-    if (lease !== null) holding = true;
-    send({ type: "acquired", taken: lease !== null, ttlMs });
-    return lease;
-  },
-  async release(key, lease) {
-    holding = false;
-    const released = await inner.release(key, lease);
-    send({ type: "released", released });
-    return released;
-  },
-};
+// The adapter, watched (fleet.mjs): the parent learns who holds the lease, and with
+// "stall-put" on, the holder dies announcing its write. Written with `put` under the lease.
+const stall = { put: false };
+const { storage } = watchedStorage(redisStorage(client, { prefix: env.FLEET_PREFIX }), send, stall, { versioned: false });
 
 const session = new AuthSession({
   host: env.FLEET_HOST,
@@ -127,7 +102,7 @@ process.on("message", async (message) => {
         break;
       }
       case "stall-put":
-        stallPut = message.on === true;
+        stall.put = message.on === true;
         break;
       case "stop": {
         running = false;

@@ -113,3 +113,48 @@ export async function connectRedis(url, kind) {
   await client.connect();
   return client;
 }
+
+/**
+ * A worker's storage adapter, watched: the parent learns who holds the lease ("acquired",
+ * "released"), and while `stall.put` is on, the lease holder announces the write of the pair
+ * it just got ("putting") and waits there 3 s: the parent kills it, the server has rotated
+ * and the record still holds the spent pair. `versioned: false` hides the adapter's
+ * `putIfNewer` (the session then writes with `put` under its lease).
+ * `held(what)`: the same announce-and-wait for other steps (`stall[what]`, message `type`).
+ */
+export function watchedStorage(inner, send, stall, { versioned = true } = {}) {
+  let holding = false;
+  const held = async (what, type) => {
+    if (stall[what] && holding) {
+      await send({ type });
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+    }
+  };
+  const storage = {
+    get: (key) => inner.get(key),
+    async put(key, value) {
+      await held("put", "putting");
+      return inner.put(key, value);
+    },
+    delete: (key) => inner.delete(key),
+    async acquire(key, ttlMs) {
+      const lease = await inner.acquire(key, ttlMs);
+      if (lease !== null) holding = true;
+      send({ type: "acquired", taken: lease !== null, ttlMs });
+      return lease;
+    },
+    async release(key, lease) {
+      holding = false;
+      const released = await inner.release(key, lease);
+      send({ type: "released", released });
+      return released;
+    },
+  };
+  if (versioned && typeof inner.putIfNewer === "function") {
+    storage.putIfNewer = async (key, value, version) => {
+      await held("put", "putting");
+      return inner.putIfNewer(key, value, version);
+    };
+  }
+  return { storage, held };
+}
