@@ -152,6 +152,18 @@ describe("package resolution by name", { concurrency: true }, () => {
     });
   }
 
+  it("the Node ESM entry loads where process.getBuiltinModule does not exist (Node before 20.16)", async () => {
+    const probe = `
+      delete process.getBuiltinModule;
+      const { AuthSession } = await import("auth-session");
+      const session = new AuthSession({ host: "https://api.example.com", autoRefresh: false });
+      process.stdout.write(session.info.state);
+      session.dispose();
+    `;
+    const { stdout } = await node(["--input-type=module", "-e", probe]);
+    assert.equal(stdout, "anonymous");
+  });
+
   it("a session signing client assertions seeds its random stream from the CSPRNG", async () => {
     const probe = `
       import { AuthSession } from "auth-session";
