@@ -99,7 +99,7 @@ note "$(basename "$tgz"): $tgz_bytes bytes (unpacked $unpacked_bytes bytes)"
 expected_files=(
   LICENSE README.md REFERENCE.md CHANGELOG.md package.json
   auth_session.js auth_session_bg.wasm session.js auth-error.js pool.js clients.js clients.d.ts
-  node.mjs node.cjs web.mjs workerd.mjs
+  node.mjs node.cjs web.mjs deno.mjs workerd.mjs
   index.d.ts index.d.cts
   workers.js workers.d.ts
   redis.js redis.d.ts
@@ -172,8 +172,8 @@ note "reference server: $server_url"
 # --- Runtimes -------------------------------------------------------------------------------
 # Commands per runtime, run in the consumer project (so "auth-session" is the installed copy).
 # Deno: the consumer's package.json makes Deno use its node_modules as is (the "manual" mode,
-# stated explicitly), and the exports map's "deno" condition picks web.mjs, whose default
-# loader fetches the .wasm next to it: reading it is the only file access it is granted.
+# stated explicitly), and the exports map's "deno" condition picks deno.mjs, which reads the
+# .wasm next to it: reading the package is the only file access it is granted.
 # --cached-only: Deno must never reach for a registry here. Bun: the Node entries ("node"
 # condition); --no-install keeps it from ever auto-installing a package it cannot find.
 deno_run=(deno run --node-modules-dir=manual --cached-only --no-prompt
@@ -205,7 +205,7 @@ if [ -n "$node_alt" ]; then
   run_smoke "Node $node_alt_version ESM" node.mjs "$node_alt" smoke.mjs
   run_smoke "Node $node_alt_version CJS" node.cjs "$node_alt" smoke.cjs
 fi
-run_smoke "Deno $(deno --version | sed -n 's/^deno \([^ ]*\).*/\1/p')" web.mjs "${deno_run[@]}" smoke.mjs
+run_smoke "Deno $(deno --version | sed -n 's/^deno \([^ ]*\).*/\1/p')" deno.mjs "${deno_run[@]}" smoke.mjs
 run_smoke "Bun $(bun --version) ESM" node.mjs "${bun_run[@]}" smoke.mjs
 run_smoke "Bun $(bun --version) CJS" node.cjs "${bun_run[@]}" smoke.cjs
 
@@ -313,7 +313,7 @@ installed="$consumer/node_modules/auth-session"
 entry_files() { # entry -> files
   case "$1" in
     node.cjs) echo "node.cjs auth_session_bg.wasm" ;; # node.cjs bundles the glue, driver and AuthError
-    *) echo "$1 auth_session.js session.js auth-error.js encryption.js pool.js auth_session_bg.wasm" ;;
+    *) echo "$1 auth_session.js session.js auth-error.js encryption.js signer.js pool.js auth_session_bg.wasm" ;;
   esac
 }
 size_of() { # entry -> "raw gzip"
@@ -340,7 +340,7 @@ if [ -n "$node_alt" ]; then
   row "Node ${node_alt_version%%.*} ESM" node.mjs startup.mjs "$node_alt"
   row "Node ${node_alt_version%%.*} CJS" node.cjs startup.cjs "$node_alt"
 fi
-row "Deno" web.mjs startup.mjs "${deno_run[@]}"
+row "Deno" deno.mjs startup.mjs "${deno_run[@]}"
 row "Bun ESM" node.mjs startup.mjs "${bun_run[@]}"
 row "Bun CJS" node.cjs startup.cjs "${bun_run[@]}"
 
