@@ -160,36 +160,6 @@ fn metadata(issuer: &str, token_endpoint: &str, revocation: Option<&str>) -> Rep
 
 // ----- reading requests ----------------------------------------------------------------------
 
-fn form_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
-                out.push(u8::from_str_radix(hex, 16).unwrap());
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
-}
-
-/// The fields of a form body, decoded, in order.
-fn form(body: &str) -> Vec<(String, String)> {
-    body.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (form_decode(k), form_decode(v))
-        })
-        .collect()
-}
-
 /// Every value of field `name`.
 fn fields(req: &AuthRequest, name: &str) -> Vec<String> {
     form(&req.body)
@@ -218,25 +188,6 @@ fn b64(bytes: &[u8]) -> String {
             } else {
                 out.push('=');
             }
-        }
-    }
-    out
-}
-
-/// Base64url without padding (RFC 4648 §5), as JWTs are written; panics on anything else.
-fn b64url_decode(s: &str) -> Vec<u8> {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let (mut acc, mut bits, mut out) = (0u32, 0, Vec::new());
-    for c in s.bytes() {
-        let v = T
-            .iter()
-            .position(|&x| x == c)
-            .unwrap_or_else(|| panic!("not base64url: {s}"));
-        acc = acc << 6 | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
         }
     }
     out

@@ -333,31 +333,6 @@ fn oauth_token(pair: &Pair, refresh: bool, now: i64) -> Reply {
     reply(200, &text).date(&http_date(now))
 }
 
-/// The value of field `name` in a form body, decoded.
-fn form_field(body: &str, name: &str) -> Option<String> {
-    body.split('&').find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        (k == name).then(|| {
-            let b = v.as_bytes();
-            let mut out = Vec::with_capacity(b.len());
-            let mut i = 0;
-            while i < b.len() {
-                match b[i] {
-                    b'+' => out.push(b' '),
-                    b'%' => {
-                        let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("ASCII");
-                        out.push(u8::from_str_radix(hex, 16).expect("a percent escape"));
-                        i += 2;
-                    }
-                    c => out.push(c),
-                }
-                i += 1;
-            }
-            String::from_utf8(out).expect("UTF-8")
-        })
-    })
-}
-
 /// The number of a token (`at.CANARY.7`, `rt.CANARY.7`: 7).
 fn number(token: &str) -> u32 {
     token
@@ -2551,6 +2526,19 @@ fn a_write_slower_than_the_old_lease_no_longer_lets_the_next_holder_reuse_the_to
     );
 }
 
+/// Two cold seeded instances on one store with a lease: A's first call finds the record empty,
+/// takes the lease, looks again and sends the seed (its flight is returned); B has not asked.
+fn a_holds_the_lease_and_sends_the_seed() -> (MemoryStore, Run, Run, FlightId) {
+    let cfg = fleet_config(Mode::Seeded, false, 0);
+    let mut store = MemoryStore::default();
+    let mut a = Run::with_persistence(cfg.clone(), Persistence::StorageWithLease, 1);
+    let b = Run::with_persistence(cfg, Persistence::StorageWithLease, 2);
+    let fa = wait_token(a.ask(EPOCH, Need::Strict));
+    a.serve(EPOCH, &mut store);
+    assert_eq!(form_field(&a.open_send().body, "refresh_token"), Some(rt(SEED)));
+    (store, a, b, fa)
+}
+
 /// FOUND by the OAuth 2.0 simulation (fault-free, with a lease), FIXED: a cold instance that
 /// finds the lease taken waits `timeoutMs` for the holder's record, then ran the grant itself
 /// without the lease (`looked_before_login`). With client credentials that costs one more
@@ -2560,14 +2548,7 @@ fn a_write_slower_than_the_old_lease_no_longer_lets_the_next_holder_reuse_the_to
 /// and the next one looks again, and adopts the holder's pair.
 #[test]
 fn a_cold_instance_that_waited_out_the_holder_never_sends_the_seed_the_holder_exchanged() {
-    let cfg = fleet_config(Mode::Seeded, false, 0);
-    let mut store = MemoryStore::default();
-    let mut a = Run::with_persistence(cfg.clone(), Persistence::StorageWithLease, 1);
-    let mut b = Run::with_persistence(cfg, Persistence::StorageWithLease, 2);
-    // A's first call: the record is empty, A takes the lease, looks again, sends the seed.
-    let fa = wait_token(a.ask(EPOCH, Need::Strict));
-    a.serve(EPOCH, &mut store);
-    assert_eq!(form_field(&a.open_send().body, "refresh_token"), Some(rt(SEED)));
+    let (mut store, mut a, mut b, fa) = a_holds_the_lease_and_sends_the_seed();
     // B's first call: the record is empty, the lease is A's: B waits for A's record.
     let fb = wait_token(b.ask(EPOCH, Need::Strict));
     b.serve(EPOCH, &mut store);
@@ -2669,16 +2650,8 @@ fn a_session_never_sends_its_seed_again_however_many_rotations_followed() {
 /// makes a waited-out instance fail instead of sending the seed; the same reasoning holds
 /// when the acquire's answer never came.
 #[test]
-
 fn an_instance_whose_acquire_timed_out_never_sends_the_seed_the_holder_exchanges() {
-    let cfg = fleet_config(Mode::Seeded, false, 0);
-    let mut store = MemoryStore::default();
-    let mut a = Run::with_persistence(cfg.clone(), Persistence::StorageWithLease, 1);
-    let mut b = Run::with_persistence(cfg, Persistence::StorageWithLease, 2);
-    // A: the record is empty, A takes the lease, looks again, sends the seed.
-    let fa = wait_token(a.ask(EPOCH, Need::Strict));
-    a.serve(EPOCH, &mut store);
-    assert_eq!(form_field(&a.open_send().body, "refresh_token"), Some(rt(SEED)));
+    let (_store, mut a, mut b, fa) = a_holds_the_lease_and_sends_the_seed();
     // B: the record is empty; its acquire gets no answer within timeoutMs (a slow link).
     let fb = wait_token(b.ask(EPOCH, Need::Strict));
     b.answer_get(EPOCH, StorageReply::Empty);

@@ -479,6 +479,11 @@ mod tests {
     use super::*;
 
     include!("../../tests/common/json_text.rs");
+    #[allow(dead_code)]
+    mod encodings {
+        include!("../../tests/common/encodings.rs");
+    }
+    use encodings::b64url_decode;
 
     fn body(text: &str) -> AuthBody {
         AuthBody::Json(parse_json(text.as_bytes()).unwrap())
@@ -600,31 +605,12 @@ mod tests {
         let signing = f.sign.unwrap();
         assert_eq!(signing.alg, "ES256");
         let (h, c) = signing.input.split_once('.').unwrap();
-        let decode = |s: &str| String::from_utf8(base64_decode(s)).unwrap();
+        let decode = |s: &str| String::from_utf8(b64url_decode(s)).unwrap();
         assert_eq!(decode(h), r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#);
         assert_eq!(
             decode(c),
             r#"{"iss":"c li:ent","sub":"c li:ent","aud":"https://as.example/token","jti":"jti-1","iat":1700000000,"exp":1700000060}"#
         );
-    }
-
-    fn base64_decode(s: &str) -> Vec<u8> {
-        let t = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let bits: Vec<u8> = s
-            .bytes()
-            .map(|b| t.iter().position(|&x| x == b).unwrap() as u8)
-            .collect();
-        let mut out = Vec::new();
-        let (mut acc, mut n) = (0u32, 0);
-        for v in bits {
-            acc = acc << 6 | v as u32;
-            n += 6;
-            if n >= 8 {
-                n -= 8;
-                out.push((acc >> n) as u8);
-            }
-        }
-        out
     }
 
     #[test]

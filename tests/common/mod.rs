@@ -15,6 +15,7 @@ use auth_session::core::fingerprint;
 use auth_session::core::json::{self, Json};
 
 include!("json_text.rs");
+include!("encodings.rs");
 use auth_session::core::machine::{
     AuthReply, AuthRequest, Endpoint, Event, FlightId, IoFailure, IoId, Keep, Machine, Need, Outcome, Output,
     Persistence, Reason, Step, StorageOp, StorageReply, TokenStep, Waited,
