@@ -297,8 +297,8 @@ fn scrub(text: &str, secrets: &[&str]) -> String {
     }
     let mut out = text.to_owned();
     for secret in sorted {
-        if text::contains(&out, secret) {
-            out = text::replace_all(&out, secret, "[redacted]");
+        if let Some(scrubbed) = text::replace_all(&out, secret, "[redacted]") {
+            out = scrubbed;
         }
     }
     out
