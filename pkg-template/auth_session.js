@@ -289,8 +289,11 @@ function read(d) {
 // ----- Core: one session's machine --------------------------------------------------------
 
 /** The `oauth` option's strings, in the order src/boundary/mod.rs reads them. */
-export const OAUTH_FIELDS = ["issuer", "tokenEndpoint", "revocationEndpoint", "clientId", "clientSecret", "clientAuth",
-  "basicEncoding", "keyType", "keyCurve", "keyHash", "keyAlg", "kid", "grant", "refreshToken", "scope", "audience"];
+export const OAUTH_OPTIONS = ["issuer", "tokenEndpoint", "revocationEndpoint", "clientId", "clientSecret", "clientAuth",
+  "basicEncoding", "grant", "refreshToken", "scope", "audience"];
+/** What the driver read of `oauth.privateKey` (the machine picks the algorithm from it) and
+ *  the key id; sent after OAUTH_OPTIONS. */
+export const OAUTH_KEY = ["keyType", "keyCurve", "keyHash", "keyAlg", "kid"];
 
 // Opcodes (src/boundary/mod.rs `Op`).
 const NEW = 0, FREE = 1, LOGIN = 2, REFRESH = 3, REVOKE = 4, RESTORE = 5, REJOIN = 6, DISPOSE = 7, ACCOUNT = 8,
@@ -326,7 +329,7 @@ export class Core {
   /**
    * Validates the options (session.js checked their types); throws an error descriptor.
    * `s`: the session; `paths`: login, refresh, revoke ("" where not given); `oauth`: the
-   * `oauth` option's strings (OAUTH_FIELDS), `resources` an array, or undefined.
+   * `oauth` option's strings (OAUTH_OPTIONS, then OAUTH_KEY), `resources` an array, or undefined.
    */
   constructor(s, host, username, password, margin, timeout, retries, maxRetryAfter, autoRefresh, paths, storageKey,
     origins, allowInsecureHttp, maxResponseBytes, leaseMs, label, storage, seed, oauth, oauthApi) {
@@ -354,7 +357,8 @@ export class Core {
     if (oauth === undefined) u8(0);
     else {
       u8(1);
-      for (const k of OAUTH_FIELDS) str(oauth[k]);
+      for (const k of OAUTH_OPTIONS) str(oauth[k]);
+      for (const k of OAUTH_KEY) str(oauth[k]);
       u32(oauth.resources.length);
       for (const r of oauth.resources) str(r);
     }

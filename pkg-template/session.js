@@ -15,7 +15,7 @@
 // - No secret leaves: errors are built from the machine's descriptors (already redacted)
 //   plus the underlying error's `name` and `code`, never its message.
 
-import { Core, OAUTH_FIELDS } from "./auth_session.js";
+import { Core, OAUTH_OPTIONS } from "./auth_session.js";
 import { AuthError } from "./auth-error.js";
 import { encryptedStorage, importKey } from "./encryption.js";
 import { readPrivateKey } from "./signer.js";
@@ -28,7 +28,7 @@ const KNOWN = new Set([
 /** An option of the Workers isolate session (auth-session/workers): its API is an OAuth 2.0
  *  resource server, while its auth calls go to a broker. Not a user option. */
 export const OAUTH_API = Symbol("auth-session.oauthApi");
-const OAUTH_KNOWN = new Set([...OAUTH_FIELDS.filter((k) => !k.startsWith("key") && k !== "kid"), "privateKey", "keyId", "resource"]);
+const OAUTH_KNOWN = new Set([...OAUTH_OPTIONS, "privateKey", "keyId", "resource"]);
 const MAX_TIMER_MS = 2_147_483_647;
 
 // The small integers the boundary uses for the core's enums (src/boundary/mod.rs).
@@ -277,8 +277,7 @@ function readOAuth(value) {
   }
   checkKnown(value, OAUTH_KNOWN, "oauth.");
   const o = { resources: [] };
-  for (const k of OAUTH_FIELDS) {
-    if (k.startsWith("key") || k === "kid") continue;
+  for (const k of OAUTH_OPTIONS) {
     o[k] = checkType(value[k], "string", `oauth.${k}`);
     if (o[k] !== undefined) checkWellFormed(o[k], `oauth.${k}`);
   }

@@ -259,7 +259,8 @@ impl Boundary {
         let oauth = match r.u8()? {
             0 => None,
             _ => {
-                // The `oauth` option's strings, in the glue's OAUTH_FIELDS order.
+                // The `oauth` option's strings, in the glue's order: OAUTH_OPTIONS, then
+                // OAUTH_KEY (what the driver read of the private key, and its id).
                 let mut f: [Option<String>; 16] = Default::default();
                 for v in &mut f {
                     *v = r.opt_str()?;
@@ -268,7 +269,7 @@ impl Boundary {
                 for _ in 0..r.u32()? {
                     resources.push(r.string()?);
                 }
-                let [issuer, token_endpoint, revocation_endpoint, client_id, client_secret, client_auth, basic_encoding, key_type, key_curve, key_hash, key_alg, kid, grant, refresh_token, scope, audience] =
+                let [issuer, token_endpoint, revocation_endpoint, client_id, client_secret, client_auth, basic_encoding, grant, refresh_token, scope, audience, key_type, key_curve, key_hash, key_alg, kid] =
                     f;
                 Some(OAuthOptions {
                     issuer,
