@@ -721,6 +721,7 @@ describe("OAuth 2.0 mode against oidc-provider", { timeout: 90_000 }, () => {
       assert.ok(err !== undefined, `CONFIG_ERROR expected for ${message}`);
       checkError(err, { code: "CONFIG_ERROR", status: 0 });
       assertNoSecrets(errorTexts(err), [as.clients.basic.client_secret], "the error");
+      assert.ok(err.message.length < 400, `a short message for ${message}: ${err.message.length} characters`);
     };
     it("refuses what the contract rules out, at construction, without a request", () => {
       configError({ host: as.api.url, oauth: base(), paths: { login: "/login" } }, "paths with oauth");
@@ -739,6 +740,12 @@ describe("OAuth 2.0 mode against oidc-provider", { timeout: 90_000 }, () => {
       configError(jwt({ ...as.clients.jwt.keys.ES256, alg: "ES384" }), "a P-256 JWK for ES384");
       configError(jwt({ ...as.clients.jwt.keys.ES256, crv: "P-521" }), "an EC JWK on P-521");
       configError(jwt({ kty: "oct", k: "c2VjcmV0", d: "x" }), "a symmetric JWK");
+      // Garbage where the key's description is read: a number, a megabyte, a getter that throws.
+      configError(jwt({ kty: 42, crv: {}, alg: [], d: "x" }), "a JWK of the wrong types");
+      configError(jwt({ kty: "RSA".repeat(350_000), alg: "R".repeat(1 << 20), d: "x" }), "a megabyte of kty and alg");
+      const forged = { [Symbol.toStringTag]: "CryptoKey", type: "private", usages: ["sign"] };
+      Object.defineProperty(forged, "algorithm", { get() { throw new Error("boom"); } });
+      configError(jwt(forged), "a CryptoKey look-alike whose algorithm throws");
       assert.equal(as.stats.tokenRequests.client_credentials, 0);
     });
   });
