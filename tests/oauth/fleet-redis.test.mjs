@@ -25,7 +25,7 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 
 import { Fleet } from "../redis/fleet.mjs";
-import { sleep, startRedis, within } from "../redis/harness.mjs";
+import { sleep, startRedis, until, within } from "../redis/harness.mjs";
 import { startProvider, obtainRefreshToken } from "./provider.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -38,16 +38,6 @@ const LIFETIME_MS = TTL_S * 1000;
 const TIMEOUT_MS = 4000;
 const RETRIES = 1;
 const LOAD = { concurrency: 2, pauseMs: 40 };
-
-
-async function until(check, ms, step = 20) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (check()) return true;
-    await sleep(step);
-  }
-  return check();
-}
 
 /** A pair the instance got from the token endpoint itself (not adopted from the record). */
 const fromServer = (m) => m.type === "tokens" && m.reason !== "adopt" && m.reason !== "restore";
@@ -272,8 +262,52 @@ describe("a fleet of Node processes in OAuth 2.0 mode on one Redis record", { ti
     return { killed: m.index, killedAt, survivors };
   }
 
-  test("the lease holder is killed before its refresh reached the provider: nothing is lost, the others take over", { timeout: 40_000 }, async (t) => {
+  test("the lease holder is stalled (SIGSTOP) after the rotation, within its lease: it writes the pair on waking, 0 reuses", { timeout: 40_000 }, async (t) => {
     for (const id of ["rt", "cc", "cc-expired"]) fleet.sendAll({ type: "dispose", id });
+    as.resetStats();
+    const durationMs = 4 * LIFETIME_MS;
+    const { from, live } = await seededRun("stall", durationMs);
+    for (const i of live) fleet.send(i, { type: "stall", put: true });
+    const m = await fleet.waitFor((x) => x.type === "putting", 4 * LIFETIME_MS, "a lease holder writing its new pair", from);
+    const stalledAt = Date.now();
+    fleet.children[m.index].kill("SIGSTOP");
+    for (const i of live) if (i !== m.index) fleet.send(i, { type: "stall" });
+    // Stopped for 3 s of its 6 s lease (the worker's own 3 s hold runs out meanwhile), then
+    // woken: it writes the pair the provider rotated for it.
+    await sleep(3000);
+    fleet.children[m.index].kill("SIGCONT");
+    fleet.send(m.index, { type: "stall" });
+    const done = [];
+    for (const i of live) done.push(await fleet.waitFor((x) => x.index === i && x.type === "run-done" && x.id === "stall", durationMs + 20_000, `run ${i}`, from));
+    const failures = done.flatMap((d) => d.failures);
+    // While the holder sleeps, a call whose token has expired waits timeoutMs for its record
+    // and fails with TIMEOUT; the sleeper's own calls time out when it wakes.
+    const documented = (f) => f.code === "TIMEOUT" && f.at >= stalledAt - 1000 && f.at <= stalledAt + KILL.leaseMs + 2500;
+    const figures = {
+      stalled: m.index,
+      calls: done.reduce((n, d) => n + d.calls, 0),
+      failed: failures.length,
+      documentedTimeouts: failures.filter(documented).length,
+      refreshRequests: as.stats.tokenRequests.refresh_token,
+      refreshes: as.stats.refreshes,
+      reuseDetected: as.stats.reuseDetected,
+      tokenErrors: { ...as.stats.tokenErrors },
+      pairsAfterWake: fleet.since(from, (x) => x.id === "stall" && x.type === "tokens" && x.at > stalledAt).map((x) => `${x.index}:${x.reason}`),
+      states: done.map((d) => d.state),
+    };
+    t.diagnostic(`stall after the rotation: ${JSON.stringify(figures)}`);
+
+    assert.deepEqual(failures.filter((f) => !documented(f)), [], "no call failed otherwise");
+    assert.equal(as.stats.reuseDetected, 0, "no refresh token was presented twice");
+    assert.deepEqual(as.stats.tokenErrors, {}, "no invalid_grant");
+    assert.equal(as.stats.tokenRequests.refresh_token, as.stats.refreshes, "every refresh request rotated");
+    assert.ok(figures.pairsAfterWake.includes(`${m.index}:refresh`), "the sleeper installed the pair it was rotated");
+    assert.deepEqual(figures.states, live.map(() => "active"));
+    assert.equal(fleet.since(from, (x) => x.id === "stall" && x.type === "expired").length, 0);
+  });
+
+  test("the lease holder is killed before its refresh reached the provider: nothing is lost, the others take over", { timeout: 40_000 }, async (t) => {
+    for (const i of alive()) fleet.send(i, { type: "dispose", id: "stall" });
     as.resetStats();
     const durationMs = 4 * LIFETIME_MS + KILL.leaseMs;
     const { from, live } = await seededRun("kill-token", durationMs);

@@ -12,20 +12,12 @@
 import { pathToFileURL } from "node:url";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { connectRedis, watchedStorage } from "./fleet.mjs";
+import { connectRedis, toParent, watchedStorage } from "./fleet.mjs";
 
 const env = process.env;
 const pkg = env.AUTH_SESSION_PKG_DIR;
 const index = Number(env.FLEET_INDEX);
-/** Sends a message to the parent; resolves once it is handed to the channel. */
-const send = (message) =>
-  new Promise((resolve) => {
-    if (!process.connected) return resolve();
-    process.send({ index, at: Date.now(), ...message }, () => resolve());
-  });
-
-// The parent's death ends us too (never an orphan holding a port or a lease).
-process.on("disconnect", () => process.exit(0));
+const send = toParent(index);
 
 const { AuthSession } = await import(pathToFileURL(join(pkg, "node.mjs")).href);
 const { redisStorage } = await import(pathToFileURL(join(pkg, "redis.js")).href);

@@ -97,6 +97,20 @@ export class Fleet {
   }
 }
 
+/**
+ * A worker's channel to its parent: `send(message)` stamps it with the worker's `index` and
+ * the time and resolves once it is handed over. The parent's death ends the worker too
+ * (never an orphan holding a port or a lease).
+ */
+export function toParent(index) {
+  process.on("disconnect", () => process.exit(0));
+  return (message) =>
+    new Promise((resolve) => {
+      if (!process.connected) return resolve();
+      process.send({ index, at: Date.now(), ...message }, () => resolve());
+    });
+}
+
 /** A connected Redis client for a worker: ioredis when `kind` is "ioredis", else node-redis.
  *  Connection errors are the commands' to report, not an uncaught event. */
 export async function connectRedis(url, kind) {

@@ -25,7 +25,7 @@ import { after, before, describe, test } from "node:test";
 
 import { startServer } from "../server/reference-server.mjs";
 import { Fleet } from "./fleet.mjs";
-import { sleep, startRedis, within } from "./harness.mjs";
+import { sleep, startRedis, until, within } from "./harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -41,15 +41,6 @@ const LOAD = { concurrency: 3, pauseMs: 20 };
 
 /** The processes, and every message they sent (in arrival order). */
 
-/** Waits until `check()` is true, polling; false after `ms`. */
-async function until(check, ms, step = 10) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (check()) return true;
-    await sleep(step);
-  }
-  return check();
-}
 
 const isRefresh = (m) => m.type === "tokens" && m.reason === "refresh";
 

@@ -14,6 +14,16 @@ import { setTimeout as sleep } from "node:timers/promises";
 export { sleep };
 
 /** Resolves with `promise`, or rejects after `ms` naming `what`. */
+/** Waits until `check()` is true, polling every `step` ms; false after `ms`. */
+export async function until(check, ms, step = 10) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (check()) return true;
+    await sleep(step);
+  }
+  return check();
+}
+
 export function within(promise, ms, what) {
   let timer;
   const timeout = new Promise((_, reject) => {

@@ -21,7 +21,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { obtainRefreshToken, startProvider } from "../oauth/provider.mjs";
-import { Logs, bundleWorker, compatibilityDate, sleep, startBrokerCluster, tempDir, within, clientGet, clientGetJson, assertCleanLogs, loadStreams } from "./harness.mjs";
+import { Logs, bundleWorker, compatibilityDate, sleep, startBrokerCluster, tempDir, within, clientGet, assertCleanLogs, loadStreams, JWT, brokerStatus, isolateStats, tally, report } from "./harness.mjs";
 
 const fixture = fileURLToPath(new URL("./fixtures/broker-worker.mjs", import.meta.url));
 
@@ -39,7 +39,6 @@ const CLIENTS = ["c1", "c2", "c3", "c4"];
 const STREAMS = 8;
 const REQUEST_TIMEOUT_MS = 10_000;
 const BURST = 100;
-const JWT = /eyJ[\w-]+\.[\w-]+\.[\w-]+/;
 
 let tmp;
 let modules;
@@ -82,23 +81,8 @@ async function setup(t, { providerOptions, brokerVars }) {
 }
 
 const get = (url, pathname = "/read") => clientGet(url, pathname, REQUEST_TIMEOUT_MS);
-const getJson = (url, pathname) => clientGetJson(url, pathname, REQUEST_TIMEOUT_MS);
 
-const brokerStatus = (env) => getJson(env.cluster.urls[0], "/broker");
 
-/** Every client isolate's counters (and that they are distinct isolates). */
-async function isolateStats(env) {
-  const stats = await Promise.all(env.cluster.urls.map((u) => getJson(u, "/stats")));
-  assert.equal(new Set(stats.map((s) => s.isolate)).size, env.cluster.urls.length, "each client script is its own isolate");
-  for (const s of stats) assert.doesNotMatch(JSON.stringify(s), JWT);
-  return stats;
-}
-
-function tally(results) {
-  const by = {};
-  for (const r of results) by[r.status] = (by[r.status] ?? 0) + 1;
-  return by;
-}
 
 /** Every call answered 200 with the API's own JSON (no envelope), for `clientId` (and `sub`). */
 function assertAllRead(results, label, { clientId, sub }) {
@@ -128,9 +112,6 @@ const brokerFailures = (logs) =>
 
 const load = (env, ms, during) => loadStreams({ urls: () => env.cluster.urls, get, streams: STREAMS, ms, during });
 
-function report(label, figures) {
-  if (process.env.BROKER_TEST_FIGURES || process.env.WORKERD_TEST_VERBOSE) console.error(`broker-oauth figures (${label}): ${JSON.stringify(figures)}`);
-}
 
 const invalidGrants = (as) => as.stats.tokenErrors.invalid_grant ?? 0;
 
@@ -180,7 +161,7 @@ describe("auth-session/workers: an OAuth 2.0 broker against oidc-provider", () =
         isolatePairsFromBroker: stats.map((s) => s.login + s.refresh),
         brokerFailures: brokerFailures(env.logs).slice(0, 5),
       };
-      report("refresh_token", figures);
+      report("broker-oauth: refresh_token", figures);
       t.diagnostic(JSON.stringify(figures));
 
       assertAllRead(results, "refresh_token run", { clientId: as.clients.public.client_id, sub: Object.keys(as.users)[0] });
@@ -256,7 +237,7 @@ describe("auth-session/workers: an OAuth 2.0 broker against oidc-provider", () =
       isolatePairsFromBroker: stats.map((s) => s.login + s.refresh),
       brokerFailures: brokerFailures(env.logs).slice(0, 5),
     };
-    report("client_credentials", figures);
+    report("broker-oauth: client_credentials", figures);
     t.diagnostic(JSON.stringify(figures));
 
     assertAllRead(results, "client_credentials burst", { clientId: as.clients.basic.client_id, sub: null });

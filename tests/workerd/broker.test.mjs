@@ -16,7 +16,7 @@ import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startServer } from "../server/reference-server.mjs";
-import { Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, pkgDir, root, sleep, startBrokerCluster, tempDir, within, userCopy, clientGet, clientGetJson, assertCleanLogs, loadStreams } from "./harness.mjs";
+import { Logs, PRODUCTS, USER, bundleWorker, compatibilityDate, pkgDir, root, sleep, startBrokerCluster, tempDir, within, userCopy, clientGet, clientGetJson, assertCleanLogs, loadStreams, JWT, brokerStatus, isolateStats, tally, report } from "./harness.mjs";
 
 const brokerExampleDir = path.join(root, "www-example/worker-broker");
 const fixture = fileURLToPath(new URL("./fixtures/broker-worker.mjs", import.meta.url));
@@ -30,7 +30,6 @@ const ROTATION_MS = ACCESS_TTL_MS - BROKER_MARGIN_S * 1000;
 const CLIENTS = ["c1", "c2", "c3", "c4"];
 const STREAMS = 8;
 const REQUEST_TIMEOUT_MS = 10_000;
-const JWT = /eyJ[\w-]+\.[\w-]+\.[\w-]+/;
 /** Compatibility dates without workerd's `enhanced_error_serialization`: the oldest the
  *  broker supports (JavaScript RPC to Durable Objects is on from 2024-04-03) and one of 2025. */
 const OLD_DATES = ["2024-04-03", "2025-01-01"];
@@ -92,11 +91,6 @@ const getJson = (url, pathname) => clientGetJson(url, pathname, REQUEST_TIMEOUT_
 
 const load = (env, ms, during) => loadStreams({ urls: () => env.cluster.urls, get, streams: STREAMS, ms, during });
 
-function tally(results) {
-  const by = {};
-  for (const r of results) by[r.status] = (by[r.status] ?? 0) + 1;
-  return by;
-}
 
 function assertAllProducts(results, label) {
   const failed = results.filter((r) => r.status !== 200);
@@ -120,19 +114,7 @@ const brokerCalls = (logs, from = 0) =>
     .map((l) => /auth-broker: rpc (.*)/.exec(l.message)?.[1])
     .filter(Boolean);
 
-const brokerStatus = (env) => getJson(env.cluster.urls[0], "/broker");
 
-/** Every client isolate's counters (and that they are distinct isolates). */
-async function isolateStats(env) {
-  const stats = await Promise.all(env.cluster.urls.map((u) => getJson(u, "/stats")));
-  assert.equal(new Set(stats.map((s) => s.isolate)).size, env.cluster.urls.length, "each client script is its own isolate");
-  for (const s of stats) assert.doesNotMatch(JSON.stringify(s), JWT);
-  return stats;
-}
-
-function report(label, figures) {
-  if (process.env.BROKER_TEST_FIGURES || process.env.WORKERD_TEST_VERBOSE) console.error(`broker figures (${label}): ${JSON.stringify(figures)}`);
-}
 
 /** Waits until the broker's current pair is between 0.3 s and 1.1 s old: far from a refresh
  *  on either side, so a restart now cannot cut a refresh in flight. */
@@ -171,7 +153,7 @@ describe("auth-session/workers: a Durable Object broker", () => {
         spentReuse: server.stats.spentReuse,
         isolatePairsFromBroker: stats.reduce((n, s) => n + s.login + s.refresh, 0),
       };
-      report("steady", figures);
+      report("broker: steady", figures);
       t.diagnostic(JSON.stringify(figures));
 
       assertAllProducts(results, "steady run");
@@ -225,7 +207,7 @@ describe("auth-session/workers: a Durable Object broker", () => {
       serverRefreshes: server.stats.refresh,
       spentReuse: server.stats.spentReuse,
     };
-    report("broker restarts", figures);
+    report("broker: broker restarts", figures);
     t.diagnostic(JSON.stringify(figures));
 
     assert.equal(restarts, 2);
@@ -261,7 +243,7 @@ describe("auth-session/workers: a Durable Object broker", () => {
       serverRefreshes: server.stats.refresh,
       spentReuse: server.stats.spentReuse,
     };
-    report("runtime restart", figures);
+    report("broker: runtime restart", figures);
     t.diagnostic(JSON.stringify(figures));
 
     assertAllProducts([...first, ...second], "around a runtime restart");

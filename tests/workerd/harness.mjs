@@ -313,6 +313,32 @@ export async function clientGetJson(url, pathname, timeoutMs) {
   return JSON.parse(r.text);
 }
 
+/** A JWT anywhere in a text: no response, stat or log of the fixtures may hold one. */
+export const JWT = /eyJ[\w-]+\.[\w-]+\.[\w-]+/;
+
+/** The broker cluster's Durable Object status, read through the first client script. */
+export const brokerStatus = (env) => clientGetJson(env.cluster.urls[0], "/broker");
+
+/** Every client isolate's counters (and that they are distinct isolates, holding no token). */
+export async function isolateStats(env) {
+  const stats = await Promise.all(env.cluster.urls.map((u) => clientGetJson(u, "/stats")));
+  assert.equal(new Set(stats.map((s) => s.isolate)).size, env.cluster.urls.length, "each client script is its own isolate");
+  for (const s of stats) assert.doesNotMatch(JSON.stringify(s), JWT);
+  return stats;
+}
+
+/** Results counted by status: { 200: n, "client TimeoutError": m, ... }. */
+export function tally(results) {
+  const by = {};
+  for (const r of results) by[r.status] = (by[r.status] ?? 0) + 1;
+  return by;
+}
+
+/** A test's figures on stderr, with BROKER_TEST_FIGURES or WORKERD_TEST_VERBOSE set. */
+export function report(label, figures) {
+  if (process.env.BROKER_TEST_FIGURES || process.env.WORKERD_TEST_VERBOSE) console.error(`figures (${label}): ${JSON.stringify(figures)}`);
+}
+
 /** Fails with the offending lines when workerd reported a cross-request promise, a hung
  *  request or an uncaught error (`allowed`: patterns a test expects). */
 export function assertCleanLogs(logs, allowed = []) {

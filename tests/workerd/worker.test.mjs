@@ -9,10 +9,8 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { startServer } from "../server/reference-server.mjs";
-import { Logs, PRODUCTS, USER, bundleWorker, getProducts, sleep, startWorker, tempDir, until, assertCleanLogs } from "./harness.mjs";
+import { Logs, PRODUCTS, USER, bundleWorker, getProducts, sleep, startWorker, tempDir, until, assertCleanLogs, JWT, tally } from "./harness.mjs";
 
-/** A JWT-shaped string: nothing the Worker answers may contain one. */
-const JWT = /eyJ[\w-]+\.[\w-]+\.[\w-]+/;
 /** No request may take this long: a hung request fails the test instead of stalling it. */
 const REQUEST_TIMEOUT_MS = 20_000;
 
@@ -70,12 +68,6 @@ function assertProducts(res, label = "response") {
   for (const [name, value] of res.headers) assert.doesNotMatch(value, JWT, `${label} header ${name} holds a token`);
 }
 
-/** Statuses of many responses, e.g. { "200": 39, "500": 1 }, for failure messages. */
-function tally(results) {
-  const by = {};
-  for (const r of results) by[r.status] = (by[r.status] ?? 0) + 1;
-  return by;
-}
 
 /** The token record the session keeps in KV (its value is never printed). */
 async function storedRecord(worker) {
