@@ -13,6 +13,7 @@ import { pathToFileURL } from "node:url";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connectRedis, toParent, watchedStorage } from "./fleet.mjs";
+import { closeClient } from "./harness.mjs";
 
 const env = process.env;
 const pkg = env.AUTH_SESSION_PKG_DIR;
@@ -100,12 +101,7 @@ process.on("message", async (message) => {
         running = false;
         await Promise.race([Promise.all(loops), sleep(3000)]);
         session.dispose();
-        try {
-          if (typeof client.call === "function") client.disconnect();
-          else await Promise.race([client.close?.() ?? client.quit(), sleep(1000)]);
-        } catch {
-          // Closing is best effort.
-        }
+        await closeClient(client);
         await send({ type: "stopped" });
         process.exit(0);
       }

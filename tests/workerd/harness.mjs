@@ -334,6 +334,18 @@ export function tally(results) {
   return by;
 }
 
+/** Every result answered 200, none holding a token (the statuses of any that did not). */
+export function assertAll200(results, label) {
+  const failed = results.filter((r) => r.status !== 200);
+  assert.equal(
+    failed.length,
+    0,
+    `${label}: ${failed.length}/${results.length} failed, statuses ${JSON.stringify(tally(results))}; first: ` +
+      `${failed[0]?.status} ${failed[0]?.text?.split("\n")[0]}`,
+  );
+  for (const r of results) assert.doesNotMatch(r.text, JWT, `${label}: a response holds a token`);
+}
+
 /** A test's figures on stderr, with BROKER_TEST_FIGURES or WORKERD_TEST_VERBOSE set. */
 export function report(label, figures) {
   if (process.env.BROKER_TEST_FIGURES || process.env.WORKERD_TEST_VERBOSE) console.error(`figures (${label}): ${JSON.stringify(figures)}`);

@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { startServer } from "../server/reference-server.mjs";
-import { Logs, PRODUCTS, USER, bundleWorker, getProducts, sleep, startWorker, tempDir, until, assertCleanLogs, JWT, tally } from "./harness.mjs";
+import { Logs, PRODUCTS, USER, bundleWorker, getProducts, sleep, startWorker, tempDir, until, assertCleanLogs, JWT, assertAll200 } from "./harness.mjs";
 
 /** No request may take this long: a hung request fails the test instead of stalling it. */
 const REQUEST_TIMEOUT_MS = 20_000;
@@ -90,13 +90,7 @@ function burst(env, n) {
 }
 
 function assertAllProducts(results, label) {
-  const failed = results.filter((r) => r.status !== 200);
-  assert.equal(
-    failed.length,
-    0,
-    `${label}: ${failed.length}/${results.length} failed, statuses ${JSON.stringify(tally(results))}; first: ` +
-      `${failed[0]?.status} ${failed[0]?.text?.split("\n")[0]}`,
-  );
+  assertAll200(results, label);
   results.forEach((r) => assertProducts(r, `${label} #${r.i}`));
 }
 
